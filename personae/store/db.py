@@ -1,0 +1,160 @@
+"""Opening a database: the path, SQLite's pragmas, and automatic migration.
+
+SQLite runs in WAL mode with a busy timeout so a CLI can read while a run writes and several runs
+can share one file; writers take the write lock up front (BEGIN IMMEDIATE), which turns SQLite's
+"database is locked" deadlock between two upgrading readers into a short wait.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, make_url
+
+from alembic import command
+from personae.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def database_url(db: str | os.PathLike[str] | None) -> str:
+    """``--db`` wins, then ``PERSONAE_DB``, then ``./personae.db``. A value with ``://`` is a
+    SQLAlchemy URL (PostgreSQL for a shared team database); anything else is a SQLite file path."""
+    value = str(db) if db else os.environ.get("PERSONAE_DB") or "personae.db"
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser().resolve()}"
+
+
+def display_path(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.database or url if parsed.get_backend_name() == "sqlite" else url
+
+
+@dataclass
+class Engines:
+    """Two engines on one database: writes begin IMMEDIATE, reads begin DEFERRED."""
+
+    write: Engine
+    read: Engine
+    url: str
+    notice: str | None = None  # set when opening migrated an older database
+
+    def dispose(self) -> None:
+        self.write.dispose()
+        self.read.dispose()
+
+
+def open_engines(url: str, *, migrate: bool = True) -> Engines:
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    if is_sqlite:
+        path = Path(make_url(url).database or "")
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"Cannot create the database {path}: the folder {path.parent} does not exist. "
+                "Create it, or point --db / PERSONAE_DB at a writable location."
+            )
+    write = _engine(url, immediate=True) if is_sqlite else create_engine(url)
+    read = _engine(url, immediate=False) if is_sqlite else write
+    engines = Engines(write=write, read=read, url=url)
+    if migrate:
+        engines.notice = upgrade(engines)
+    return engines
+
+
+def _engine(url: str, *, immediate: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engines: Engines, *, to: str = "head") -> str | None:
+    """Bring the schema to ``to``; returns a sentence for the user when an existing database was
+    upgraded (after a backup copy), None when nothing had to change or the file was new."""
+    config = alembic_config()
+    scripts = ScriptDirectory.from_config(config)
+    current = current_revision(engines.read)
+    target = scripts.get_current_head() if to == "head" else to
+    if current == target:
+        return None
+    known = {rev.revision for rev in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        raise StoreError(
+            f"The database {display_path(engines.url)} was written by a newer Personae (schema "
+            f"revision {current}; this version knows up to {scripts.get_current_head()}). "
+            "Upgrade Personae (pip install -U personae), or use another --db."
+        )
+    has_tables = bool(inspect(engines.read).get_table_names())
+    notice = None
+    if current is not None or has_tables:
+        backup = _backup(engines.url)
+        notice = (
+            f"Upgraded the database schema from {current or 'unversioned'} to {target}"
+            + (f"; a copy of the old file is at {backup}." if backup else ".")
+        )
+    with engines.write.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, target)
+    return notice
+
+
+def _backup(url: str) -> Path | None:
+    if make_url(url).get_backend_name() != "sqlite":
+        return None
+    path = Path(make_url(url).database or "")
+    if not path.is_file():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    backup = path.with_name(f"{path.name}.{stamp}.bak")
+    # WAL contents are folded in by sqlite3's backup API, which a plain file copy would miss.
+    import sqlite3
+
+    source = sqlite3.connect(path)
+    try:
+        target = sqlite3.connect(backup)
+        with target:
+            source.backup(target)
+        target.close()
+    finally:
+        source.close()
+    return backup
+
+

@@ -1,0 +1,142 @@
+"""The database, as users query it with plain SQL.
+
+A run is one deliberation. ``run_personas`` freezes the persona definitions it used, so a run can
+be understood (and resumed or replayed) after the YAML files change. ``messages`` is the transcript:
+one row per turn, with the model's raw reply kept beside what the other personas were shown.
+``llm_calls`` is one row per model call — a persona's turn, and later collapses and speaker
+selection — with the exact prompt, what went into it and why (the manifest), and the server's own
+token counts. ``evaluated_tokens`` is the number the cache-friendly layout exists to shrink.
+
+Column comments below say why each column exists; the README's schema section mirrors them and a
+test keeps the two in step. The schema itself changes only through Alembic revisions in
+``migrations/versions`` (append-only; never edit one that shipped).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scenario_name: Mapped[str] = mapped_column(String, comment="the scenario's `name:`")
+    scenario_path: Mapped[str | None] = mapped_column(Text, comment="file it was loaded from")
+    scenario_yaml: Mapped[str] = mapped_column(
+        Text, comment="the scenario file exactly as run, so resume and replay need no files"
+    )
+    status: Mapped[str] = mapped_column(
+        String, comment="running | completed | failed | interrupted"
+    )
+    stop_reason: Mapped[str | None] = mapped_column(
+        Text, comment="why a run ended: max_turns, stop_phrase, phases_complete, error, ..."
+    )
+    error: Mapped[str | None] = mapped_column(Text, comment="the failure message, if failed")
+    backend: Mapped[str] = mapped_column(String, comment="embedded | ollama | openai | replay")
+    model: Mapped[str] = mapped_column(Text, comment="model name or GGUF file that played all personas")
+    layout: Mapped[str] = mapped_column(String, comment="cache_friendly | classic")
+    num_ctx: Mapped[int] = mapped_column(Integer, comment="the window served, in tokens")
+    max_turns: Mapped[int] = mapped_column(Integer, comment="effective limit (scenario or --max-turns)")
+    seed: Mapped[int | None] = mapped_column(Integer, comment="sampling seed, if fixed")
+    started_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, comment="UTC; null while running")
+    heartbeat_at: Mapped[datetime | None] = mapped_column(
+        DateTime, comment="UTC; refreshed each turn, to tell a dead process from a live one"
+    )
+    pid: Mapped[int | None] = mapped_column(Integer, comment="process that is running it")
+    turns: Mapped[int] = mapped_column(Integer, default=0, comment="messages committed")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="sum over llm_calls")
+    evaluated_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="sum over llm_calls")
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="sum over llm_calls")
+    personae_version: Mapped[str] = mapped_column(String, comment="version that started the run")
+
+
+class RunPersona(Base):
+    __tablename__ = "run_personas"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String)
+    position: Mapped[int | None] = mapped_column(
+        Integer, comment="place in the roster; null for helpers such as a summarizer off-roster"
+    )
+    source: Mapped[str] = mapped_column(Text, comment="inline | a file path | builtin")
+    definition: Mapped[dict[str, Any]] = mapped_column(
+        JSON, comment="the persona after `extends` was applied, exactly as used"
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("run_id", "turn"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    turn: Mapped[int] = mapped_column(Integer, comment="1, 2, 3 … within the run, no gaps")
+    persona: Mapped[str] = mapped_column(String, comment="who spoke (User for human input)")
+    phase: Mapped[str | None] = mapped_column(String, comment="phase name, if the policy has phases")
+    content: Mapped[str] = mapped_column(Text, comment="what the other personas are shown")
+    thinking: Mapped[str | None] = mapped_column(
+        Text, comment="<thinking> parts; hidden from others unless the persona shows them"
+    )
+    raw: Mapped[str | None] = mapped_column(Text, comment="the model's reply before parsing")
+    cut: Mapped[str | None] = mapped_column(
+        Text, comment="text removed because the reply went on speaking as another persona"
+    )
+    structured: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="validated JSON for personas with an output_schema"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+
+
+class LLMCall(Base):
+    __tablename__ = "llm_calls"
+    __table_args__ = (Index("ix_llm_calls_run", "run_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), comment="the turn this call produced"
+    )
+    turn: Mapped[int | None] = mapped_column(Integer, comment="turn the call belongs to")
+    purpose: Mapped[str] = mapped_column(String, comment="turn | collapse | select")
+    persona: Mapped[str | None] = mapped_column(String, comment="persona the model played")
+    backend: Mapped[str] = mapped_column(String)
+    model: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, comment="sampling options sent")
+    prompt: Mapped[list[dict[str, str]]] = mapped_column(
+        JSON, comment="the chat messages sent, [{role, content}]"
+    )
+    prompt_hash: Mapped[str] = mapped_column(
+        String, comment="sha256 of prompt+schema; replay compares it"
+    )
+    schema: Mapped[dict[str, Any] | None] = mapped_column(
+        "json_schema", JSON, comment="JSON Schema the reply was constrained to"
+    )
+    manifest: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON, comment="what went into the prompt, section by section, with token counts"
+    )
+    response: Mapped[str | None] = mapped_column(Text, comment="the reply text as received")
+    done_reason: Mapped[str | None] = mapped_column(String, comment="stop | length")
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="tokens in the prompt")
+    evaluated_tokens: Mapped[int] = mapped_column(
+        Integer, default=0, comment="prompt tokens the server evaluated (not reused from its cache)"
+    )
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    total_ns: Mapped[int] = mapped_column(Integer, default=0, comment="server-side total, ns")
+    load_ns: Mapped[int] = mapped_column(Integer, default=0, comment="model load time, ns")
+    prompt_eval_ns: Mapped[int] = mapped_column(Integer, default=0, comment="prompt evaluation, ns")
+    eval_ns: Mapped[int] = mapped_column(Integer, default=0, comment="generation, ns")
+    wall_ns: Mapped[int] = mapped_column(Integer, default=0, comment="as seen by Personae, ns")
+    error: Mapped[str | None] = mapped_column(Text, comment="why the call failed, if it did")
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")

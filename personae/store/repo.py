@@ -1,0 +1,341 @@
+"""Reading and writing runs. Every write is one short transaction; a turn is one transaction.
+
+The orchestrator hands over plain values (``TurnRecord``, ``CallRecord``); ids and rows stay here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from personae import __version__
+from personae.errors import UserError
+from personae.llm.base import ChatMessage
+from personae.store.db import Engines, database_url, display_path, open_engines
+from personae.store.models import LLMCall, Message, Run, RunPersona
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def prompt_hash(messages: Sequence[ChatMessage], schema: dict[str, Any] | None = None) -> str:
+    """A stable fingerprint of what the model was asked; replay compares these."""
+    payload = {"messages": [m.to_dict() for m in messages], "schema": schema}
+    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One model call as the orchestrator saw it."""
+
+    purpose: str
+    persona: str | None
+    backend: str
+    model: str
+    options: dict[str, Any]
+    prompt: tuple[ChatMessage, ...]
+    manifest: list[dict[str, Any]]
+    response: str | None
+    prompt_tokens: int = 0
+    evaluated_tokens: int = 0
+    completion_tokens: int = 0
+    total_ns: int = 0
+    load_ns: int = 0
+    prompt_eval_ns: int = 0
+    eval_ns: int = 0
+    wall_ns: int = 0
+    done_reason: str | None = None
+    schema: dict[str, Any] | None = None
+    error: str | None = None
+    turn: int | None = None
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    turn: int
+    persona: str
+    phase: str | None
+    content: str
+    thinking: str | None = None
+    raw: str | None = None
+    cut: str | None = None
+    structured: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NewRun:
+    scenario_name: str
+    scenario_path: str | None
+    scenario_yaml: str
+    backend: str
+    model: str
+    layout: str
+    num_ctx: int
+    max_turns: int
+    seed: int | None
+    personas: list[tuple[str, int | None, str, dict[str, Any]]] = field(default_factory=list)
+    # (name, roster position or None, source, resolved definition)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    run_id: int
+    turn: int
+    persona: str
+    snippet: str
+
+
+class Store:
+    """A Personae database. Open with ``Store.open(db)``; ``db`` as in ``database_url``."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+        self.url = engines.url
+        self.notice = engines.notice
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
+        return cls(open_engines(database_url(db)))
+
+    @property
+    def path(self) -> str:
+        return display_path(self.url)
+
+    def close(self) -> None:
+        self.engines.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- writes -----------------------------------------------------------------------------
+    def create_run(self, new: NewRun) -> int:
+        now = utcnow()
+        with Session(self.engines.write) as session, session.begin():
+            run = Run(
+                scenario_name=new.scenario_name,
+                scenario_path=new.scenario_path,
+                scenario_yaml=new.scenario_yaml,
+                status="running",
+                backend=new.backend,
+                model=new.model,
+                layout=new.layout,
+                num_ctx=new.num_ctx,
+                max_turns=new.max_turns,
+                seed=new.seed,
+                started_at=now,
+                heartbeat_at=now,
+                pid=os.getpid(),
+                turns=0,
+                prompt_tokens=0,
+                evaluated_tokens=0,
+                completion_tokens=0,
+                personae_version=__version__,
+            )
+            session.add(run)
+            session.flush()
+            for name, position, source, definition in new.personas:
+                session.add(
+                    RunPersona(
+                        run_id=run.id,
+                        name=name,
+                        position=position,
+                        source=source,
+                        definition=definition,
+                    )
+                )
+            return run.id
+
+    def commit_turn(self, run_id: int, turn: TurnRecord, calls: Sequence[CallRecord]) -> int:
+        """The message and the calls that produced it, and the run's totals: all or nothing."""
+        with Session(self.engines.write) as session, session.begin():
+            message = Message(
+                run_id=run_id,
+                turn=turn.turn,
+                persona=turn.persona,
+                phase=turn.phase,
+                content=turn.content,
+                thinking=turn.thinking,
+                raw=turn.raw,
+                cut=turn.cut,
+                structured=turn.structured,
+                created_at=utcnow(),
+            )
+            session.add(message)
+            session.flush()
+            for call in calls:
+                session.add(_call_row(run_id, call, message_id=message.id))
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    turns=Run.turns + 1,
+                    prompt_tokens=Run.prompt_tokens + sum(c.prompt_tokens for c in calls),
+                    evaluated_tokens=Run.evaluated_tokens + sum(c.evaluated_tokens for c in calls),
+                    completion_tokens=Run.completion_tokens
+                    + sum(c.completion_tokens for c in calls),
+                    heartbeat_at=utcnow(),
+                )
+            )
+            return message.id
+
+    def record_call(self, run_id: int, call: CallRecord) -> int:
+        """A call that produced no message (a failed call, a selection, a collapse)."""
+        with Session(self.engines.write) as session, session.begin():
+            row = _call_row(run_id, call, message_id=None)
+            session.add(row)
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    prompt_tokens=Run.prompt_tokens + call.prompt_tokens,
+                    evaluated_tokens=Run.evaluated_tokens + call.evaluated_tokens,
+                    completion_tokens=Run.completion_tokens + call.completion_tokens,
+                    heartbeat_at=utcnow(),
+                )
+            )
+            session.flush()
+            return row.id
+
+    def finish_run(
+        self, run_id: int, status: str, *, stop_reason: str | None = None, error: str | None = None
+    ) -> None:
+        with Session(self.engines.write) as session, session.begin():
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status=status,
+                    stop_reason=stop_reason,
+                    error=error,
+                    finished_at=utcnow(),
+                    pid=None,
+                )
+            )
+
+    def mark_running(self, run_id: int) -> None:
+        with Session(self.engines.write) as session, session.begin():
+            session.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status="running",
+                    stop_reason=None,
+                    error=None,
+                    finished_at=None,
+                    pid=os.getpid(),
+                    heartbeat_at=utcnow(),
+                )
+            )
+
+    # -- reads ------------------------------------------------------------------------------
+    def run(self, run_id: int) -> Run:
+        with Session(self.engines.read) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                last = session.scalar(select(func.max(Run.id)))
+                hint = f"run ids go from 1 to {last}" if last else "this database has no runs yet"
+                raise UserError(
+                    f"No run {run_id} in {self.path} ({hint}). List them with: personae runs"
+                )
+            session.expunge(run)
+            return run
+
+    def runs(self, limit: int | None = None) -> list[Run]:
+        with Session(self.engines.read) as session:
+            query = select(Run).order_by(Run.id.desc())
+            if limit:
+                query = query.limit(limit)
+            rows = list(session.scalars(query))
+            session.expunge_all()
+            return rows
+
+    def messages(self, run_id: int) -> list[Message]:
+        with Session(self.engines.read) as session:
+            rows = list(
+                session.scalars(select(Message).where(Message.run_id == run_id).order_by(Message.turn))
+            )
+            session.expunge_all()
+            return rows
+
+    def calls(self, run_id: int, purpose: str | None = None) -> list[LLMCall]:
+        with Session(self.engines.read) as session:
+            query = select(LLMCall).where(LLMCall.run_id == run_id)
+            if purpose:
+                query = query.where(LLMCall.purpose == purpose)
+            rows = list(session.scalars(query.order_by(LLMCall.id)))
+            session.expunge_all()
+            return rows
+
+    def run_personas(self, run_id: int) -> list[RunPersona]:
+        with Session(self.engines.read) as session:
+            rows = list(
+                session.scalars(
+                    select(RunPersona).where(RunPersona.run_id == run_id).order_by(RunPersona.id)
+                )
+            )
+            session.expunge_all()
+            return rows
+
+    def search(self, query: str, *, run_id: int | None = None, limit: int = 20) -> list[SearchHit]:
+        """Full-text search over every transcript (SQLite FTS5, ranked by BM25)."""
+        sql = (
+            "SELECT m.run_id, m.turn, m.persona, "
+            "snippet(messages_fts, 0, '[', ']', '…', 12) AS snip "
+            "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
+            "WHERE messages_fts MATCH :q" + (" AND m.run_id = :run" if run_id else "") +
+            " ORDER BY bm25(messages_fts) LIMIT :limit"
+        )
+        params: dict[str, Any] = {"q": fts_query(query), "limit": limit}
+        if run_id:
+            params["run"] = run_id
+        with self.engines.read.connect() as connection:
+            rows = connection.execute(text(sql), params).all()
+        return [SearchHit(run_id=r[0], turn=r[1], persona=r[2], snippet=r[3]) for r in rows]
+
+
+def fts_query(query: str) -> str:
+    """Words as FTS5 terms (quoted, so user punctuation never becomes FTS syntax)."""
+    words = [w.replace('"', '""') for w in query.split() if w.strip()]
+    return " ".join(f'"{w}"' for w in words) or '""'
+
+
+def _call_row(run_id: int, call: CallRecord, *, message_id: int | None) -> LLMCall:
+    return LLMCall(
+        run_id=run_id,
+        message_id=message_id,
+        turn=call.turn,
+        purpose=call.purpose,
+        persona=call.persona,
+        backend=call.backend,
+        model=call.model,
+        options=call.options,
+        prompt=[m.to_dict() for m in call.prompt],
+        prompt_hash=prompt_hash(call.prompt, call.schema),
+        schema=call.schema,
+        manifest=call.manifest,
+        response=call.response,
+        done_reason=call.done_reason,
+        prompt_tokens=call.prompt_tokens,
+        evaluated_tokens=call.evaluated_tokens,
+        completion_tokens=call.completion_tokens,
+        total_ns=call.total_ns,
+        load_ns=call.load_ns,
+        prompt_eval_ns=call.prompt_eval_ns,
+        eval_ns=call.eval_ns,
+        wall_ns=call.wall_ns,
+        error=call.error,
+        created_at=utcnow(),
+    )

@@ -1,0 +1,177 @@
+"""The run loop on a scripted model: turn order, what went into each prompt, what was stored."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from personae.config import load_scenario_text
+from personae.errors import BackendError
+from personae.llm.base import ChatRequest
+from personae.llm.scripted import ScriptedBackend
+from personae.orchestrator.run import Orchestrator, settings_for, start_run
+from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
+from personae.store.repo import Store
+
+PERSONAS = """
+personas:
+  - {name: Planner, description: plans, system: Plan concretely.}
+  - {name: Analyst, description: numbers, system: Bring numbers.}
+  - {name: Critic, description: flaws, system: Attack the weakest claim.}
+  - {name: Summarizer, description: sums up, system: Sum up.}
+"""
+
+
+def scenario(extra: str = "", personas: str = PERSONAS) -> str:
+    return f"name: test\ngoal: Decide on a cache.\ncontext: p99 is 900 ms.\n{personas}{extra}"
+
+
+def run_all(text: str, backend: ScriptedBackend, db: Path, **overrides: object) -> tuple[Store, int, list]:
+    loaded = load_scenario_text(text, base_dir=db.parent)
+    store = Store.open(db)
+    settings = settings_for(loaded, backend, **overrides)
+    run_id = start_run(store, loaded, backend, settings)
+    events = list(Orchestrator(loaded, backend, store, settings).run(run_id))
+    return store, run_id, events
+
+
+def test_round_robin_order_and_max_turns(tmp_path: Path) -> None:
+    backend = ScriptedBackend(default="A point.")
+    store, run_id, events = run_all(scenario("termination: {max_turns: 6}\n"), backend, tmp_path / "t.db")
+    started = [e.persona for e in events if isinstance(e, TurnStarted)]
+    assert started == ["Planner", "Analyst", "Critic", "Summarizer", "Planner", "Analyst"]
+    assert isinstance(events[-1], Stopped) and events[-1].reason == "max_turns"
+    run = store.run(run_id)
+    assert (run.status, run.stop_reason, run.turns) == ("completed", "max_turns", 6)
+    assert [m.turn for m in store.messages(run_id)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_phases_policy_and_completion(tmp_path: Path) -> None:
+    policy = """
+policy:
+  type: phases
+  phases:
+    - {name: plan, speakers: [Planner]}
+    - {name: debate, speakers: [Analyst, Critic], rounds: 2}
+    - {name: conclude, speakers: [Summarizer]}
+termination: {max_turns: 50}
+"""
+    store, run_id, events = run_all(scenario(policy), ScriptedBackend(), tmp_path / "t.db")
+    said = [(m.persona, m.phase) for m in store.messages(run_id)]
+    assert said == [
+        ("Planner", "plan"), ("Analyst", "debate"), ("Critic", "debate"),
+        ("Analyst", "debate"), ("Critic", "debate"), ("Summarizer", "conclude"),
+    ]
+    assert store.run(run_id).stop_reason == "phases_complete"
+
+
+def test_stop_phrase_ends_the_run(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["one", "two", "FINAL DECISION: cache it", "never"])
+    store, run_id, _ = run_all(
+        scenario('termination: {max_turns: 10, stop_phrase: "FINAL DECISION:"}\n'), backend, tmp_path / "t.db"
+    )
+    assert store.run(run_id).stop_reason == "stop_phrase"
+    assert len(store.messages(run_id)) == 3
+
+
+def test_prompt_holds_goal_transcript_and_speaker_last(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
+    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db")
+    third = backend.requests[2]
+    system, user = third.messages
+    assert system.role == "system" and "Decide on a cache." in system.content
+    assert "Planner: Plan: cache reads." in user.content and "Analyst: Hit rate 80%." in user.content
+    assert user.content.rstrip().endswith("without a name prefix.")
+    assert "You are Critic" in user.content and "Attack the weakest claim." in user.content
+    assert third.options["num_ctx"] == 4096 and third.options["num_predict"] == 200
+
+
+def test_cache_friendly_prefix_is_stable_classic_is_not(tmp_path: Path) -> None:
+    evaluated = {}
+    for layout in ("cache_friendly", "classic"):
+        backend = ScriptedBackend(default="word " * 30)
+        store, run_id, _ = run_all(
+            scenario("termination: {max_turns: 8}\n"), backend, tmp_path / f"{layout}.db", layout=layout
+        )
+        calls = store.calls(run_id)
+        later = calls[2:]
+        evaluated[layout] = sum(c.evaluated_tokens for c in later)
+        if layout == "cache_friendly":
+            assert all(c.evaluated_tokens < c.prompt_tokens / 2 for c in later)
+        else:
+            assert all(c.evaluated_tokens > c.prompt_tokens * 0.8 for c in later)
+    assert evaluated["classic"] > 3 * evaluated["cache_friendly"]
+
+
+def test_every_call_is_a_row_with_manifest(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["<thinking>secret</thinking>Visible.", "Next.\nCritic: fake line"])
+    store, run_id, _ = run_all(scenario("termination: {max_turns: 2}\n"), backend, tmp_path / "t.db")
+    messages = store.messages(run_id)
+    assert messages[0].content == "Visible." and messages[0].thinking == "secret"
+    assert messages[1].cut == "Critic: fake line" and messages[1].content == "Next."
+    calls = store.calls(run_id)
+    assert [c.purpose for c in calls] == ["turn", "turn"]
+    assert calls[1].message_id == messages[1].id
+    sections = {s["section"]: s for s in calls[1].manifest}
+    assert sections["transcript"]["message_ids"] == [messages[0].id]
+    assert sections["persona"]["persona"] == "Analyst"
+    # Hidden thinking never reaches another persona's prompt.
+    assert "secret" not in json.dumps(calls[1].prompt)
+    run = store.run(run_id)
+    assert run.prompt_tokens == sum(c.prompt_tokens for c in calls)
+    assert run.evaluated_tokens == sum(c.evaluated_tokens for c in calls)
+    # Users can read it all with plain SQL.
+    rows = sqlite3.connect(tmp_path / "t.db").execute(
+        "select persona, count(*) from messages group by 1 order by 1"
+    ).fetchall()
+    assert rows == [("Analyst", 1), ("Planner", 1)]
+
+
+def test_visible_thinking_is_shown_to_others(tmp_path: Path) -> None:
+    personas = PERSONAS.replace("system: Plan concretely.}", "system: Plan concretely., thinking: visible}")
+    backend = ScriptedBackend(["<thinking>why</thinking>Plan."])
+    run_all(scenario("termination: {max_turns: 2}\n", personas), backend, tmp_path / "t.db")
+    assert "<thinking>why</thinking>" in backend.requests[1].messages[1].content
+
+
+def test_seed_is_sent_and_varies_per_turn(tmp_path: Path) -> None:
+    backend = ScriptedBackend()
+    run_all(scenario("termination: {max_turns: 2}\n"), backend, tmp_path / "t.db", seed=7)
+    assert [r.options["seed"] for r in backend.requests] == [8, 9]
+
+
+def test_oldest_turns_are_dropped_when_the_window_is_full(tmp_path: Path) -> None:
+    backend = ScriptedBackend(default="word " * 100, num_ctx=700)
+    store, run_id, _ = run_all(
+        scenario("memory: {num_ctx: 700, collapse: null}\ntermination: {max_turns: 12}\n"), backend, tmp_path / "t.db"
+    )
+    calls = store.calls(run_id)
+    assert max(c.prompt_tokens for c in calls) <= 700 - 200
+    assert "dropped_turns" in {k for s in calls[-1].manifest for k in s}
+
+
+def test_backend_failure_marks_run_failed_and_keeps_turns(tmp_path: Path) -> None:
+    def boom(_: ChatRequest) -> str:
+        raise BackendError("server went away", transient=True)
+
+    backend = ScriptedBackend(["one", "two", boom])
+    loaded = load_scenario_text(scenario("termination: {max_turns: 5}\n"), base_dir=tmp_path)
+    store = Store.open(tmp_path / "t.db")
+    settings = settings_for(loaded, backend)
+    run_id = start_run(store, loaded, backend, settings)
+    with pytest.raises(BackendError):
+        for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
+            pass
+    run = store.run(run_id)
+    assert run.status == "failed" and "server went away" in (run.error or "")
+    assert len(store.messages(run_id)) == 2
+    assert store.calls(run_id)[-1].error == "server went away"
+
+
+def test_turn_done_events_carry_usage(tmp_path: Path) -> None:
+    _, _, events = run_all(scenario("termination: {max_turns: 2}\n"), ScriptedBackend(), tmp_path / "t.db")
+    done = [e for e in events if isinstance(e, TurnDone)]
+    assert len(done) == 2 and all(e.usage.prompt_tokens > 0 for e in done)
