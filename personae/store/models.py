@@ -58,6 +58,12 @@ class Run(Base):
     evaluated_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="sum over llm_calls")
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="sum over llm_calls")
     personae_version: Mapped[str] = mapped_column(String, comment="version that started the run")
+    parent_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), comment="the run this one was forked from"
+    )
+    fork_turn: Mapped[int | None] = mapped_column(
+        Integer, comment="last turn copied from the parent when forked"
+    )
 
 
 class RunPersona(Base):
@@ -95,6 +101,9 @@ class Message(Base):
     )
     structured: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, comment="validated JSON for personas with an output_schema"
+    )
+    meta: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="how the turn came about: selector reason, fallback, mode, verdict links"
     )
     created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
 

@@ -70,6 +70,7 @@ class TurnRecord:
     raw: str | None = None
     cut: str | None = None
     structured: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class Store:
                 raw=turn.raw,
                 cut=turn.cut,
                 structured=turn.structured,
+                meta=turn.meta,
                 created_at=utcnow(),
             )
             session.add(message)

@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("evaluated_tokens", sa.Integer, nullable=False, server_default="0"),
         sa.Column("completion_tokens", sa.Integer, nullable=False, server_default="0"),
         sa.Column("personae_version", sa.String, nullable=False),
+        sa.Column("parent_run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="SET NULL")),
+        sa.Column("fork_turn", sa.Integer),
     )
     op.create_table(
         "run_personas",
@@ -62,6 +64,7 @@ def upgrade() -> None:
         sa.Column("raw", sa.Text),
         sa.Column("cut", sa.Text),
         sa.Column("structured", sa.JSON),
+        sa.Column("meta", sa.JSON),
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.UniqueConstraint("run_id", "turn"),
     )
