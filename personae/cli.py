@@ -51,6 +51,7 @@ class BackendName(str, Enum):
     auto = "auto"
     ollama = "ollama"
     embedded = "embedded"
+    openai = "openai"
 
 
 class ShowFormat(str, Enum):
@@ -92,8 +93,14 @@ def user_errors(command: F) -> F:
 @user_errors
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
-    model: Annotated[str | None, typer.Option(help="Ollama model name or a .gguf path.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Ollama model name, a .gguf path, or the openai server's model.")
+    ] = None,
     backend: Annotated[BackendName, typer.Option(help="Model server.")] = BackendName.auto,
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="OpenAI-compatible server for --backend openai [env OPENAI_BASE_URL]."),
+    ] = None,
     db: DbOption = None,
     max_turns: Annotated[int | None, typer.Option(min=1, help="Override termination.max_turns.")] = None,
     layout: Annotated[Layout | None, typer.Option(help="Prompt layout (default: the scenario's).")] = None,
@@ -108,7 +115,9 @@ def run(
 
     loaded = load_scenario(scenario)
     chosen_model = model or loaded.scenario.model
-    llm = open_backend(backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx)
+    llm = open_backend(
+        backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url
+    )
     store = Store.open(db)
     settings = settings_for(
         loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
@@ -261,14 +270,14 @@ def personas(
     folder: Annotated[Path, typer.Option(help="Also list personas from this folder.")] = Path("personas"),
 ) -> None:
     """List the built-in personas and those in ./personas."""
-    from personae.config import builtin_personas, load_persona_file
+    from personae.config import builtin_dir, builtin_personas, load_persona_file
 
     table = Table()
     for column in ("name", "description", "from"):
         table.add_column(column)
     for persona in builtin_personas().values():
         table.add_row(persona.name, escape(persona.description), "built-in")
-    if folder.is_dir():
+    if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
         for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
             persona = load_persona_file(path)
             table.add_row(persona.name, escape(persona.description), escape(str(path)))
