@@ -27,6 +27,7 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = {"comment": "one row per deliberation, with its settings, status and totals"}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scenario_name: Mapped[str] = mapped_column(String, comment="the scenario's `name:`")
@@ -68,11 +69,16 @@ class Run(Base):
 
 class RunPersona(Base):
     __tablename__ = "run_personas"
-    __table_args__ = (UniqueConstraint("run_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "name"),
+        {"comment": "the persona definitions a run used, frozen at its start"},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), index=True, comment="the run"
+    )
+    name: Mapped[str] = mapped_column(String, comment="the persona's name")
     position: Mapped[int | None] = mapped_column(
         Integer, comment="place in the roster; null for helpers such as a summarizer off-roster"
     )
@@ -84,10 +90,13 @@ class RunPersona(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("run_id", "turn"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "turn"),
+        {"comment": "the transcript: one row per turn; full-text indexed in messages_fts"},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), comment="the run")
     turn: Mapped[int] = mapped_column(Integer, comment="1, 2, 3 … within the run, no gaps")
     persona: Mapped[str] = mapped_column(String, comment="who spoke (User for human input)")
     phase: Mapped[str | None] = mapped_column(String, comment="phase name, if the policy has phases")
@@ -110,18 +119,21 @@ class Message(Base):
 
 class LLMCall(Base):
     __tablename__ = "llm_calls"
-    __table_args__ = (Index("ix_llm_calls_run", "run_id", "id"),)
+    __table_args__ = (
+        Index("ix_llm_calls_run", "run_id", "id"),
+        {"comment": "every model call: prompt, manifest, response, token counts, durations"},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), comment="the run")
     message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), comment="the turn this call produced"
     )
     turn: Mapped[int | None] = mapped_column(Integer, comment="turn the call belongs to")
     purpose: Mapped[str] = mapped_column(String, comment="turn | collapse | select")
     persona: Mapped[str | None] = mapped_column(String, comment="persona the model played")
-    backend: Mapped[str] = mapped_column(String)
-    model: Mapped[str] = mapped_column(Text)
+    backend: Mapped[str] = mapped_column(String, comment="backend that served the call")
+    model: Mapped[str] = mapped_column(Text, comment="model that answered")
     options: Mapped[dict[str, Any]] = mapped_column(JSON, comment="sampling options sent")
     prompt: Mapped[list[dict[str, str]]] = mapped_column(
         JSON, comment="the chat messages sent, [{role, content}]"
@@ -141,7 +153,7 @@ class LLMCall(Base):
     evaluated_tokens: Mapped[int] = mapped_column(
         Integer, default=0, comment="prompt tokens the server evaluated (not reused from its cache)"
     )
-    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0, comment="tokens generated")
     total_ns: Mapped[int] = mapped_column(Integer, default=0, comment="server-side total, ns")
     load_ns: Mapped[int] = mapped_column(Integer, default=0, comment="model load time, ns")
     prompt_eval_ns: Mapped[int] = mapped_column(Integer, default=0, comment="prompt evaluation, ns")
