@@ -133,3 +133,19 @@ def test_builtin_scenario_end_to_end(tmp_path: Path, cli_env: dict[str, str], is
     assert calls[0] == len(turns) and calls[2] < calls[1]
     listed = json.loads(run_cli("runs", "--format", "json", env=cli_env, cwd=tmp_path).stdout)
     assert listed[0]["id"] == 1 and listed[0]["turns"] == len(turns)
+
+
+@pytest.mark.slow
+def test_russian_scenario_stays_utf8_end_to_end(tmp_path: Path, cli_env: dict[str, str], isolated_env: Path) -> None:
+    result = run_cli(
+        "run", str(REPO / "scenarios" / "zapusk-produkta.yaml"), "--max-turns", "2", "--quiet",
+        env=cli_env, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    personas = [row[0] for row in sqlite3.connect(isolated_env).execute("select persona from messages order by turn")]
+    assert len(personas) == 2 and all(any("а" <= ch <= "я" for ch in name.lower()) for name in personas)
+    prompt = sqlite3.connect(isolated_env).execute("select prompt from llm_calls order by id limit 1").fetchone()[0]
+    system = json.loads(prompt)[0]["content"]
+    assert any("а" <= ch <= "я" for ch in system.lower())  # the Russian goal reached the model intact
+    shown = run_cli("show", "1", "--format", "md", env=cli_env, cwd=tmp_path)
+    assert all(name in shown.stdout for name in personas)
