@@ -42,6 +42,24 @@ DbOption = Annotated[
 ]
 
 
+RetriesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--retries", min=1,
+        help="Tries per model call when the server fails transiently (env PERSONAE_RETRIES, "
+        "default 5).",
+    ),
+]
+RetryDelayOption = Annotated[
+    float | None,
+    typer.Option(
+        "--retry-delay", min=0,
+        help="First backoff in seconds, doubling up to PERSONAE_RETRY_MAX_DELAY, default 30 "
+        "(env PERSONAE_RETRY_DELAY, default 1).",
+    ),
+]
+
+
 class Layout(str, Enum):
     cache_friendly = "cache_friendly"
     classic = "classic"
@@ -106,6 +124,12 @@ def run(
     layout: Annotated[Layout | None, typer.Option(help="Prompt layout (default: the scenario's).")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable runs.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, no live turns.")] = False,
+    retries: RetriesOption = None,
+    retry_delay: RetryDelayOption = None,
+    interactive: Annotated[
+        bool,
+        typer.Option("--interactive", "-i", help="Take part as User: type a message between turns (empty line to pass)."),
+    ] = False,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     from personae.config import load_scenario
@@ -115,8 +139,12 @@ def run(
 
     loaded = load_scenario(scenario)
     chosen_model = model or loaded.scenario.model
-    llm = open_backend(
-        backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url
+    llm = _with_retries(
+        open_backend(
+            backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url
+        ),
+        retries,
+        retry_delay,
     )
     store = Store.open(db)
     settings = settings_for(
@@ -130,14 +158,27 @@ def run(
         f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
         f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns"
     )
-    orchestrator = Orchestrator(loaded, llm, store, settings)
+    orchestrator = Orchestrator(
+        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
+    )
     _drive(orchestrator, store, run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
 
 
+def _ask_user(state: Any) -> str | None:
+    """--interactive: one line from stdin between turns; an empty line (or end of input) passes."""
+    out.print(f"[bold]User[/] (turn {state.turn + 1}, empty line to pass)> ", end="")
+    line = sys.stdin.readline()
+    if not line:
+        out.print()
+    return line.strip() or None
+
+
 def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db_flag: str) -> None:
-    from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
+    from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
     stream = None if quiet else (lambda piece: out.print(escape(piece), end=""))
+    resume = f"personae resume {run_id}{db_flag}"
+    _terminate_as_interrupt()
     try:
         for event in orchestrator.run(run_id, on_token=stream):
             if isinstance(event, TurnStarted) and not quiet:
@@ -149,13 +190,79 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db_flag: 
                     f"\n[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
                     f"{u.completion_tokens} generated, {event.seconds:.1f} s[/]"
                 )
+                route = (event.utterance.meta or {}).get("route") or {}
+                if route.get("by") == "selector":
+                    how = "fallback to default" if route.get("fallback") else "chosen by the model"
+                    out.print(f"[dim]{how}: {escape(route.get('reason') or route.get('problem') or '')}[/]")
+            elif isinstance(event, Collapsed) and not quiet:
+                out.print(_collapsed_line(event))
+            elif isinstance(event, InputGiven) and not quiet:
+                said = event.utterance
+                out.rule(f"[bold]{said.turn}. User[/]", align="left")
+                out.print(escape(said.content))
             elif isinstance(event, Stopped):
                 out.print(f"\nstopped: {event.reason}")
     except KeyboardInterrupt:
-        err.print(f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn.")
+        err.print(
+            f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
+            f"Continue it with: {escape(resume)}"
+        )
         raise typer.Exit(130) from None
+    except PersonaeError as exc:
+        if os.environ.get("PERSONAE_DEBUG"):
+            raise
+        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+        err.print(
+            f"Run {run_id} is saved up to its last complete turn; once the cause is fixed, "
+            f"continue it with: {escape(resume)}"
+        )
+        raise typer.Exit(exc.exit_code) from None
     finally:
         _summary(store, run_id, db_flag)
+
+
+def _collapsed_line(event: Any) -> str:
+    """One line per collapse: the span, the next prompt before → after, what memory holds."""
+    kept = ", ".join(f"{n} {name}" for name, n in event.kept.items() if n)
+    levels = [f"level {k[5:]}" for k in event.new if k.startswith("level")]
+    up = f" · merged up to {levels[-1]}" if levels else ""
+    how = "" if event.mode == "model" else f" · {event.mode}"
+    return (
+        f"[cyan]⟲ collapsed turns {event.first}-{event.last} ({event.reason}): next prompt "
+        f"{event.tokens_before} → {event.tokens_after} tokens · memory holds {kept or 'nothing'}"
+        f"{up}{how} · {event.seconds:.1f} s[/]"
+    )
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a service manager, `kill`) ends a run like Ctrl-C: marked interrupted, resumable."""
+    import signal
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (the CLI called from a test runner's thread)
+        pass
+
+
+def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> Any:
+    """Wrap a backend so transient server faults are retried, saying so on stderr."""
+    from personae.llm.retry import RetryingBackend, RetryPolicy
+
+    policy = RetryPolicy.from_env(attempts=retries, base_delay=retry_delay)
+
+    def tell(attempt: int, seconds: float, error: Any) -> None:
+        if error is None:
+            err.print("[yellow]The model's reply was empty; asking once more.[/]")
+        else:
+            err.print(
+                f"[yellow]{escape(str(error))} Retrying in {seconds:.1f} s "
+                f"(attempt {attempt + 1} of {policy.attempts}).[/]"
+            )
+
+    return RetryingBackend(llm, policy, on_retry=tell)
 
 
 def _summary(store: Any, run_id: int, db_flag: str) -> None:
@@ -177,6 +284,135 @@ def _summary(store: Any, run_id: int, db_flag: str) -> None:
 
 @app.command()
 @user_errors
+def resume(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    db: DbOption = None,
+    backend: Annotated[
+        BackendName | None, typer.Option(help="Model server (default: the run's own).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default: the run's own).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server for --backend openai.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Resume even if the run's process seems alive.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, no live turns.")] = False,
+    retries: RetriesOption = None,
+    retry_delay: RetryDelayOption = None,
+    interactive: Annotated[
+        bool, typer.Option("--interactive", "-i", help="Take part as User between turns.")
+    ] = False,
+) -> None:
+    """Continue an interrupted, failed or crashed run from its last committed turn."""
+    from personae.errors import UserError
+    from personae.llm.select import open_backend
+    from personae.orchestrator.resume import (
+        backend_for_run,
+        check_resumable,
+        reload_scenario,
+        run_settings,
+    )
+    from personae.orchestrator.run import Orchestrator
+    from personae.store.repo import Store
+
+    store = Store.open(db)
+    if store.notice:
+        out.print(store.notice)
+    row = store.run(run_id)
+    note = check_resumable(row, force=force)
+    kind, chosen = backend_for_run(row, backend.value if backend else None, model)
+    loaded = reload_scenario(store, row)
+    llm = _with_retries(open_backend(kind, chosen, num_ctx=row.num_ctx, base_url=base_url), retries, retry_delay)
+    settings = run_settings(row, loaded, llm)
+    if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
+        raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
+    if note:
+        err.print(f"[yellow]{escape(note)}[/]")
+    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(
+        f"resuming run {run_id} · scenario {loaded.scenario.name} after turn {row.turns} · "
+        f"up to {settings.max_turns} turns"
+    )
+    orchestrator = Orchestrator(
+        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
+    )
+    _drive(orchestrator, store, run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
+
+
+@app.command()
+@user_errors
+def replay(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    db: DbOption = None,
+    fork_at: Annotated[
+        int | None,
+        typer.Option("--fork-at", min=0, help="Copy turns 1..N into a new run and continue it live."),
+    ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Replay against this scenario file (and persona files) as they are now."),
+    ] = None,
+    all_differences: Annotated[
+        bool, typer.Option("--all", help="Go on after the first difference and list every one.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per model call.")] = False,
+    format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+    backend: Annotated[
+        BackendName | None, typer.Option(help="Fork: model server (default: the run's own).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Fork: model (default: the run's own).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Fork: server for --backend openai.")] = None,
+    max_turns: Annotated[int | None, typer.Option(min=1, help="Fork: new turn limit.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Fork: only the summary.")] = False,
+    retries: RetriesOption = None,
+    retry_delay: RetryDelayOption = None,
+) -> None:
+    """Re-run a stored run against its recorded replies (no model) and check that every prompt
+    is built exactly as before; exit 1 at the first difference. With --fork-at N, start a new
+    run from its first N turns instead."""
+    from personae.store.repo import Store
+
+    store = Store.open(db)
+    if fork_at is None:
+        from personae.orchestrator.replay import replay_run
+        from personae.render import replay_json, replay_text
+
+        report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
+        store.close()
+        if format is ListFormat.json:
+            sys.stdout.write(replay_json(report) + "\n")
+        else:
+            out.print(escape(replay_text(report, verbose=verbose)))
+        if not report.identical:
+            raise typer.Exit(1)
+        return
+
+    from personae.llm.select import open_backend
+    from personae.orchestrator.replay import fork_run
+    from personae.orchestrator.resume import backend_for_run
+
+    parent = store.run(run_id)
+    kind, chosen = backend_for_run(parent, backend.value if backend else None, model)
+    llm = _with_retries(
+        open_backend(kind, chosen, num_ctx=parent.num_ctx, base_url=base_url), retries, retry_delay
+    )
+    fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
+    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(
+        f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
+        f"{run_id} (no model call), then it goes on live up to {fork.orchestrator.settings.max_turns} turns"
+    )
+    _drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
+    if fork.replay.divergences:
+        first = fork.replay.divergences[0]
+        err.print(
+            f"[yellow]Note:[/] the copied turns were answered with run {run_id}'s replies, but "
+            f"the prompts now differ from {escape(first.describe())} "
+            f"(see `personae replay {run_id}`)."
+        )
+
+
+@app.command()
+@user_errors
 def runs(
     db: DbOption = None,
     format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
@@ -194,10 +430,16 @@ def runs(
     table = Table()
     for column in ("id", "scenario", "model", "backend", "turns", "tokens (prompt/eval/gen)", "status", "stopped by", "started"):
         table.add_column(column)
+    from personae.liveness import process_alive
+
     for r in rows:
+        lineage = f" ← {r.parent_run_id}@{r.fork_turn}" if r.parent_run_id else ""
+        status = r.status
+        if status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
+            status = "stale (resumable)"  # its process died without a word: kill -9, power loss
         table.add_row(
-            str(r.id), escape(r.scenario_name), escape(r.model), r.backend, str(r.turns),
-            f"{r.prompt_tokens}/{r.evaluated_tokens}/{r.completion_tokens}", r.status,
+            f"{r.id}{lineage}", escape(r.scenario_name), escape(r.model), r.backend, str(r.turns),
+            f"{r.prompt_tokens}/{r.evaluated_tokens}/{r.completion_tokens}", status,
             r.stop_reason or "", r.started_at.strftime("%Y-%m-%d %H:%M"),
         )
     out.print(table)
@@ -210,15 +452,27 @@ def show(
     db: DbOption = None,
     thoughts: Annotated[bool, typer.Option("--thoughts", help="Include hidden thinking.")] = False,
     format: Annotated[ShowFormat, typer.Option("--format", "-f")] = ShowFormat.text,
+    memory: Annotated[
+        bool,
+        typer.Option("--memory", help="The run's memory instead: summaries by level, facts, "
+                     "decisions, open questions, with their source turns."),
+    ] = False,
 ) -> None:
-    """Print the transcript of a run."""
+    """Print the transcript of a run (or, with --memory, what its collapses kept)."""
     from personae.render import run_json, run_markdown, run_text
     from personae.store.repo import Store
 
     with Store.open(db) as store:
         run_row = store.run(run_id)
-        messages = store.messages(run_id)
-    if format is ShowFormat.json:
+        messages = [] if memory else store.messages(run_id)
+        nodes = store.memory_nodes(run_id) if memory else []
+        edges = store.memory_edges(run_id) if memory else []
+    if memory:
+        from personae.memory.render import memory_json, memory_text
+
+        render = memory_json if format is ShowFormat.json else memory_text
+        sys.stdout.write(render(run_row, nodes, edges) + "\n")
+    elif format is ShowFormat.json:
         sys.stdout.write(run_json(run_row, messages) + "\n")
     elif format is ShowFormat.md:
         sys.stdout.write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
@@ -234,16 +488,57 @@ def search(
     run_id: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
     limit: int = 20,
 ) -> None:
-    """Full-text search over every transcript (SQLite FTS5)."""
+    """Full-text search over transcripts, memory (summaries, facts, decisions, questions) and
+    imported documents (SQLite FTS5, best first)."""
     from personae.store.repo import Store
 
     with Store.open(db) as store:
         hits = store.search(query, run_id=run_id, limit=limit)
-    if not hits:
-        out.print(f"No messages match {query!r}.")
+        found = store.search_memory(query, run_id=run_id, limit=limit)
+    if not hits and not found:
+        out.print(f"Nothing matches {query!r} in messages, memory or documents.")
         raise typer.Exit(1)
     for hit in hits:
         out.print(f"run {hit.run_id} · turn {hit.turn} · {escape(hit.persona)}: {escape(hit.snippet)}")
+    for item in found:
+        where = f" · turn {item.turn}" if item.turn else ""
+        out.print(
+            f"run {item.run_id} · {item.kind} [{item.node_id}]{where}: {escape(item.snippet)}"
+        )
+
+
+class GraphFormat(str, Enum):
+    json = "json"
+    graphml = "graphml"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+@app.command()
+@user_errors
+def graph(
+    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.json,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Export a run's memory graph: messages, personas, summaries, facts, decisions, questions
+    and documents, with their typed edges (json | graphml | mermaid | dot)."""
+    from personae.memory.graph import export, load_graph
+    from personae.store.repo import Store
+
+    with Store.open(db) as store:
+        text = export(load_graph(store, run_id), format.value)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.")
+    out.print(f"wrote {output} ({format.value})")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,9 +13,12 @@ from personae.store.models import Message, Run
 RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
     "num_ctx", "max_turns", "seed", "turns", "prompt_tokens", "evaluated_tokens",
-    "completion_tokens", "started_at", "finished_at", "scenario_path",
+    "completion_tokens", "started_at", "finished_at", "scenario_path", "parent_run_id", "fork_turn",
 )
-MESSAGE_FIELDS = ("id", "turn", "persona", "phase", "content", "thinking", "cut", "structured", "created_at")
+MESSAGE_FIELDS = (
+    "id", "turn", "persona", "phase", "content", "thinking", "cut", "structured", "meta",
+    "created_at",
+)
 
 
 def _plain(value: Any) -> Any:
@@ -70,3 +74,73 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
     if run.error:
         blocks.append(f"error: {run.error}")
     return "\n\n".join(blocks)
+
+
+def replay_text(report: Any, *, verbose: bool = False) -> str:
+    """What ``personae replay`` prints: a verdict, then the first difference with a short diff."""
+    calls = Counter(a.purpose for a in report.answered)
+    kinds = ", ".join(f"{n} {purpose}" for purpose, n in sorted(calls.items()))
+    lines = [
+        f"Replayed run {report.run_id} ({report.status}, {report.recorded_turns} turns) from its "
+        f"recorded replies, without a model: {report.turns} turns, "
+        f"{len(report.answered)} model calls" + (f" ({kinds})" if kinds else "") + "."
+    ]
+    if verbose:
+        for a in report.answered:
+            mark = "identical" if a.matched else "DIFFERS"
+            who = a.persona or "-"
+            lines.append(f"  turn {a.turn if a.turn is not None else '-':>4} · {who} · {a.purpose} · {a.prompt_hash[:12]} · {mark}")
+    if report.identical:
+        lines.append(
+            "Every prompt hashes exactly as recorded, and every reply parses to the same message."
+        )
+        return "\n".join(lines)
+    first = report.first_difference
+    if first is not None:
+        lines.append(f"First difference at turn {first}.")
+    for d in report.divergences[:1]:
+        text = d.describe()
+        lines.append(f"{text[:1].upper()}{text[1:]}:")
+        lines += ["    " + line for line in d.diff()]
+    if len(report.divergences) > 1:
+        turns = sorted({d.turn for d in report.divergences if d.turn is not None})
+        lines.append(f"Prompts differ at turns {', '.join(map(str, turns))}.")
+    for c in report.content_changes[:3]:
+        lines.append(
+            f"Turn {c.turn} ({c.persona}) parses differently: recorded {_clip(c.recorded)!r}, "
+            f"now {_clip(c.replayed)!r}."
+        )
+    if report.problem:
+        lines.append(f"The run as a whole differs: {report.problem}.")
+    return "\n".join(lines)
+
+
+def replay_json(report: Any) -> str:
+    payload = {
+        "run_id": report.run_id,
+        "status": report.status,
+        "identical": report.identical,
+        "first_difference": report.first_difference,
+        "turns": report.turns,
+        "calls": [
+            {"id": a.call_id, "turn": a.turn, "purpose": a.purpose, "persona": a.persona,
+             "prompt_hash": a.prompt_hash, "identical": a.matched}
+            for a in report.answered
+        ],
+        "differences": [
+            {"turn": d.turn, "purpose": d.purpose, "persona": d.persona,
+             "recorded_hash": d.expected_hash, "replayed_hash": d.actual_hash,
+             "options_changed": list(d.options_changed), "diff": d.diff()}
+            for d in report.divergences
+        ],
+        "content_changes": [
+            {"turn": c.turn, "persona": c.persona, "recorded": c.recorded, "replayed": c.replayed}
+            for c in report.content_changes
+        ],
+        "problem": report.problem,
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

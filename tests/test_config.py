@@ -13,6 +13,7 @@ import pytest
 
 from personae.config import (
     LoadedScenario,
+    Phase,
     PhasesPolicy,
     builtin_dir,
     builtin_personas,
@@ -57,10 +58,17 @@ def builtin_scenarios() -> list[Path]:
     return sorted((builtin_dir() / "scenarios").glob("*.yaml"))
 
 
+def phase_turns(phase: Phase) -> int:
+    """The most turns a phase can take: speakers x rounds, its `turns`, or a reflect's rounds."""
+    if phase.speakers is not None:
+        return len(phase.speakers) * phase.rounds
+    return phase.turns or 2 * getattr(phase.policy, "max_rounds", 1)
+
+
 def possible_turns(loaded: LoadedScenario) -> int:
     policy, cap = loaded.scenario.policy, loaded.scenario.termination.max_turns
     if isinstance(policy, PhasesPolicy) and not policy.repeat:
-        return min(cap, sum(len(p.speakers) * p.rounds for p in policy.phases))
+        return min(cap, sum(phase_turns(p) for p in policy.phases))
     return cap
 
 

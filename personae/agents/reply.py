@@ -8,13 +8,19 @@ cut off and recorded, so the transcript holds only what the speaker said.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_THINK_BLOCK = re.compile(r"<(thinking|think)>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+# One pass over every thinking tag; a lazy ``<think>(.*?)</think>`` pattern rescans the rest of
+# the reply from each unclosed opener, which is quadratic (minutes for a reply of many openers).
+_THINK_TAG = re.compile(r"<(?:(thinking|think)>|/(thinking|think)\s*>)", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<(thinking|think)>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</(thinking|think)\s*>", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every other way to break a line becomes \n, so "a line that starts with Critic:" means the
+# same to the cut below as to whoever reads the transcript (str.splitlines, a model, a terminal).
+_NEWLINES = re.compile(r"\r\n?|[\x85\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,7 @@ class ParsedReply:
 
 
 def parse_reply(raw: str, speaker: str, roster: Sequence[str]) -> ParsedReply:
-    text = _CONTROL.sub("", raw)
+    text = _CONTROL.sub("", _NEWLINES.sub("\n", raw))
     text, thinking = _split_thinking(text)
     text = _strip_own_prefix(text, speaker)
     text, cut = _cut_other_speakers(text, speaker, roster)
@@ -33,8 +39,7 @@ def parse_reply(raw: str, speaker: str, roster: Sequence[str]) -> ParsedReply:
 
 
 def _split_thinking(text: str) -> tuple[str, str | None]:
-    parts = [m.group(2).strip() for m in _THINK_BLOCK.finditer(text)]
-    text = _THINK_BLOCK.sub("", text)
+    text, parts = _remove_blocks(text)
     opened = _THINK_OPEN.search(text)
     if opened:  # never closed: the rest is thinking
         parts.append(text[opened.end() :].strip())
@@ -47,11 +52,43 @@ def _split_thinking(text: str) -> tuple[str, str | None]:
     return text, thinking or None
 
 
+def _remove_blocks(text: str) -> tuple[str, list[str]]:
+    """Remove each ``<think>…</think>`` block (an opener and the first closer of the same word
+    after it), returning the rest and the blocks' contents — in linear time."""
+    tags = list(_THINK_TAG.finditer(text))
+    closers: dict[str, list[int]] = {}
+    for index, tag in enumerate(tags):
+        if tag.group(2):
+            closers.setdefault(tag.group(2).lower(), []).append(index)
+    kept: list[str] = []
+    parts: list[str] = []
+    position = index = 0
+    while index < len(tags):
+        tag = tags[index]
+        same = closers.get((tag.group(1) or "").lower(), [])
+        following = bisect_right(same, index) if tag.group(1) else len(same)
+        if following == len(same):  # a closer, or an opener never closed: left for later
+            index += 1
+            continue
+        closer = tags[same[following]]
+        kept.append(text[position : tag.start()])
+        parts.append(text[tag.end() : closer.start()].strip())
+        position = closer.end()
+        index = same[following] + 1
+    kept.append(text[position:])
+    return "".join(kept), parts
+
+
 def _name_prefix(names: Sequence[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    # "Critic:", "**Critic**:", "Critic (debate):", "[Critic]:" at the start of a line
+    # "Critic:", "**Critic**:", "Critic (debate):", "[Critic]:" at the start of a line, after any
+    # blank space but a line break ([^\S\n]: tabs, no-break and ideographic spaces too). The
+    # possessive quantifiers (*+) never give back spaces: two adjacent runs of the same class
+    # would otherwise be tried at every split, which is quadratic on a long run of spaces.
+    space = r"[^\S\n]*+"
     return re.compile(
-        rf"^[ \t]*[\*_\[#]*[ \t]*({alternatives})[ \t]*[\*_\]]*[ \t]*(\([^)\n]*\))?[ \t]*[\*_]*:",
+        rf"^{space}(?:[\*_\[#]+{space})?({alternatives})"
+        rf"{space}[\*_\]]*+{space}(\([^)\n]*+\))?{space}[\*_]*+:",
         re.IGNORECASE | re.MULTILINE,
     )
 

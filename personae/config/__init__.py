@@ -11,20 +11,28 @@ from personae.config.loader import (
 )
 from personae.config.models import (
     CollapseConfig,
+    ConsensusConfig,
     GenerationOptions,
     MemoryConfig,
     Persona,
     Phase,
     PhasesPolicy,
     Policy,
+    ReflectPolicy,
     RoundRobinPolicy,
+    RouterPolicy,
+    RouteRule,
+    RouteWhen,
     Scenario,
+    ScenarioInput,
+    StopCondition,
     TerminationConfig,
 )
 from personae.config.schema import json_schema
 
 __all__ = [
     "CollapseConfig",
+    "ConsensusConfig",
     "GenerationOptions",
     "LoadedScenario",
     "MemoryConfig",
@@ -32,8 +40,14 @@ __all__ = [
     "Phase",
     "PhasesPolicy",
     "Policy",
+    "ReflectPolicy",
     "RoundRobinPolicy",
+    "RouteRule",
+    "RouteWhen",
+    "RouterPolicy",
     "Scenario",
+    "ScenarioInput",
+    "StopCondition",
     "TerminationConfig",
     "builtin_dir",
     "builtin_personas",

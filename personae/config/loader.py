@@ -31,7 +31,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from personae.config.models import Persona, PhasesPolicy, RoundRobinPolicy, Scenario
+from personae.config.models import Persona, Scenario
+from personae.config.policy_checks import consensus_refs, policy_problems
 from personae.errors import ConfigError
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -231,11 +232,17 @@ def _parse(text: str, label: str) -> _Source:
             data = None
             if node is not None:
                 _reject_duplicate_keys(node, label)
+                _reject_alias_bombs(node, label)
                 data = loader.construct_document(node)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         raise _yaml_error(label, exc) from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise _error(
+            label, None, "", "lists or mappings are nested too deeply to read.",
+            "A persona or scenario file needs only a few levels of nesting.",
+        ) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -291,6 +298,48 @@ def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
                 stack.extend((key, value))
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
+
+
+MAX_EXPANDED_NODES = 100_000
+
+
+def _reject_alias_bombs(root: yaml.Node, label: str) -> None:
+    """Aliases let a few lines stand for a huge document ("billion laughs"), or for one that
+    contains itself; either would hang or break whatever walks the data later (storing the
+    run's personas, for one). Count the document as aliases expand it, without expanding it."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        if children_done:
+            open_.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] > MAX_EXPANDED_NODES:
+                raise _error(
+                    label, node, "", "aliases (*name) expand this value to more than "
+                    f"{MAX_EXPANDED_NODES:,} items.", "Write the data out instead of aliasing it.",
+                )
+            continue
+        if id(node) in open_:
+            raise _error(label, node, "", "an alias refers to the value that contains it.",
+                         "Remove the alias (*name) or point it at another anchor.")
+        open_.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise _error(label, child, "", "an alias refers to the value that contains it.",
+                             "Remove the alias (*name) or point it at another anchor.")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 def _require_mapping(src: _Source, what: str) -> None:
@@ -805,15 +854,12 @@ def _scenario_places(scenario: Scenario, src: _Source, base: Path) -> list[_Plac
 
 
 def _check_speakers(scenario: Scenario, src: _Source) -> None:
-    """Every speaker a policy names must be in the roster: the roster is who takes part."""
-    policy = scenario.policy
-    named: list[tuple[Loc, str]] = []
-    if isinstance(policy, PhasesPolicy):
-        for i, phase in enumerate(policy.phases):
-            for j, speaker in enumerate(phase.speakers):
-                named.append((("policy", "phases", i, "speakers", j), speaker))
-    elif isinstance(policy, RoundRobinPolicy) and policy.speakers:
-        named += [(("policy", "speakers", j), s) for j, s in enumerate(policy.speakers)]
+    """Every persona a policy or a stop rule names must be in the roster: the roster is who
+    takes part. Then the policy-specific checks (modes, router graphs) in ``policy_checks``."""
+    named: list[tuple[Loc, str]] = [
+        (("policy", *loc), name) for loc, name in scenario.policy.persona_refs()
+    ]
+    named += [(("termination", *loc), name) for loc, name in consensus_refs(scenario.termination)]
     roster = scenario.roster
     for loc, speaker in named:
         if speaker in roster:
@@ -825,17 +871,44 @@ def _check_speakers(scenario: Scenario, src: _Source) -> None:
             f"A speaker must be one of the scenario's personas: {', '.join(roster)}. "
             "Use one of those names, or add it to `personas:`.",
         )
+    for problem in policy_problems(scenario):
+        node, _ = _node_at(src.node, problem.loc)
+        raise _error(src.label, node, _format_path(problem.loc), problem.problem, problem.fix)
 
 
 def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Path, ...]:
-    """Documents are relative to the scenario's folder, so a scenario and its docs move together."""
+    """Documents are files inside the scenario's folder (or below it), named relative to it, so a
+    scenario and its documents move together — and a scenario someone else wrote cannot pull
+    other files (``~/.ssh``, ``/etc``) into prompts and the database. Symbolic links are followed
+    and must stay inside too (docs/threat-model.md)."""
     found = []
     for index, entry in enumerate(scenario.documents):
-        path = Path(entry).expanduser()
-        path = (path if path.is_absolute() else base / path).resolve()
         node, _ = _node_at(src.node, ("documents", index))
         where = f"documents[{index}]"
-        if not path.exists():
+        inside = f"Copy the file into the scenario's folder, {base}, and name it relative to it."
+        if "\x00" in entry:
+            raise _error(src.label, node, where, "a document path cannot contain a NUL character.",
+                         "Fix the path.")
+        if Path(entry).is_absolute() or entry.startswith("~"):
+            raise _error(
+                src.label, node, where,
+                f"document {_show(entry)} is not relative to the scenario's folder.", inside,
+            )
+        try:
+            path = (base / entry).resolve()
+            outside = not path.is_relative_to(base)
+            exists = path.exists()
+        except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise _error(src.label, node, where, f"document {_show(entry)} cannot be read: {reason}.",
+                         "Fix the path.") from None
+        if outside:
+            raise _error(
+                src.label, node, where,
+                f"document {_show(entry)} is outside the scenario's folder (it leads to {path}).",
+                inside,
+            )
+        if not exists:
             siblings = list(path.parent.iterdir()) if path.parent.is_dir() else []
             guess = _similar_file(path, siblings)
             hint = f" Did you mean '{guess}'?" if guess else ""

@@ -7,9 +7,14 @@ descriptions, which ``personae schema`` exports for editor autocompletion.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
+Loc = tuple[str | int, ...]
 
 
 class Strict(BaseModel):
@@ -47,14 +52,60 @@ class Persona(Strict):
         description="hidden: <thinking>…</thinking> is stored but not shown to other personas.",
     )
     output_schema: dict[str, Any] | None = Field(
-        None, description="JSON Schema for structured replies (constrained decoding)."
+        None,
+        description="JSON Schema (an object) for structured replies: constrained decoding, "
+        "validated, stored as JSON; fields claims/decisions/questions feed the memory graph.",
     )
+
+    @field_validator("output_schema")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # A reply is stored as a JSON object beside its rendered text, so the root is an object.
+        if value is not None and (value.get("type") != "object" or "properties" not in value):
+            raise ValueError(
+                "output_schema must be an object schema: `type: object` with `properties:`"
+            )
+        return value
 
 
 class Phase(Strict):
-    name: str = Field(min_length=1)
-    speakers: list[str] = Field(min_length=1)
+    """One stage of a deliberation: its speakers in turn for `rounds` rounds, or any policy."""
+
+    name: str = Field(min_length=1, pattern=r"^[^/\n]+$")
+    speakers: list[str] | None = Field(
+        None, min_length=1, description="Who speaks, in this order, each round."
+    )
     rounds: int = Field(1, ge=1, le=10_000)
+    policy: Policy | None = Field(
+        None, description="Any policy (router, reflect, phases, round_robin) instead of speakers."
+    )
+    mode: str | None = Field(
+        None,
+        description="Instructions added on top of each speaker's persona in this phase: a "
+        "built-in mode (plan, critique, debate, brainstorm, review, conclude) or one of `modes:`.",
+    )
+    turns: int | None = Field(
+        None, ge=1, le=100_000, description="At most this many turns in the phase."
+    )
+
+    @model_validator(mode="after")
+    def _speakers_or_policy(self) -> Phase:
+        if (self.speakers is None) == (self.policy is None):
+            raise ValueError(
+                f"phase '{self.name}' needs either `speakers:` or `policy:` (exactly one of them)"
+            )
+        if self.policy is not None and "rounds" in self.model_fields_set:
+            raise ValueError(
+                f"phase '{self.name}': `rounds:` goes with `speakers:`; with `policy:` use `turns:`"
+            )
+        return self
+
+    def persona_refs(self) -> Iterator[tuple[Loc, str]]:
+        for j, speaker in enumerate(self.speakers or []):
+            yield ("speakers", j), speaker
+        if self.policy is not None:
+            for loc, name in self.policy.persona_refs():
+                yield ("policy", *loc), name
 
 
 class RoundRobinPolicy(Strict):
@@ -63,25 +114,134 @@ class RoundRobinPolicy(Strict):
     type: Literal["round_robin"] = "round_robin"
     speakers: list[str] | None = Field(None, description="Defaults to the scenario's roster.")
 
+    def persona_refs(self) -> Iterator[tuple[Loc, str]]:
+        for j, speaker in enumerate(self.speakers or []):
+            yield ("speakers", j), speaker
+
 
 class PhasesPolicy(Strict):
-    """Ordered phases; in each, its speakers take turns for `rounds` rounds."""
+    """Ordered phases; in each, its speakers take turns for `rounds` rounds, or its own policy
+    runs until it is done (or has used the phase's `turns`)."""
 
     type: Literal["phases"]
     phases: list[Phase] = Field(min_length=1)
     repeat: bool = Field(False, description="Start again from the first phase after the last.")
 
+    def persona_refs(self) -> Iterator[tuple[Loc, str]]:
+        for i, phase in enumerate(self.phases):
+            for loc, name in phase.persona_refs():
+                yield ("phases", i, *loc), name
 
-Policy = Annotated[RoundRobinPolicy | PhasesPolicy, Field(discriminator="type")]
+
+class RouteWhen(Strict):
+    """What the message just said must look like. Every condition given must hold."""
+
+    persona: str | list[str] | None = Field(None, description="Who said it (User for input).")
+    contains: str | list[str] | None = Field(
+        None, description="Any of these words or phrases (case-insensitive)."
+    )
+    regex: str | None = Field(None, description="A Python regular expression it must match.")
+    phase: str | None = Field(None, description="The phase it was said in.")
+
+    @model_validator(mode="after")
+    def _some_condition(self) -> RouteWhen:
+        if not self.model_fields_set:
+            raise ValueError("`when:` needs at least one of persona, contains, regex, phase")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None
+        return self
+
+
+class RouteRule(Strict):
+    when: RouteWhen
+    next: str = Field(description="The persona who speaks next when `when` holds.")
+
+
+class RouterPolicy(Strict):
+    """Rules map what was just said to who speaks next; the model may choose where none match."""
+
+    type: Literal["router"]
+    speakers: list[str] | None = Field(None, description="Defaults to the scenario's roster.")
+    rules: list[RouteRule] = Field(default_factory=list, description="First match wins.")
+    selector: Literal["llm", "none"] = Field(
+        "none", description="llm: the model picks the next speaker where no rule matches."
+    )
+    default: str | None = Field(
+        None,
+        description="Speaker when no rule matches and there is no selector or its answer is "
+        "invalid. Defaults to the first speaker.",
+    )
+    start: str | None = Field(None, description="Who opens; otherwise the rules decide.")
+    allow_repeat: bool = Field(False, description="May a persona speak twice in a row?")
+    allowed_transitions: dict[str, list[str]] | None = Field(
+        None,
+        description="Who may follow whom: {Planner: [Critic, Analyst]}. A persona not listed "
+        "may be followed by anyone.",
+    )
+
+    def persona_refs(self) -> Iterator[tuple[Loc, str]]:
+        for j, speaker in enumerate(self.speakers or []):
+            yield ("speakers", j), speaker
+        for i, rule in enumerate(self.rules):
+            yield ("rules", i, "next"), rule.next
+        if self.default is not None:
+            yield ("default",), self.default
+        if self.start is not None:
+            yield ("start",), self.start
+        for source, targets in (self.allowed_transitions or {}).items():
+            yield ("allowed_transitions", source), source
+            for j, target in enumerate(targets):
+                yield ("allowed_transitions", source, j), target
+
+
+class ReflectPolicy(Strict):
+    """Self-Refine: the author drafts, the critic answers with a verdict {approve, issues}, the
+    author revises; until the critic approves or `max_rounds` verdicts were given."""
+
+    type: Literal["reflect"]
+    author: str
+    critic: str
+    max_rounds: int = Field(3, ge=1, le=100, description="At most this many verdicts.")
+
+    @model_validator(mode="after")
+    def _two_people(self) -> ReflectPolicy:
+        if self.author == self.critic:
+            raise ValueError("the author and the critic must be different personas")
+        return self
+
+    def persona_refs(self) -> Iterator[tuple[Loc, str]]:
+        yield ("author",), self.author
+        yield ("critic",), self.critic
+
+
+Policy = Annotated[
+    RoundRobinPolicy | PhasesPolicy | RouterPolicy | ReflectPolicy, Field(discriminator="type")
+]
 
 
 class CollapseConfig(Strict):
-    at_fraction: float = Field(0.6, gt=0, le=0.95)
-    keep_recent: int = Field(4, ge=0)
-    summarizer: str = "Summarizer"
-    every_turns: int | None = Field(None, ge=1)
-    on_phase_end: bool = False
-    fan_in: int = Field(4, ge=2)
+    """When and how older turns are collapsed into memory (summaries, facts, decisions)."""
+
+    at_fraction: float = Field(
+        0.6, gt=0, le=0.95, description="Collapse when the next prompt would pass this share "
+        "of the window."
+    )
+    keep_recent: int = Field(4, ge=0, description="Messages kept verbatim after a collapse.")
+    summarizer: str = Field("Summarizer", description="The persona that writes the collapse.")
+    every_turns: int | None = Field(
+        None, ge=1, description="Also collapse after this many turns since the last collapse."
+    )
+    on_phase_end: bool = Field(False, description="Also collapse when a phase ends.")
+    fan_in: int = Field(
+        4, ge=2, description="When a level holds more summaries than this, merge them one up."
+    )
+    max_tokens: int = Field(
+        320, ge=48, le=4096, description="Reply budget of one collapse call; the sizes of the "
+        "summary and of each item derive from it."
+    )
 
 
 class MemoryConfig(Strict):
@@ -91,9 +251,80 @@ class MemoryConfig(Strict):
     collapse: CollapseConfig | None = CollapseConfig()
 
 
-class TerminationConfig(Strict):
-    max_turns: int = Field(12, ge=1, le=100_000)
-    stop_phrase: str | None = Field(None, min_length=1)
+def _seconds(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"5m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration; write seconds, or e.g. 90s, 5m, 1h")
+        return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return value
+
+
+class ConsensusConfig(Strict):
+    personas: list[str] | None = Field(None, description="Who must agree; default: the roster.")
+    marker: str = Field(
+        "I AGREE",
+        min_length=1,
+        description="Text that marks agreement (case-insensitive); a structured reply agrees "
+        "with `agree: true` or `approve: true`.",
+    )
+
+
+class _StopRules(Strict):
+    """The stop rules. Several in one mapping: whichever holds first stops the run."""
+
+    stop_phrase: str | None = Field(None, min_length=1, description="Stop when a message has it.")
+    approved: bool | None = Field(None, description="Stop when a reflect critic approves.")
+    consensus: bool | ConsensusConfig | None = Field(
+        None, description="Stop when every listed persona's last message agrees."
+    )
+    token_budget: int | None = Field(None, ge=1, description="Stop at this many evaluated tokens.")
+    timeout: float | None = Field(
+        None, gt=0, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
+    )
+    any: list[StopCondition] | None = Field(
+        None, min_length=1, description="Stop when any of these holds (one rule per item)."
+    )
+    all: list[StopCondition] | None = Field(
+        None, min_length=1, description="Stop when all of these hold (one rule per item)."
+    )
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return _seconds(value)
+
+
+class StopCondition(_StopRules):
+    """One item of an `any:` or `all:` list: exactly one rule."""
+
+    max_turns: int | None = Field(None, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> StopCondition:
+        if len(self.model_fields_set) != 1:
+            given = ", ".join(sorted(self.model_fields_set)) or "nothing"
+            raise ValueError(
+                f"each item of any:/all: holds exactly one rule (got {given}); "
+                "split it into one item per rule"
+            )
+        return self
+
+
+class TerminationConfig(_StopRules):
+    """When a run stops. `max_turns` always applies; the other rules stop it earlier."""
+
+    max_turns: int = Field(12, ge=1, le=100_000, description="Turns taken by personas.")
+
+
+class ScenarioInput(Strict):
+    """A message from the user, committed before the persona turn `at_turn`."""
+
+    at_turn: int = Field(ge=1, description="Before the persona turn with this number (1-based).")
+    from_: Literal["User"] = Field("User", alias="from", description="Inputs come from User.")
+    text: str = Field(min_length=1)
+    pin: bool = Field(False, description="Keep it in memory as a fact that collapse never drops.")
 
 
 class Scenario(Strict):
@@ -117,6 +348,14 @@ class Scenario(Strict):
         GenerationOptions(), description="Defaults for every persona; a persona's own win."
     )
     language: str | None = Field(None, description="Language personas should answer in, e.g. ru.")
+    modes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Phase modes of your own, or new wording for built-in ones: name -> "
+        "instructions added on top of the persona.",
+    )
+    inputs: list[ScenarioInput] = Field(
+        default_factory=list, description="Scripted messages from User at given turns."
+    )
 
     @field_validator("personas")
     @classmethod
@@ -130,3 +369,11 @@ class Scenario(Strict):
     @property
     def roster(self) -> list[str]:
         return [p if isinstance(p, str) else p.name for p in self.personas]
+
+
+# Models that refer to each other (a phase may hold any policy; stop rules nest).
+Phase.model_rebuild()
+PhasesPolicy.model_rebuild()
+StopCondition.model_rebuild()
+TerminationConfig.model_rebuild()
+Scenario.model_rebuild()

@@ -1,4 +1,4 @@
-"""Choosing the backend: Ollama when a server answers, else the embedded model."""
+"""Choosing the backend: Ollama when a server answers, else the embedded model; or one named."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from personae.errors import UserError
 from personae.llm.base import Backend
 
-BACKENDS = ("auto", "ollama", "embedded")
+BACKENDS = ("auto", "ollama", "embedded", "openai")
 DEFAULT_OLLAMA_MODEL = "llama3.2:3b"
 
 
@@ -28,10 +28,19 @@ def ollama_answers(host: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def open_backend(kind: str, model: str | None, *, num_ctx: int | None = None) -> Backend:
-    """``model`` is an Ollama model name, or a .gguf path for the embedded backend."""
+def open_backend(
+    kind: str, model: str | None, *, num_ctx: int | None = None, base_url: str | None = None
+) -> Backend:
+    """``model`` is an Ollama model name, a .gguf path for the embedded backend, or the name an
+    OpenAI-compatible server knows (``base_url``, else ``OPENAI_BASE_URL``) for ``openai``."""
     if kind not in BACKENDS:
         raise UserError(f"Unknown backend '{kind}'. Choose one of: {', '.join(BACKENDS)}.")
+    if base_url and kind != "openai":
+        raise UserError(f"--base-url only applies to --backend openai (not '{kind}').")
+    if kind == "openai":
+        from personae.llm.openai_compat import open_openai
+
+        return open_openai(model, base_url=base_url, num_ctx=num_ctx)
     if kind == "auto":
         looks_like_gguf = bool(model and model.endswith(".gguf"))
         kind = "ollama" if not looks_like_gguf and ollama_answers(ollama_host()) else "embedded"

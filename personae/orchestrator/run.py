@@ -12,14 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from personae.agents.reply import parse_reply
 from personae.config.loader import LoadedScenario
+from personae.config.modes import mode_table
 from personae.errors import BackendError
 from personae.llm.base import Backend, ChatRequest, TokenCallback
-from personae.orchestrator.context import build_prompt
-from personae.orchestrator.policies import make_policy
+from personae.memory.documents import import_documents
+from personae.orchestrator.collapse import make_collapser
+from personae.orchestrator.context import Prompt, build_prompt
+from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
+from personae.orchestrator.policies import finish_reason, make_policy
+from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
     Event,
+    InputGiven,
     RunState,
     Speaker,
     Stopped,
@@ -28,6 +33,7 @@ from personae.orchestrator.state import (
     Utterance,
 )
 from personae.orchestrator.termination import StopRule, make_stop_rule
+from personae.orchestrator.turns import interpret, prepare
 from personae.store.repo import CallRecord, NewRun, Store, TurnRecord
 
 
@@ -58,8 +64,17 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
     )
 
 
-def start_run(store: Store, loaded: LoadedScenario, backend: Backend, settings: RunSettings) -> int:
-    """Create the run row with the scenario and personas frozen as they are now."""
+def start_run(
+    store: Store,
+    loaded: LoadedScenario,
+    backend: Backend,
+    settings: RunSettings,
+    *,
+    parent_run_id: int | None = None,
+    fork_turn: int | None = None,
+) -> int:
+    """Create the run row with the scenario and personas frozen as they are now (and, for a
+    fork, the run and turn it continues)."""
     roster = loaded.roster
     return store.create_run(
         NewRun(
@@ -81,6 +96,8 @@ def start_run(store: Store, loaded: LoadedScenario, backend: Backend, settings: 
                 )
                 for name, persona in loaded.personas.items()
             ],
+            parent_run_id=parent_run_id,
+            fork_turn=fork_turn,
         )
     )
 
@@ -91,15 +108,24 @@ class Orchestrator:
     backend: Backend
     store: Store
     settings: RunSettings
+    ask_user: AskUser | None = None  # --interactive: a line from the user between turns
 
     def __post_init__(self) -> None:
         scenario = self.loaded.scenario
-        self.policy = make_policy(scenario.policy, scenario.roster)
+        self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
-            scenario.termination, max_turns=self.settings.max_turns
+            scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
+        )
+        self.selector: Selector = LLMSelector(
+            backend=self.backend, scenario=scenario, personas=self.loaded.personas,
+            store=self.store, num_ctx=self.settings.num_ctx, seed=self.settings.seed,
+            prompt_for=self._prompt,
         )
         # Room for the longest reply any persona may write.
         self.reply_reserve = max(self._options(p)["num_predict"] for p in scenario.roster)
+        self.collapser = make_collapser(
+            self.loaded, self.backend, self.store, self.settings, self.reply_reserve
+        )
 
     def run(self, run_id: int, on_token: TokenCallback | None = None) -> Iterator[Event]:
         state = RunState(
@@ -107,17 +133,29 @@ class Orchestrator:
             history=tuple(load_history(self.store, run_id)),
             started_monotonic=time.monotonic(),
         )
+        import_documents(self.store, run_id, self.loaded.documents)
         try:
             while True:
+                state = replace(state, evaluated_tokens=self.store.run(run_id).evaluated_tokens)
                 reason = self.stop_rule.check(state)
                 speaker = None if reason else self.policy.next_speaker(state.history)
                 if speaker is None:
-                    reason = reason or "phases_complete"
+                    reason = reason or finish_reason(self.policy, state.history)
                     self.store.finish_run(run_id, "completed", stop_reason=reason)
                     yield Stopped(run_id, "completed", reason, state.turn)
                     return
+                for text, meta in user_messages(self.loaded.scenario.inputs, state, self.ask_user):
+                    said = commit_user_message(self.store, run_id, state.turn + 1, text, meta)
+                    state = replace(state, history=state.history + (said,))
+                    speaker = self.policy.next_speaker(state.history) or speaker
+                    yield InputGiven(said)
+                chosen_by: tuple[CallRecord, ...] = ()
+                if speaker.choices:  # the rules left it open: the selector picks
+                    speaker, chosen_by = self.selector.choose(state, speaker)
+                if self.collapser is not None:
+                    yield from self.collapser.before_turn(state, speaker, self._prompt)
                 yield TurnStarted(state.turn + 1, speaker.persona, speaker.phase)
-                done = self._take_turn(state, speaker, on_token)
+                done = self._take_turn(state, speaker, on_token, chosen_by)
                 state = replace(state, history=state.history + (done.utterance,))
                 yield done
         except BackendError as exc:
@@ -128,21 +166,20 @@ class Orchestrator:
             raise
 
     def _take_turn(
-        self, state: RunState, speaker: Speaker, on_token: TokenCallback | None
+        self,
+        state: RunState,
+        speaker: Speaker,
+        on_token: TokenCallback | None,
+        chosen_by: tuple[CallRecord, ...] = (),
     ) -> TurnDone:
         personas = self.loaded.personas
         turn = state.turn + 1
-        prompt = build_prompt(
-            scenario=self.loaded.scenario,
-            personas=personas,
-            history=state.history,
-            speaker=speaker,
-            layout=self.settings.layout,
-            backend=self.backend,
-            max_prompt_tokens=self.settings.num_ctx - self.reply_reserve,
-        )
+        speaker = prepare(speaker, personas[speaker.persona])  # schema and its instructions
+        prompt = self._prompt(state, speaker)
         options = self._options(speaker.persona, turn=turn)
-        request = ChatRequest(messages=prompt.messages, options=options)
+        if speaker.schema is not None:  # the grammar ends the JSON; a "\nCritic:" stop would cut it
+            options.pop("stop", None)
+        request = ChatRequest(messages=prompt.messages, options=options, schema=speaker.schema)
         call = CallRecord(
             purpose="turn",
             persona=speaker.persona,
@@ -152,6 +189,7 @@ class Orchestrator:
             prompt=prompt.messages,
             manifest=prompt.manifest,
             response=None,
+            schema=speaker.schema,
             turn=turn,
         )
         started = time.perf_counter_ns()
@@ -162,7 +200,7 @@ class Orchestrator:
             self.store.record_call(state.run_id, replace(call, error=str(exc), wall_ns=wall))
             raise
         wall = time.perf_counter_ns() - started
-        parsed = parse_reply(result.text, speaker.persona, self.loaded.scenario.roster)
+        parsed = interpret(result.text, speaker, self.loaded.scenario.roster)
         usage = result.usage
         call = replace(
             call,
@@ -185,8 +223,12 @@ class Orchestrator:
             thinking=parsed.thinking,
             raw=result.text,
             cut=parsed.cut,
+            structured=parsed.structured,
+            # An empty reply (after the retry wrapper asked again) is kept, and flagged.
+            meta=(parsed.meta or {}) | ({} if result.text.strip() else {"empty_reply": True})
+            or None,
         )
-        message_id = self.store.commit_turn(state.run_id, record, [call])
+        message_id = self.store.commit_turn(state.run_id, record, [*chosen_by, call])
         utterance = Utterance(
             turn=turn,
             persona=speaker.persona,
@@ -194,8 +236,23 @@ class Orchestrator:
             content=parsed.content,
             thinking=parsed.thinking,
             id=message_id,
+            structured=record.structured,
+            meta=record.meta,
         )
         return TurnDone(utterance, usage, wall / 1e9, cut=parsed.cut)
+
+    def _prompt(self, state: RunState, speaker: Speaker) -> Prompt:
+        """Rebuild: header, memory block (as of the last collapse), recent turns, instructions."""
+        return build_prompt(
+            scenario=self.loaded.scenario,
+            personas=self.loaded.personas,
+            history=state.history,
+            speaker=speaker,
+            layout=self.settings.layout,
+            backend=self.backend,
+            max_prompt_tokens=self.settings.num_ctx - self.reply_reserve,
+            memory=self.collapser.block(state) if self.collapser is not None else None,
+        )
 
     def _options(self, persona_name: str, *, turn: int | None = None) -> dict[str, Any]:
         """Scenario defaults, then the persona's own; the window always goes with them."""
@@ -220,6 +277,8 @@ def load_history(store: Store, run_id: int) -> list[Utterance]:
             content=m.content,
             thinking=m.thinking,
             id=m.id,
+            structured=m.structured,
+            meta=m.meta,
         )
         for m in store.messages(run_id)
     ]

@@ -4,6 +4,7 @@ from the committed transcript, which is what makes a run resumable from the data
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from personae.llm.base import Usage
 
@@ -18,12 +19,23 @@ class Utterance:
     content: str
     thinking: str | None = None
     id: int | None = None  # the messages.id once stored
+    structured: dict[str, Any] | None = None  # messages.structured: a verdict, a schema reply
+    meta: dict[str, Any] | None = None  # messages.meta: how the turn came about
 
 
 @dataclass(frozen=True)
 class Speaker:
+    """Who speaks next, and how: a policy's whole answer, as plain values."""
+
     persona: str
     phase: str | None = None
+    mode: str | None = None  # the phase's mode, recorded in messages.meta
+    instructions: str | None = None  # added after the persona's own (mode, reflect role)
+    schema: dict[str, Any] | None = None  # constrain this reply (a verdict); else the persona's
+    meta: dict[str, Any] | None = None  # goes into messages.meta (route taken, reflect links)
+    # Non-empty: the rules left the choice open, and a selector picks one of these names;
+    # ``persona`` is then the fallback for an invalid answer.
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,29 @@ class TurnDone:
 
 
 @dataclass(frozen=True)
+class InputGiven:
+    """A message from User (scripted ``inputs`` or typed with --interactive) was committed."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class Collapsed:
+    """Turns were collapsed into memory before the next turn (see ``orchestrator/collapse.py``)."""
+
+    turn: int  # the collapse ran after this turn
+    first: int  # the span of turns it took up
+    last: int
+    reason: str  # at_fraction | every_turns | phase_end
+    tokens_before: int  # the next prompt before the collapse, and after it
+    tokens_after: int
+    kept: dict[str, int]  # what memory holds now: summaries, facts, decisions, questions
+    new: dict[str, int]  # what this collapse added (summaries by level included)
+    mode: str  # model | retried | fallback (the worst of its calls)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Stopped:
     run_id: int
     status: str  # completed | failed | interrupted
@@ -66,4 +101,4 @@ class Stopped:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-Event = TurnStarted | TurnDone | Stopped
+Event = TurnStarted | TurnDone | InputGiven | Collapsed | Stopped

@@ -1,15 +1,20 @@
 """Stop rules: small objects that look at the run and say why it should stop, if it should.
 
 They combine like autogen-agentchat's: ``MaxTurns(12) | StopPhrase("FINAL DECISION:")`` stops at
-whichever comes first, ``a & b`` only when both hold.
+whichever comes first, ``a & b`` only when both hold. In YAML the keys of ``termination:`` combine
+with "or", and ``any:`` / ``all:`` lists nest (``make_stop_rule``). The reason a rule gives is
+stored as the run's ``stop_reason``.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from personae.config.models import TerminationConfig
-from personae.orchestrator.state import RunState
+from personae.config.models import ConsensusConfig, StopCondition, TerminationConfig
+from personae.orchestrator.policies import HUMAN, persona_turns
+from personae.orchestrator.reflect import is_approval
+from personae.orchestrator.state import RunState, Utterance
 
 
 class StopRule:
@@ -47,10 +52,12 @@ class AllOf(StopRule):
 
 @dataclass(frozen=True)
 class MaxTurns(StopRule):
+    """Turns taken by personas; scripted or typed input from User does not use them up."""
+
     turns: int
 
     def check(self, state: RunState) -> str | None:
-        return "max_turns" if state.turn >= self.turns else None
+        return "max_turns" if persona_turns(state.history) >= self.turns else None
 
 
 @dataclass(frozen=True)
@@ -63,8 +70,96 @@ class StopPhrase(StopRule):
         return None
 
 
-def make_stop_rule(config: TerminationConfig, *, max_turns: int | None = None) -> StopRule:
-    rule: StopRule = MaxTurns(max_turns or config.max_turns)
+@dataclass(frozen=True)
+class Approved(StopRule):
+    """The last persona message is a reflect verdict that approves."""
+
+    def check(self, state: RunState) -> str | None:
+        last = next((u for u in reversed(state.history) if u.persona != HUMAN), None)
+        return "approved" if last is not None and is_approval(last) else None
+
+
+@dataclass(frozen=True)
+class Consensus(StopRule):
+    """Every listed persona has spoken, and its last message agrees: it carries the marker, or
+    its structured reply says ``agree: true`` (or ``approve: true``)."""
+
+    personas: tuple[str, ...]
+    marker: str = "I AGREE"
+
+    def check(self, state: RunState) -> str | None:
+        last: dict[str, Utterance] = {}
+        for u in state.history:
+            last[u.persona] = u
+        if all(name in last and self._agrees(last[name]) for name in self.personas):
+            return "consensus"
+        return None
+
+    def _agrees(self, u: Utterance) -> bool:
+        data = u.structured if isinstance(u.structured, dict) else {}
+        if data.get("agree") is True or data.get("approve") is True:
+            return True
+        return self.marker.casefold() in u.content.casefold()
+
+
+@dataclass(frozen=True)
+class TokenBudget(StopRule):
+    """Total prompt tokens the server evaluated (``runs.evaluated_tokens``), over every call."""
+
+    tokens: int
+
+    def check(self, state: RunState) -> str | None:
+        return "token_budget" if state.evaluated_tokens >= self.tokens else None
+
+
+@dataclass(frozen=True)
+class Timeout(StopRule):
+    """Seconds since this process started (or resumed) the run: a resumed run gets a new clock."""
+
+    seconds: float
+
+    def check(self, state: RunState) -> str | None:
+        elapsed = time.monotonic() - state.started_monotonic
+        return "timeout" if state.started_monotonic and elapsed >= self.seconds else None
+
+
+def _rules(config: TerminationConfig | StopCondition, roster: list[str]) -> list[StopRule]:
+    rules: list[StopRule] = []
+    if config.max_turns is not None:
+        rules.append(MaxTurns(config.max_turns))
     if config.stop_phrase:
-        rule = rule | StopPhrase(config.stop_phrase)
-    return rule
+        rules.append(StopPhrase(config.stop_phrase))
+    if config.approved:
+        rules.append(Approved())
+    if config.consensus:
+        consensus = (
+            config.consensus
+            if isinstance(config.consensus, ConsensusConfig)
+            else ConsensusConfig.model_validate({})
+        )
+        rules.append(Consensus(tuple(consensus.personas or roster), consensus.marker))
+    if config.token_budget is not None:
+        rules.append(TokenBudget(config.token_budget))
+    if config.timeout is not None:
+        rules.append(Timeout(config.timeout))
+    if config.any:
+        rules.append(AnyOf(tuple(_one(item, roster) for item in config.any)))
+    if config.all:
+        rules.append(AllOf(tuple(_one(item, roster) for item in config.all)))
+    return rules
+
+
+def _one(config: StopCondition, roster: list[str]) -> StopRule:
+    rules = _rules(config, roster)
+    return rules[0] if len(rules) == 1 else AnyOf(tuple(rules))
+
+
+def make_stop_rule(
+    config: TerminationConfig, *, max_turns: int | None = None, roster: list[str] | None = None
+) -> StopRule:
+    """The scenario's stop rules, "or"-ed; ``max_turns`` (e.g. from --max-turns) wins over the
+    file's. ``roster``: who must agree for ``consensus: true``."""
+    if max_turns is not None:
+        config = config.model_copy(update={"max_turns": max_turns})
+    rules = _rules(config, roster or [])
+    return rules[0] if len(rules) == 1 else AnyOf(tuple(rules))

@@ -6,6 +6,10 @@ one row per turn, with the model's raw reply kept beside what the other personas
 ``llm_calls`` is one row per model call — a persona's turn, and later collapses and speaker
 selection — with the exact prompt, what went into it and why (the manifest), and the server's own
 token counts. ``evaluated_tokens`` is the number the cache-friendly layout exists to shrink.
+``memory_nodes`` and ``memory_edges`` are the memory graph: every message and persona, and what
+collapses made of them (summaries by level, facts, decisions, open questions, each linked to the
+turns it came from), plus imported documents; items are never deleted, only closed (``valid_to``)
+by a ``supersedes`` or ``contradicts`` edge.
 
 Column comments below say why each column exists; the README's schema section mirrors them and a
 test keeps the two in step. The schema itself changes only through Alembic revisions in
@@ -161,3 +165,71 @@ class LLMCall(Base):
     wall_ns: Mapped[int] = mapped_column(Integer, default=0, comment="as seen by Personae, ns")
     error: Mapped[str | None] = mapped_column(Text, comment="why the call failed, if it did")
     created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+
+
+class MemoryNode(Base):
+    """A node of a run's memory graph. Messages and personas appear here too, so every edge has
+    both ends in one table and the whole graph loads with two queries."""
+
+    __tablename__ = "memory_nodes"
+    __table_args__ = (
+        Index("ix_memory_nodes_run_kind", "run_id", "kind"),
+        {
+            "comment": "the memory graph's nodes: messages, personas, summaries, facts, "
+            "decisions, questions, documents; full-text indexed in memory_fts"
+        },
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), comment="the run")
+    kind: Mapped[str] = mapped_column(
+        String,
+        comment="message | persona | summary | fact | decision | question | document | section "
+        "| chunk",
+    )
+    level: Mapped[int | None] = mapped_column(
+        Integer, comment="summary level (1 = summarizes messages, 2 = summaries of those …); "
+        "heading depth for a section"
+    )
+    text: Mapped[str] = mapped_column(
+        Text, comment="what the node says (a message's opening words; a persona's name)"
+    )
+    data: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="details: source turns, span, pinned, how a collapse was produced, file path"
+    )
+    turn: Mapped[int | None] = mapped_column(
+        Integer, comment="turn after which the node was made (0: before the first turn)"
+    )
+    valid_from: Mapped[int | None] = mapped_column(
+        Integer, comment="facts and decisions: turn from which the item holds"
+    )
+    valid_to: Mapped[int | None] = mapped_column(
+        Integer, comment="turn at which a later item superseded or contradicted it; null: holds"
+    )
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True,
+        comment="for message nodes: the message",
+    )
+
+
+class MemoryEdge(Base):
+    __tablename__ = "memory_edges"
+    __table_args__ = (
+        Index("ix_memory_edges_run", "run_id"),
+        {"comment": "typed edges between memory nodes, with the turn that made them"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), comment="the run")
+    src: Mapped[int] = mapped_column(
+        ForeignKey("memory_nodes.id", ondelete="CASCADE"), index=True, comment="edge source node"
+    )
+    dst: Mapped[int] = mapped_column(
+        ForeignKey("memory_nodes.id", ondelete="CASCADE"), index=True, comment="edge target node"
+    )
+    kind: Mapped[str] = mapped_column(
+        String,
+        comment="authored_by | replies_to | summarizes | derived_from | supports | contradicts "
+        "| supersedes | part_of",
+    )
+    turn: Mapped[int | None] = mapped_column(Integer, comment="turn after which the edge was made")

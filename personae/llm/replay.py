@@ -1,0 +1,430 @@
+"""A backend that answers from a run's recorded model calls, so a run can be re-executed without
+a model: to check that the code still builds the same prompts (``personae replay``), and to copy
+the first turns of a run into a fork.
+
+Every call the orchestrator makes is matched against the recorded ``llm_calls`` of its purpose
+(``turn``, ``select``, ``collapse`` …) in recorded order: the prompt it built must hash exactly as
+the recorded ``prompt_hash`` (``store.repo.prompt_hash``: messages and JSON schema). A match is
+answered with the recorded reply and usage. The first mismatch is a ``Divergence``: in ``strict``
+mode it stops the replay (``ReplayDiverged``); otherwise it is noted, and the call is answered with
+the reply recorded for the call that was expected next, so the replay goes on with the original
+transcript and can list every call that differs.
+
+Failed calls (no reply recorded) are skipped; a reply that was recorded but rejected (a collapse
+answer that failed validation, ``error`` set) is answered again, since the code asks again. So are calls left by an attempt that a crash
+interrupted, when the same purpose and turn was then asked again with the same prompt (a resumed
+run re-asks what the crash lost).
+
+Token counts decide what fits in the window, what the memory block holds and when to collapse,
+so they must be the original backend's: a prompt that was sent counts as recorded; anything else
+is counted the way the original backend counts — for ``embedded`` runs with the GGUF's own
+tokenizer and chat template, read without the model's weights (``vocab_only``); for Ollama and
+OpenAI-compatible runs with the character estimator, calibrated on the recorded prompts; for
+``scripted`` runs by whitespace.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from personae.errors import PersonaeError
+from personae.llm.base import (
+    Backend,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    TokenCallback,
+    Usage,
+)
+from personae.store.models import LLMCall
+from personae.store.repo import prompt_hash
+
+
+class ReplayDiverged(PersonaeError):
+    """A prompt differs from the recorded one (strict mode)."""
+
+    def __init__(self, divergence: Divergence) -> None:
+        super().__init__(divergence.describe())
+        self.divergence = divergence
+
+
+class ReplayExhausted(PersonaeError):
+    """The orchestrator asked for a call the recording does not have."""
+
+    def __init__(self, request: ChatRequest, answered: int) -> None:
+        super().__init__(
+            f"The recording has no more model calls (all {answered} were used), yet the run "
+            "asked for another."
+        )
+        self.request = request
+        self.answered = answered
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One call whose prompt differs from the recording."""
+
+    purpose: str
+    turn: int | None
+    persona: str | None
+    expected_hash: str
+    actual_hash: str
+    expected: tuple[ChatMessage, ...]
+    actual: tuple[ChatMessage, ...]
+    options_changed: tuple[str, ...] = ()  # names of options sent differently
+    expected_schema: dict[str, Any] | None = None
+    actual_schema: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        who = f" ({self.persona})" if self.persona else ""
+        where = f"turn {self.turn}" if self.turn is not None else "a call"
+        what = "prompt" if self.expected_hash != self.actual_hash else "options"
+        return f"{where}{who}, {self.purpose} call: the {what} differs from the recorded one"
+
+    def diff(self, limit: int = 24) -> list[str]:
+        """A short unified diff of the recorded prompt (-) against the one built now (+)."""
+        if self.expected_hash == self.actual_hash:
+            return [f"options changed: {', '.join(self.options_changed)}"]
+        lines = list(
+            difflib.unified_diff(
+                _lines(self.expected), _lines(self.actual), "recorded", "replayed", n=1, lineterm=""
+            )
+        )
+        if self.expected_schema != self.actual_schema:
+            lines += list(
+                difflib.unified_diff(
+                    _schema_lines(self.expected_schema), _schema_lines(self.actual_schema),
+                    "recorded schema", "replayed schema", n=0, lineterm="",
+                )
+            )
+        if len(lines) > limit:
+            lines = lines[:limit] + [f"… {len(lines) - limit} more diff lines"]
+        return lines
+
+
+@dataclass(frozen=True)
+class Answered:
+    """One call the replay answered: what was recorded, and whether the new prompt matched it."""
+
+    call_id: int
+    purpose: str
+    turn: int | None
+    persona: str | None
+    prompt_hash: str
+    matched: bool
+
+
+@dataclass
+class ReplayBackend:
+    """Answers from ``calls`` (rows of ``llm_calls``, any order; failed ones are ignored).
+
+    ``backend_name`` and ``model`` say which backend produced the recording, to imitate its
+    token counting for prompts the recording does not contain.
+    """
+
+    calls: Sequence[LLMCall]
+    backend_name: str = "scripted"
+    model: str = "replay"
+    strict: bool = True
+    gguf: str | None = None  # the original model file, for its tokenizer
+    name: str = "replay"
+    answered: list[Answered] = field(default_factory=list)
+    divergences: list[Divergence] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        usable = sorted((c for c in self.calls if c.response is not None), key=lambda c: c.id)
+        self._queues: dict[str, deque[LLMCall]] = {}
+        for call in usable:
+            self._queues.setdefault(call.purpose, deque()).append(call)
+        self._tokens_by_hash: dict[str, int] = {c.prompt_hash: c.prompt_tokens for c in usable}
+        self._counter: _Counter | None = None
+        self.num_ctx = max((int(c.options.get("num_ctx") or 0) for c in usable), default=0) or None
+
+    # -- protocol ---------------------------------------------------------------------------
+    def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
+        actual = prompt_hash(request.messages, request.schema)
+        call = self._take_matching(actual)
+        matched = call is not None
+        if call is None:
+            expected = self._next_expected()
+            if expected is None:
+                raise ReplayExhausted(request, len(self.answered))
+            divergence = _divergence(expected, request, actual)
+            self.divergences.append(divergence)
+            if self.strict:
+                raise ReplayDiverged(divergence)
+            call = self._queues[expected.purpose].popleft()
+        else:
+            changed = _options_changed(call.options, request.options)
+            if changed:
+                matched = False
+                divergence = _divergence(call, request, actual, changed)
+                self.divergences.append(divergence)
+                if self.strict:
+                    raise ReplayDiverged(divergence)
+        self.answered.append(
+            Answered(call.id, call.purpose, call.turn, call.persona, call.prompt_hash, matched)
+        )
+        self._observe(request.messages, call.prompt_tokens)
+        text = call.response or ""
+        if on_token and text:
+            on_token(text)
+        usage = Usage(
+            prompt_tokens=call.prompt_tokens,
+            evaluated_tokens=call.evaluated_tokens,
+            completion_tokens=call.completion_tokens,
+            total_ns=call.total_ns,
+            load_ns=call.load_ns,
+            prompt_eval_ns=call.prompt_eval_ns,
+            eval_ns=call.eval_ns,
+        )
+        return ChatResult(text=text, usage=usage, model=call.model, done_reason=call.done_reason or "stop")
+
+    def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
+        known = self._tokens_by_hash.get(prompt_hash(messages, None))
+        if known is not None:
+            return known
+        return self._count(messages)
+
+    def count_text_tokens(self, text: str) -> int:
+        # Budgets use it (the memory block, collapse groups), so it must count as the original.
+        return self._counter_now().text(text)
+
+    def context_length(self) -> int | None:
+        return self.num_ctx
+
+    def close(self) -> None:
+        pass
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def remaining(self) -> list[LLMCall]:
+        """Recorded calls not used yet, in recorded order."""
+        return sorted((c for q in self._queues.values() for c in q), key=lambda c: c.id)
+
+    @property
+    def exhausted(self) -> bool:
+        return not any(self._queues.values())
+
+    # -- internals --------------------------------------------------------------------------
+    def _take_matching(self, actual: str) -> LLMCall | None:
+        """The next recorded call of some purpose whose prompt hashes as ``actual``.
+
+        A head that does not match is skipped only when a later call of the same purpose and turn
+        matches: the remains of an attempt a crash cut short.
+        """
+        for queue in sorted(self._queues.values(), key=lambda q: q[0].id if q else 1 << 62):
+            if not queue:
+                continue
+            if queue[0].prompt_hash == actual:
+                return queue.popleft()
+            turn = queue[0].turn
+            for index, later in enumerate(queue):
+                if later.turn != turn:
+                    break
+                if later.prompt_hash == actual:
+                    for _ in range(index):
+                        queue.popleft()
+                    return queue.popleft()
+        return None
+
+    def _next_expected(self) -> LLMCall | None:
+        heads = [q[0] for q in self._queues.values() if q]
+        return min(heads, key=lambda c: c.id) if heads else None
+
+    def _counter_now(self) -> _Counter:
+        if self._counter is None:
+            self._counter = _counter_for(self.backend_name, self.gguf)
+        return self._counter
+
+    def _count(self, messages: tuple[ChatMessage, ...]) -> int:
+        return self._counter_now().prompt(messages)
+
+    def _observe(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
+        """Let an estimating counter learn from a measured prompt, as the live backend did."""
+        counter = self._counter_now()
+        if counter.calibrate is not None and prompt_tokens:
+            counter.calibrate(messages, prompt_tokens)
+
+
+def replay_backend_for(calls: Iterable[LLMCall], *, strict: bool = True, upto_id: int | None = None) -> ReplayBackend:
+    """A replay of ``calls`` (optionally only those up to ``upto_id``), imitating their backend."""
+    rows = [c for c in calls if upto_id is None or c.id <= upto_id]
+    answered = [c for c in rows if c.response is not None]
+    first = answered[0] if answered else None
+    backend_name = first.backend if first else "scripted"
+    model = first.model if first else "replay"
+    gguf = model if model.endswith(".gguf") else None
+    return ReplayBackend(rows, backend_name=backend_name, model=model, strict=strict, gguf=gguf)
+
+
+class ThenLive:
+    """Answers from a replay until the recorded call ``last_id`` has been answered, then from a
+    live backend.
+
+    This is how a fork copies the parent's first turns through the ordinary run loop (so every
+    table the loop writes — messages, calls, memory — is filled the same way) and goes on live.
+    """
+
+    def __init__(self, replay: ReplayBackend, live: Backend, last_id: int | None) -> None:
+        self.replay = replay
+        self.live = live
+        self.last_id = last_id
+        self.switched = False
+        # What the run loop records on each call row: "replay" for copied calls, then the live one.
+        self.name = replay.name
+        self.model = replay.model
+        if last_id is None:
+            self._switch()
+
+    @property
+    def _current(self) -> Backend:
+        return self.live if self.switched else self.replay  # type: ignore[return-value]
+
+    def _switch(self) -> None:
+        self.switched = True
+        self.name, self.model = self.live.name, self.live.model
+
+    def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
+        if self.switched:
+            return self.live.chat(request, on_token=on_token)
+        try:
+            return self.replay.chat(request, on_token=on_token)
+        finally:
+            answered = self.replay.answered
+            if self.replay.exhausted or (answered and answered[-1].call_id >= (self.last_id or 0)):
+                self._switch()
+
+    def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
+        return self._current.count_tokens(messages)
+
+    def count_text_tokens(self, text: str) -> int:
+        return self._current.count_text_tokens(text)
+
+    def context_length(self) -> int | None:
+        return self.live.context_length()
+
+    def close(self) -> None:
+        self.live.close()
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.live, attribute)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _lines(messages: Sequence[ChatMessage]) -> list[str]:
+    out: list[str] = []
+    for m in messages:
+        out.append(f"[{m.role}]")
+        out.extend(m.content.splitlines() or [""])
+    return out
+
+
+def _schema_lines(schema: dict[str, Any] | None) -> list[str]:
+    import json
+
+    return json.dumps(schema, indent=1, sort_keys=True).splitlines()
+
+
+def _messages(prompt: Sequence[dict[str, str]]) -> tuple[ChatMessage, ...]:
+    return tuple(ChatMessage(m.get("role", "user"), m.get("content", "")) for m in prompt)  # type: ignore[arg-type]
+
+
+def _divergence(
+    call: LLMCall, request: ChatRequest, actual: str, options_changed: Sequence[str] = ()
+) -> Divergence:
+    return Divergence(
+        purpose=call.purpose,
+        turn=call.turn,
+        persona=call.persona,
+        expected_hash=call.prompt_hash,
+        actual_hash=actual,
+        expected=_messages(call.prompt),
+        actual=request.messages,
+        options_changed=tuple(options_changed),
+        expected_schema=call.schema,
+        actual_schema=request.schema,
+    )
+
+
+def _options_changed(recorded: dict[str, Any], sent: dict[str, Any]) -> list[str]:
+    """Options whose value differs; compared as JSON would store them (lists, not tuples)."""
+    import json
+
+    def plain(value: Any) -> Any:
+        return json.loads(json.dumps(value, default=str))
+
+    sent_plain = plain(sent)
+    keys = set(recorded) | set(sent_plain)
+    return sorted(k for k in keys if recorded.get(k) != sent_plain.get(k))
+
+
+class _Counter:
+    """Token counting that imitates a backend: whole prompts and pieces of text."""
+
+    def __init__(
+        self,
+        prompt: Callable[[tuple[ChatMessage, ...]], int],
+        text: Callable[[str], int],
+        calibrate: Callable[[tuple[ChatMessage, ...], int], None] | None = None,
+    ) -> None:
+        self.prompt = prompt
+        self.text = text
+        self.calibrate = calibrate
+
+
+def _counter_for(backend_name: str, gguf: str | None) -> _Counter:
+    if backend_name == "embedded":
+        counter = _gguf_counter(gguf)
+        if counter is not None:
+            return counter
+    if backend_name == "scripted":
+        from personae.llm.scripted import ScriptedBackend
+
+        scripted = ScriptedBackend()
+        return _Counter(scripted.count_tokens, scripted.count_text_tokens)
+    # Ollama and OpenAI-compatible servers: the character estimator, calibrated on the recorded
+    # prompt sizes as the run goes, as the Ollama backend does with its replies.
+    from personae.llm.ollama import CharTokenEstimator
+
+    estimator = CharTokenEstimator()
+    return _Counter(estimator.estimate, estimator.estimate_text, estimator.calibrate)
+
+
+def _gguf_counter(gguf: str | None) -> _Counter | None:
+    """The model's own tokenizer and chat template, read from the GGUF without its weights."""
+    try:
+        from llama_cpp import Llama
+
+        from personae.llm.embedded import _chat_formatter, resolve_model_path
+    except ImportError:
+        return None
+    try:
+        from llama_cpp._utils import suppress_stdout_stderr
+
+        quiet: Any = suppress_stdout_stderr(disable=False)
+    except ImportError:  # pragma: no cover - older llama-cpp-python
+        from contextlib import nullcontext
+
+        quiet = nullcontext()
+    try:
+        path = resolve_model_path(gguf)
+        with quiet:  # llama.cpp warns about the context of a vocab-only load
+            llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        render = _chat_formatter(llm)
+    except Exception:  # noqa: BLE001 - no tokenizer: fall back to the estimate
+        return None
+
+    def tokens(text: str) -> int:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def prompt(messages: tuple[ChatMessage, ...]) -> int:
+        return tokens(render([m.to_dict() for m in messages]))
+
+    return _Counter(prompt, tokens)

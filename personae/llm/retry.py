@@ -1,0 +1,184 @@
+"""Retrying a model server's passing faults, so a long run survives an Ollama restart.
+
+``RetryingBackend`` wraps any ``Backend``. A ``BackendError`` marked ``transient`` (connection
+refused, a timeout, HTTP 5xx, 408/429, a stream cut off before its last chunk) is tried again after
+an exponential backoff with jitter; anything else (a model that is not pulled, a prompt larger than
+the window, another 4xx) is permanent and goes straight up, where the run loop marks the run
+``failed`` — every turn committed before stays, and ``personae resume`` continues once the cause
+is fixed.
+
+An empty reply (nothing but whitespace) is asked for once more, because small models now and then
+emit the end token first; if the second reply is empty too, it is returned, and the run loop
+commits it as an empty turn flagged ``{"empty_reply": true}`` in ``messages.meta``. Retrying
+forever would stall the run on a persona the model cannot play.
+
+Settings come from the command line (``--retries``, ``--retry-delay``), else from the environment
+(``PERSONAE_RETRIES``, ``PERSONAE_RETRY_DELAY``, ``PERSONAE_RETRY_MAX_DELAY``), else the defaults
+below. They are not scenario fields: how flaky a server is belongs to the machine, not to the
+deliberation.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from personae.errors import BackendError, UserError
+from personae.llm.base import (
+    Backend,
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    TokenCallback,
+)
+
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BASE_DELAY = 1.0
+DEFAULT_MAX_DELAY = 30.0
+ENV_ATTEMPTS = "PERSONAE_RETRIES"
+ENV_BASE_DELAY = "PERSONAE_RETRY_DELAY"
+ENV_MAX_DELAY = "PERSONAE_RETRY_MAX_DELAY"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` counts every try, the first included (1 = never retry).
+
+    The wait before try ``n + 1`` is ``min(max_delay, base_delay * 2 ** (n - 1))``, of which a
+    random half is dropped ("equal jitter"), so runs sharing one server do not retry in lockstep
+    yet never retry at once.
+    """
+
+    attempts: int = DEFAULT_ATTEMPTS
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise UserError(f"Retry attempts must be at least 1 (got {self.attempts}).")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise UserError("Retry delays cannot be negative.")
+
+    def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after the ``failed_attempts``-th failure."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        attempts: int | None = None,
+        base_delay: float | None = None,
+        max_delay: float | None = None,
+    ) -> RetryPolicy:
+        """Explicit values (the command line) win over the environment, which wins over defaults."""
+        env = os.environ if env is None else env
+        return cls(
+            attempts=attempts if attempts is not None else _env_number(env, ENV_ATTEMPTS, int, DEFAULT_ATTEMPTS),
+            base_delay=base_delay if base_delay is not None else _env_number(env, ENV_BASE_DELAY, float, DEFAULT_BASE_DELAY),
+            max_delay=max_delay if max_delay is not None else _env_number(env, ENV_MAX_DELAY, float, DEFAULT_MAX_DELAY),
+        )
+
+
+RetryCallback = Callable[[int, float, BackendError | None], None]
+"""Called before each wait: (attempt that failed, seconds to wait, the error or None if empty)."""
+
+
+class RetryingBackend:
+    """A Backend that retries the transient faults of the one it wraps (see the module docstring).
+
+    Everything else (``name``, ``model``, ``num_ctx``, token counting, ``has_model``…) is the
+    wrapped backend's, so the run records which server really answered.
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        policy: RetryPolicy | None = None,
+        *,
+        on_retry: RetryCallback | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy or RetryPolicy()
+        self.on_retry = on_retry
+        self._sleep = sleep
+        self._rng = rng
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.inner.name
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        return self.inner.model
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Only reached for attributes this class lacks: num_ctx, has_model, list_models, ...
+        return getattr(self.inner, attribute)
+
+    def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
+        started = time.monotonic()
+        empty_retried = False
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = self.inner.chat(request, on_token=on_token)
+            except BackendError as exc:
+                if not exc.transient:
+                    raise
+                if attempt >= self.policy.attempts:
+                    raise _gave_up(exc, attempt, time.monotonic() - started) from exc
+                self._wait(attempt, exc)
+                continue
+            if result.text.strip() or empty_retried:
+                return result
+            empty_retried = True  # one more try for an empty reply; it does not use up attempts
+            self._wait(1, None)
+            attempt -= 1
+
+    def _wait(self, attempt: int, error: BackendError | None) -> None:
+        seconds = self.policy.delay(attempt, self._rng) if error is not None else 0.0
+        if self.on_retry is not None:
+            self.on_retry(attempt, seconds, error)
+        if seconds > 0:
+            self._sleep(seconds)
+
+    def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
+        return self.inner.count_tokens(messages)
+
+    def count_text_tokens(self, text: str) -> int:
+        return self.inner.count_text_tokens(text)
+
+    def context_length(self) -> int | None:
+        return self.inner.context_length()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _gave_up(exc: BackendError, attempts: int, seconds: float) -> BackendError:
+    message = str(exc).rstrip()
+    if attempts > 1:
+        message += f" (Gave up after {attempts} attempts over {seconds:.0f} s.)"
+    error = type(exc)(message, transient=True, status=exc.status)
+    return error
+
+
+def _env_number(env: Mapping[str, str], key: str, kind: type, default: Any) -> Any:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        word = "a whole number" if kind is int else "a number of seconds"
+        raise UserError(f"The environment variable {key}={raw!r} must be {word}.") from None

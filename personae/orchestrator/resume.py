@@ -1,0 +1,151 @@
+"""Continuing a stored run: rebuilding its scenario and settings from the database, and deciding
+whether it may be continued at all.
+
+Nothing here is pickled: the scenario is the YAML stored in ``runs.scenario_yaml``, the personas
+are the definitions frozen in ``run_personas`` when the run started (so editing a persona file
+later does not change a run being resumed), and the settings are the run row's. Everything else —
+who speaks next, the phase, the stop-rule counters, collapse and memory — is derived from the
+committed transcript and tables by the run loop itself.
+
+A run is resumable when it is ``interrupted`` or ``failed``, or ``running`` while the process that
+ran it is gone (killed, crashed, machine rebooted). "Gone" is judged from ``runs.pid`` on this
+machine (``personae.liveness``). A run that is ``completed`` or alive is refused.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from personae.config.loader import LoadedScenario, load_scenario, load_scenario_text
+from personae.config.models import Persona, Scenario
+from personae.errors import ConfigError, UserError
+from personae.liveness import process_alive
+from personae.llm.base import Backend
+from personae.orchestrator.run import RunSettings, settings_for
+from personae.store.models import Run
+from personae.store.repo import Store
+
+
+def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None) -> LoadedScenario:
+    """The scenario of ``run`` with the personas it used.
+
+    With ``scenario_file``, that file and the persona files it finds are loaded as they are now
+    instead (replay uses this to show where an edit would change a run).
+    """
+    if scenario_file is not None:
+        return load_scenario(scenario_file)
+    frozen = {
+        p.name: Persona.model_validate(p.definition) for p in store.run_personas(run.id)
+    }
+    sources = {p.name: p.source for p in store.run_personas(run.id)}
+    label = Path(run.scenario_path) if run.scenario_path else Path(f"<scenario of run {run.id}>")
+    base = label.parent if run.scenario_path and label.parent.is_dir() else Path.cwd()
+    try:
+        loaded = load_scenario_text(run.scenario_yaml, path=label, base_dir=base)
+    except ConfigError as exc:
+        # The persona files may have moved since; the frozen definitions are all a run needs.
+        field = str(getattr(exc, "field", "") or "")
+        if not frozen or field.startswith("documents"):
+            raise
+        return _from_frozen(run, label, frozen, sources, exc)
+    personas = {name: frozen.get(name, persona) for name, persona in loaded.personas.items()}
+    return replace(loaded, personas=personas, path=label if run.scenario_path else None)
+
+
+def _from_frozen(
+    run: Run,
+    label: Path,
+    frozen: dict[str, Persona],
+    sources: dict[str, str],
+    cause: ConfigError,
+) -> LoadedScenario:
+    try:
+        scenario = Scenario.model_validate(yaml.safe_load(run.scenario_yaml))
+    except Exception:  # noqa: BLE001 - the loader's own message says more
+        raise cause from None
+    missing = [name for name in scenario.roster if name not in frozen]
+    if missing:
+        raise cause
+    ordered = {name: frozen[name] for name in scenario.roster}
+    ordered |= {name: p for name, p in frozen.items() if name not in ordered}
+    return LoadedScenario(
+        scenario=scenario,
+        personas=ordered,
+        path=label if run.scenario_path else None,
+        source_yaml=run.scenario_yaml,
+        documents=(),
+        persona_sources=sources,
+    )
+
+
+def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides: Any) -> RunSettings:
+    """The settings the run started with (its row), with any explicit overrides on top."""
+    values: dict[str, Any] = {
+        "layout": run.layout,
+        "max_turns": run.max_turns,
+        "num_ctx": run.num_ctx,
+        "seed": run.seed,
+    }
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    return settings_for(loaded, backend, **values)
+
+
+# -------------------------------------------------------------------------- may it be resumed?
+
+
+def check_resumable(run: Run, *, force: bool = False) -> str | None:
+    """Raise ``UserError`` (exit 2) if ``run`` must not be continued; else a note for the user
+    when the run was left ``running`` by a process that is gone (None otherwise)."""
+    resume_hint = f"personae replay {run.id} --fork-at {run.turns}"
+    if run.status == "completed":
+        raise UserError(
+            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {run.turns} turns); "
+            f"there is nothing to resume. To continue it with more turns, fork it: "
+            f"{resume_hint} --max-turns {run.turns + max(run.turns, 4)}"
+        )
+    if run.status != "running":
+        return None
+    if force:
+        return f"Run {run.id} is marked running (process {run.pid}); --force resumes it anyway."
+    since = run.heartbeat_at or run.started_at
+    if process_alive(run.pid, since):
+        age = _age(since)
+        raise UserError(
+            f"Run {run.id} is still running in process {run.pid} on this machine (last heartbeat "
+            f"{age} ago). Resuming it now would write the same turns twice. Stop it first "
+            f"(Ctrl-C in its terminal, or kill {run.pid}), or wait for it; if that process is "
+            "not Personae, pass --force."
+        )
+    return (
+        f"Run {run.id} was left running by process {run.pid}, which is gone (killed or crashed); "
+        f"continuing after turn {run.turns}."
+    )
+
+
+def _age(since: datetime | None) -> str:
+    if since is None:
+        return "unknown time"
+    seconds = max(0, int(time.time() - since.replace(tzinfo=UTC).timestamp()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h"
+
+
+def backend_for_run(run: Run, backend: str | None, model: str | None) -> tuple[str, str | None]:
+    """The backend kind and model to continue ``run`` with: the run's own unless overridden."""
+    kind = backend or run.backend
+    if kind not in {"ollama", "embedded", "openai"}:
+        raise UserError(
+            f"Run {run.id} was made with the '{run.backend}' backend, which cannot be reopened. "
+            "Choose one with --backend (ollama, embedded or openai)."
+        )
+    chosen = model if model else (run.model if kind == run.backend else None)
+    return kind, chosen

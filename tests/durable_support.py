@@ -1,0 +1,78 @@
+"""Helpers shared by the durable-runs tests (resume, replay, faults, concurrency, kills)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from personae.config import load_scenario, load_scenario_text
+from personae.config.loader import LoadedScenario
+from personae.llm.base import Backend
+from personae.orchestrator.run import Orchestrator, settings_for, start_run
+from personae.store.repo import Store
+
+PERSONAS = """\
+personas:
+  - {name: Planner, description: plans the work, system: Plan concretely., options: {num_predict: NP}}
+  - {name: Analyst, description: brings numbers, system: Bring numbers., options: {num_predict: NP}}
+  - {name: Critic, description: finds flaws, system: Attack the weakest claim., options: {num_predict: NP}}
+"""
+
+
+def scenario_text(extra: str = "", *, num_predict: int = 8, name: str = "durable") -> str:
+    """A small scenario with inline personas, so the tests do not depend on persona files."""
+    return (
+        f"name: {name}\ngoal: Decide whether to add a cache.\ncontext: p99 is 900 ms.\n"
+        + PERSONAS.replace("NP", str(num_predict))
+        + "options: {temperature: 0}\n"
+        + extra
+    )
+
+
+def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def start(
+    db: Path, scenario: str | Path, backend: Backend, **overrides: Any
+) -> tuple[Store, int, Orchestrator]:
+    """A run row and its orchestrator, not yet driven."""
+    loaded: LoadedScenario = (
+        load_scenario(scenario) if isinstance(scenario, Path) else load_scenario_text(scenario, base_dir=db.parent)
+    )
+    store = Store.open(db)
+    settings = settings_for(loaded, backend, **overrides)
+    run_id = start_run(store, loaded, backend, settings)
+    return store, run_id, Orchestrator(loaded, backend, store, settings)
+
+
+def run_to_end(db: Path, scenario: str | Path, backend: Backend, **overrides: Any) -> tuple[Store, int]:
+    store, run_id, orchestrator = start(db, scenario, backend, **overrides)
+    for _ in orchestrator.run(run_id):
+        pass
+    return store, run_id
+
+
+def transcript(db: Path, run_id: int) -> list[tuple[Any, ...]]:
+    """(turn, persona, phase, content, raw) of every message, read with plain SQL."""
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "select turn, persona, phase, content, raw from messages where run_id = ? order by turn",
+            (run_id,),
+        ).fetchall()
+
+
+def table_counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as connection:
+        names = [
+            r[0]
+            for r in connection.execute(
+                "select name from sqlite_master where type = 'table' and name not like '%fts%' "
+                "and name not like 'sqlite_%'"
+            )
+        ]
+        return {n: connection.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
