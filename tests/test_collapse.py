@@ -267,9 +267,10 @@ def test_no_fact_disappears_without_a_supersedes_or_contradicts_edge(tmp_path: P
         known = enum(request.schema, "facts", "supersedes")
         if known:  # replace the oldest item it was shown, and contradict the next
             answer["facts"][0]["supersedes"] = [known[0]]
-            if len(known) > 1:
-                answer["decisions"] = [{"text": "Use a 60 s TTL.", "turns": answer["facts"][0]["turns"],
-                                        "contradicts": [known[1]]}]
+        decision: dict[str, Any] = {"text": "Use a 60 s TTL.", "turns": answer["facts"][0]["turns"]}
+        if len(known) > 1:
+            decision["contradicts"] = [known[1]]
+        answer["decisions"] = [decision]  # every collapse adds two items, so two can be shown
 
     backend = ScriptedBackend(default=summarizer(revise), num_ctx=WINDOW)
     store, run_id, _ = run(scenario(turns=60), backend, tmp_path / "c.db")

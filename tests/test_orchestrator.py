@@ -10,7 +10,7 @@ import pytest
 
 from personae.config import load_scenario_text
 from personae.errors import BackendError
-from personae.llm.base import ChatRequest
+from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
@@ -81,12 +81,44 @@ def test_prompt_holds_goal_transcript_and_speaker_last(tmp_path: Path) -> None:
     backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
     run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db")
     third = backend.requests[2]
-    system, user = third.messages
-    assert system.role == "system" and "Decide on a cache." in system.content
+    roles = [m.role for m in third.messages]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    system = third.messages[0].content
+    assert "Decide on a cache." in system
+    # every participant's instructions are in the stable header, read once per run
+    assert "## Critic" in system and "Attack the weakest claim." in system and "Plan concretely." in system
+    cues = [m.content for m in third.messages if m.role == "user"]
+    assert cues == [
+        "It is your turn. You are Planner.",
+        "It is your turn. You are Analyst.",
+        "It is your turn. You are Critic.",
+    ]
+    replies = [m.content for m in third.messages if m.role == "assistant"]
+    assert replies == ["Plan: cache reads.", "Hit rate 80%."]
+    assert third.options["num_ctx"] == 4096 and third.options["num_predict"] == 200
+
+
+def test_cache_friendly_prompt_extends_the_previous_prompt_and_reply(tmp_path: Path) -> None:
+    """The property the layout exists for: call k+1 = call k + its reply + one new cue, so a
+    server's prefix cache re-reads only the new cue."""
+    replies = ["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data.", "Summary."]
+    backend = ScriptedBackend(list(replies))
+    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db")
+    prompts = [r.messages for r in backend.requests]
+    for before, reply, after in zip(prompts, replies, prompts[1:]):
+        assert after[: len(before)] == before
+        assert after[len(before)] == ChatMessage("assistant", reply)
+        assert len(after) == len(before) + 2 and after[-1].role == "user"
+
+
+def test_classic_prompt_puts_the_speaker_first(tmp_path: Path) -> None:
+    backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
+    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db", layout="classic")
+    system, user = backend.requests[2].messages
+    assert system.role == "system" and system.content.startswith("Attack the weakest claim.")
+    assert "Decide on a cache." in system.content and "Plan concretely." not in system.content
     assert "Planner: Plan: cache reads." in user.content and "Analyst: Hit rate 80%." in user.content
     assert user.content.rstrip().endswith("without a name prefix.")
-    assert "You are Critic" in user.content and "Attack the weakest claim." in user.content
-    assert third.options["num_ctx"] == 4096 and third.options["num_predict"] == 200
 
 
 def test_cache_friendly_prefix_is_stable_classic_is_not(tmp_path: Path) -> None:
@@ -134,7 +166,7 @@ def test_visible_thinking_is_shown_to_others(tmp_path: Path) -> None:
     personas = PERSONAS.replace("system: Plan concretely.}", "system: Plan concretely., thinking: visible}")
     backend = ScriptedBackend(["<thinking>why</thinking>Plan."])
     run_all(scenario("termination: {max_turns: 2}\n", personas), backend, tmp_path / "t.db")
-    assert "<thinking>why</thinking>" in backend.requests[1].messages[1].content
+    assert "<thinking>why</thinking>" in backend.requests[1].messages[2].content
 
 
 def test_seed_is_sent_and_varies_per_turn(tmp_path: Path) -> None:

@@ -75,10 +75,15 @@ def test_reflect_ends_when_the_critic_approves(tmp_path: Path) -> None:
     # the verdicts were asked for under the verdict schema, and the author saw the issues
     verdict_calls = [c for c in store.calls(run_id) if c.schema is not None]
     assert [c.turn for c in verdict_calls] == [2, 4] and verdict_calls[0].schema == VERDICT_SCHEMA
-    revision_prompt = backend.requests[2].messages[-1].content
-    assert "Critic: Not approved. Issues to fix:\n- No owner." in revision_prompt
-    assert "Revise your latest draft" in revision_prompt
-    assert "approve (true or false), issues (a list of strings)" in backend.requests[1].messages[-1].content
+    *_, verdict_cue, verdict_said, revision_cue = backend.requests[2].messages
+    assert verdict_said.role == "assistant" and verdict_said.content.startswith(
+        "Not approved. Issues to fix:\n- No owner."
+    )
+    assert "Revise your latest draft" in revision_cue.content
+    asked = backend.requests[1].messages[-1].content
+    assert "approve (true or false), issues (a list of strings)" in asked
+    # the Critic's turn is re-rendered with the cue it was asked with, word for word
+    assert verdict_cue.content == asked and verdict.meta["instructions"] in asked
 
 
 def test_reflect_stops_at_max_rounds_without_approval(tmp_path: Path) -> None:

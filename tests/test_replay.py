@@ -63,23 +63,38 @@ def test_replay_reports_the_first_turn_whose_persona_changed(tmp_path: Path) -> 
     )
     # The run's own (frozen) personas still replay identically...
     assert replay_run(store, run_id).identical
-    # ...while the edited files show where the edit changes the run: the Critic's first turn.
+    # ...while the edited files show where the edit changes the run: every persona's
+    # instructions are in the header every prompt starts with, so from the first turn on.
     report = replay_run(store, run_id, scenario_file=path)
-    assert not report.identical and report.first_difference == 3
+    assert not report.identical and report.first_difference == 1
     first = report.divergences[0]
-    assert (first.turn, first.persona, first.purpose) == (3, "Critic", "turn")
+    assert (first.turn, first.persona, first.purpose) == (1, "Planner", "turn")
     diff = "\n".join(first.diff())
     assert "-Attack the weakest claim." in diff and "+Praise every claim." in diff
-    assert report.turns == 2  # it stopped at the difference
+    assert report.turns == 0  # it stopped at the difference
+
+
+def test_replay_classic_reports_the_first_turn_whose_persona_changed(tmp_path: Path) -> None:
+    """In the classic layout only the speaker's own instructions are in its prompt: an edit to
+    the Critic first shows at the Critic's first turn."""
+    path = write_scenario(tmp_path / "project", scenario_text(PHASES) + "layout: classic\n")
+    store, run_id = run_to_end(tmp_path / "p.db", path, numbered())
+    path.write_text(path.read_text().replace("Attack the weakest claim.", "Praise every claim."), encoding="utf-8")
+    report = replay_run(store, run_id, scenario_file=path)
+    assert not report.identical and report.first_difference == 3
+    assert (report.divergences[0].turn, report.divergences[0].persona) == (3, "Critic")
+    assert report.turns == 2
 
 
 def test_replay_all_lists_every_differing_turn(tmp_path: Path) -> None:
-    path = write_scenario(tmp_path / "project", scenario_text(PHASES))
-    store, run_id = run_to_end(tmp_path / "p.db", path, numbered())
-    path.write_text(path.read_text().replace("Bring numbers.", "Bring anecdotes."), encoding="utf-8")
-    report = replay_run(store, run_id, scenario_file=path, keep_going=True)
-    assert sorted(d.turn for d in report.divergences) == [2, 4]  # the Analyst's turns only
-    assert report.turns == 6 and not report.content_changes
+    for layout, differing in (("classic", [2, 4]), ("cache_friendly", [1, 2, 3, 4, 5, 6])):
+        path = write_scenario(tmp_path / layout, scenario_text(PHASES) + f"layout: {layout}\n")
+        store, run_id = run_to_end(tmp_path / f"{layout}.db", path, numbered())
+        path.write_text(path.read_text().replace("Bring numbers.", "Bring anecdotes."), encoding="utf-8")
+        report = replay_run(store, run_id, scenario_file=path, keep_going=True)
+        # classic: the Analyst's turns only; cache_friendly: the header of every prompt
+        assert sorted(d.turn for d in report.divergences) == differing
+        assert report.turns == 6 and not report.content_changes
 
 
 def test_replay_detects_a_prompt_recorded_by_different_code(tmp_path: Path) -> None:
@@ -217,7 +232,7 @@ def test_fork_copies_turns_then_goes_on_live(tmp_path: Path) -> None:
     assert [t[3] for t in transcript(db, fork.run_id)[3:]] == ["Live reply."] * 3
     # The model was asked only for the new turns, and saw the copied transcript.
     assert len(live.requests) == 3
-    assert "Point 3: the p99 matters." in live.requests[0].messages[-1].content
+    assert "Point 3: the p99 matters." in [m.content for m in live.requests[0].messages]
     calls = store.calls(fork.run_id)
     assert [(c.turn, c.backend) for c in calls] == [
         (1, "replay"), (2, "replay"), (3, "replay"), (4, "scripted"), (5, "scripted"), (6, "scripted")
@@ -261,7 +276,7 @@ def test_cli_replay_reports_identical_then_the_first_differing_turn(
         personae_cmd("replay", "1", "--scenario", str(path)), capture_output=True, text=True, env=cli_env, timeout=120
     )
     assert changed.returncode == 1
-    assert "First difference at turn 3." in changed.stdout
+    assert "First difference at turn 1." in changed.stdout
     assert "-Attack the weakest claim." in changed.stdout and "+Agree." in changed.stdout
 
     as_json = subprocess.run(

@@ -79,9 +79,10 @@ def test_persona_text_is_never_rendered_as_a_template(tmp_path: Path) -> None:
     backend = ScriptedBackend(default=lambda _r: "Reply {{ 6*7 }}.")
     run_to_end(tmp_path / "p.db", text, backend)
     first, second = backend.requests
-    assert tricky in first.messages[-1].content and "Goal " + tricky in first.messages[0].content
-    assert "49" not in first.messages[-1].content and "looploop" not in first.messages[-1].content
-    assert "Reply {{ 6*7 }}." in second.messages[-1].content  # model text passes through as text
+    sent = "\n".join(m.content for m in first.messages)
+    assert tricky in first.messages[0].content and "Goal " + tricky in first.messages[0].content
+    assert "49" not in sent and "looploop" not in sent
+    assert "Reply {{ 6*7 }}." in [m.content for m in second.messages]  # model text passes as text
 
 
 # -- paths: documents stay inside the scenario's folder; nothing is written elsewhere ---------------

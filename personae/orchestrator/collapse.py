@@ -35,9 +35,10 @@ from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
 from personae.orchestrator.context import (
     Prompt,
+    entry_tokens,
     header_text,
-    persona_text,
-    render_utterance,
+    instructions_text,
+    stable_text,
 )
 from personae.orchestrator.state import Collapsed, RunState, Speaker, Utterance
 from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
@@ -45,7 +46,7 @@ from personae.store.models import MemoryNode
 from personae.store.repo import CallRecord, Store
 
 MEMORY_SHARE = 0.4  # of the room left under the trigger once header and instructions are in
-MESSAGE_OVERHEAD = 16  # a transcript entry's name, phase and separators
+MESSAGE_OVERHEAD = 24  # a transcript entry's cue (or name and phase) and template tokens
 GROWTH = 2  # messages a rebuilt prompt must be able to take before it collapses again
 TEMPLATE_SLACK = 48  # tokens a chat template and a retry note may add to a collapse prompt
 PromptFor = Callable[[RunState, Speaker], Prompt]
@@ -103,6 +104,7 @@ class Collapser:
     config: CollapseConfig
     budget: Budget
     seed: int | None = None
+    layout: str = "cache_friendly"  # the turn prompts' layout: what one more message costs
     _blocks: dict[int, MemoryBlock] = field(default_factory=dict)
     _ceilings: dict[int, int] = field(default_factory=dict)
 
@@ -181,9 +183,7 @@ class Collapser:
         for u in reversed(state.history):
             if kept == self.config.keep_recent:
                 break
-            used += self.backend.count_text_tokens(
-                render_utterance(u, self.loaded.personas)
-            ) + 2
+            used += entry_tokens(u, self.loaded.personas, self.layout, self.backend)
             if used > room:
                 break
             kept += 1
@@ -545,15 +545,18 @@ def make_collapser(
     if config is None:
         return None
     scenario, personas = loaded.scenario, loaded.personas
-    header = backend.count_text_tokens(header_text(scenario, personas))
+    layout = settings.layout
+    header = backend.count_text_tokens(stable_text(scenario, personas, layout, None))
     instructions = max(
-        backend.count_text_tokens(persona_text(personas[name], Speaker(name, "phase")))
+        backend.count_text_tokens(
+            instructions_text(personas[name], Speaker(name, "phase"), layout)
+        )
         for name in scenario.roster
     )
     budget = Budget.derive(
         settings.num_ctx, reply_reserve, config.at_fraction, header + instructions + TEMPLATE_SLACK
     )
-    return Collapser(loaded, backend, store, config, budget, seed=settings.seed)
+    return Collapser(loaded, backend, store, config, budget, seed=settings.seed, layout=layout)
 
 
 COLLAPSE_INSTRUCTIONS = (

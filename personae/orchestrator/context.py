@@ -1,14 +1,27 @@
 """Building the prompt of a turn, and the manifest of what went into it.
 
-Two layouts. ``cache_friendly`` (the default) keeps everything that does not change at the front —
-the scenario header and the memory block (which changes only at a collapse), then the turns not
-yet collapsed, which only ever grow at their end — and puts the speaking persona's instructions
-last, so consecutive turns share the longest possible prefix and the server re-reads only the new
-text. ``classic`` puts the persona's system prompt first, as AutoGen and
-CrewAI do; it is kept for comparison, and its cost shows in ``llm_calls.evaluated_tokens``.
+Two layouts. ``cache_friendly`` (the default) is laid out so that each prompt *extends the
+previous prompt and its reply exactly*, which is the one thing a server's prefix cache rewards:
 
-Speaker names live inside the message text, because chat templates drop the ``name`` field, and
-every transcript entry has the same role whoever wrote it, so the past never re-renders.
+    system     header: goal, context, every participant's instructions  [+ memory block]
+    user       It is your turn. You are Analyst.                         (the turn's cue)
+    assistant  <Analyst's message, as the model wrote it>
+    user       It is your turn. You are Critic.
+    assistant  <Critic's message>
+    …
+    user       It is your turn. You are Planner.                          ← this call
+
+The header changes only at a collapse; every persona turn stays in place as a cue and the reply
+that followed it, so the next call re-reads only the end of the last reply, one short cue and
+whatever the turn adds (a phase's mode, a reply schema). The personas' instructions sit in the
+stable header rather than in each turn's cue because whatever a turn's prompt ends with stays in
+every later prompt: a full set of instructions per turn would cost ~100 tokens of window per turn
+and be re-read on every call. Messages from ``User`` (scripted inputs, --interactive) go into the
+user message before the next cue.
+
+``classic`` puts the speaking persona's system prompt first and the transcript in one user
+message, as AutoGen and CrewAI do; it is kept for comparison, and its cost shows in
+``llm_calls.evaluated_tokens``: a changed first message makes the server re-read everything.
 """
 
 from __future__ import annotations
@@ -23,6 +36,8 @@ from personae.memory.block import MemoryBlock
 from personae.orchestrator.state import Speaker, Utterance
 
 TRANSCRIPT_HEADING = "Transcript so far:"
+CACHE_FRIENDLY = "cache_friendly"
+CLASSIC = "classic"
 
 
 @dataclass(frozen=True)
@@ -33,42 +48,103 @@ class Prompt:
     full_tokens: int = 0  # before any last-resort dropping: what collapse is triggered on
 
 
-def header_text(scenario: Scenario, personas: Mapping[str, Persona]) -> str:
-    roster = "\n".join(
-        f"- {name}: {personas[name].description}".rstrip(": ") for name in scenario.roster
-    )
+def header_text(
+    scenario: Scenario, personas: Mapping[str, Persona], *, instructions: bool = False
+) -> str:
+    """The scenario header. With ``instructions`` (the cache-friendly layout) it carries every
+    participant's own instructions, so that they are read once per run instead of once a turn."""
     lines = [
         "Several personas deliberate together, one message at a time.",
         f"Goal: {scenario.goal.strip()}",
     ]
     if scenario.context.strip():
         lines.append(f"Context:\n{scenario.context.strip()}")
-    lines.append(f"Participants:\n{roster}")
-    lines.append("Each message below starts with its author's name. Write only your own message.")
+    if instructions:
+        lines.append("Participants and their instructions:")
+        lines.extend(_participant(personas[name]) for name in scenario.roster)
+        lines.append(
+            "Each user message says whose turn it is; the assistant message after it is that "
+            "persona's message. Write only the message of the persona whose turn it is, as that "
+            "persona, following its instructions above."
+        )
+    else:
+        roster = "\n".join(
+            f"- {name}: {personas[name].description}".rstrip(": ") for name in scenario.roster
+        )
+        lines.append(f"Participants:\n{roster}")
+        lines.append(
+            "Each message below starts with its author's name. Write only your own message."
+        )
     if scenario.language:
         lines.append(f"Always answer in this language: {scenario.language}.")
     return "\n\n".join(lines)
 
 
+def _participant(persona: Persona) -> str:
+    parts = [f"## {persona.name}"]
+    if persona.description:
+        parts.append(persona.description.strip())
+    if persona.system:
+        parts.append(persona.system.strip())
+    return "\n".join(parts)
+
+
 def render_utterance(u: Utterance, personas: Mapping[str, Persona]) -> str:
+    """A transcript entry as one line of text with its author's name (classic layout, the
+    selector's own prompt, collapse sources)."""
     label = f"{u.persona} ({u.phase})" if u.phase else u.persona
-    text = u.content
+    return f"{label}: {_said(u, personas)}"
+
+
+def _said(u: Utterance, personas: Mapping[str, Persona]) -> str:
     persona = personas.get(u.persona)
     if u.thinking and persona is not None and persona.thinking == "visible":
-        text = f"<thinking>{u.thinking}</thinking>\n{text}"
-    return f"{label}: {text}"
+        return f"<thinking>{u.thinking}</thinking>\n{u.content}"
+    return u.content
+
+
+def turn_cue(persona: str, phase: str | None, instructions: str | None) -> str:
+    """The user message that hands a turn to a persona. Past turns are rendered with the same
+    cue they were asked with (``messages.meta["instructions"]`` keeps a turn's extra
+    instructions), so a prompt is the previous one plus new text, never a rewrite of it."""
+    lines = [f"It is your turn. You are {persona}."]
+    if phase:
+        lines.append(f"Current phase: {phase}.")
+    if instructions:  # the phase's mode, a reflect role, a reply schema: last, so heeded
+        lines.append(instructions.strip())
+    return "\n".join(lines)
 
 
 def persona_text(persona: Persona, speaker: Speaker) -> str:
+    """What ends the prompt of ``speaker``'s turn in the cache-friendly layout."""
+    return turn_cue(persona.name, speaker.phase, speaker.instructions)
+
+
+def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
     lines = [f"It is your turn. You are {persona.name}."]
     if persona.system:
         lines.append(persona.system.strip())
     if speaker.phase:
         lines.append(f"Current phase: {speaker.phase}.")
     lines.append(f"Write {persona.name}'s next message only, without a name prefix.")
-    if speaker.instructions:  # the phase's mode, a reflect role, a reply schema: last, so heeded
+    if speaker.instructions:
         lines.append(speaker.instructions.strip())
     return "\n".join(lines)
+
+
+def instructions_text(persona: Persona, speaker: Speaker, layout: str) -> str:
+    """The speaking persona's part of the prompt, in either layout (for budgets)."""
+    if layout == CLASSIC:
+        return _classic_instructions(persona, speaker)
+    return persona_text(persona, speaker)
+
+
+def stable_text(
+    scenario: Scenario, personas: Mapping[str, Persona], layout: str, memory: MemoryBlock | None
+) -> str:
+    """The system message's shared part: the header, and the memory block once there is one."""
+    header = header_text(scenario, personas, instructions=layout != CLASSIC)
+    return f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
 
 
 def build_prompt(
@@ -83,27 +159,32 @@ def build_prompt(
     memory: MemoryBlock | None = None,
 ) -> Prompt:
     """The prompt for ``speaker``'s turn: header, memory block (when collapse is on), the turns
-    not yet collapsed, the persona's instructions. Only as a last resort — collapse exists so it
-    is never needed — the oldest turns are dropped to fit, which the manifest records."""
+    not yet collapsed, the persona's cue. Only as a last resort — collapse exists so it is never
+    needed — the oldest turns are dropped to fit, which the manifest records."""
     persona = personas[speaker.persona]
-    header = header_text(scenario, personas)
-    stable = f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
+    header = header_text(scenario, personas, instructions=layout != CLASSIC)
+    stable = stable_text(scenario, personas, layout, memory)
     if memory is not None:  # collapsed turns are in the memory block, not the transcript
         history = [u for u in history if u.turn > memory.after_turn]
-    instructions = persona_text(persona, speaker)
-    entries = [render_utterance(u, personas) for u in history]
+    instructions = instructions_text(persona, speaker, layout)
     kept_from = 0
     full_tokens = None
     while True:
-        messages = _assemble(
-            layout, stable, entries[kept_from:], instructions, persona, extra=speaker.instructions
-        )
+        kept = history[kept_from:]
+        if layout == CLASSIC:
+            messages = _classic(stable, kept, personas, persona, speaker)
+        else:
+            messages = _cache_friendly(stable, kept, personas, instructions)
         tokens = backend.count_tokens(messages)
         full_tokens = tokens if full_tokens is None else full_tokens
-        if tokens <= max_prompt_tokens or kept_from >= len(entries):
+        if tokens <= max_prompt_tokens or kept_from >= len(history):
             break
-        kept_from += max(1, (len(entries) - kept_from) // 8)
-    kept = history[kept_from:]
+        kept_from += max(1, (len(history) - kept_from) // 8)
+    if layout == CLASSIC:
+        shown = "\n\n".join(render_utterance(u, personas) for u in kept)
+    else:
+        shown = "\n\n".join(m.content for m in messages[1:-1])
+    transcript_tokens = backend.count_text_tokens(shown)
     manifest: list[dict[str, Any]] = [
         {"section": "header", "tokens": backend.count_text_tokens(header)},
         *(memory.manifest() if memory is not None else []),
@@ -111,7 +192,7 @@ def build_prompt(
             "section": "transcript",
             "message_ids": [u.id for u in kept],
             "turns": [u.turn for u in kept],
-            "tokens": backend.count_text_tokens("\n\n".join(entries[kept_from:])),
+            "tokens": transcript_tokens,
         },
         {"section": "persona", "persona": persona.name, "tokens": backend.count_text_tokens(instructions)},
     ]
@@ -122,21 +203,59 @@ def build_prompt(
     return Prompt(messages=messages, manifest=manifest, tokens=tokens, full_tokens=full_tokens)
 
 
-def _assemble(
-    layout: str,
-    header: str,
-    entries: Sequence[str],
+def transcript_messages(
+    history: Sequence[Utterance], personas: Mapping[str, Persona]
+) -> list[ChatMessage]:
+    """The cache-friendly transcript: a cue and the reply for every persona turn; messages from
+    outside the roster (``User``) join the user message before the next cue. Ends with a user
+    message when the last entry was not a persona's (the caller appends its cue to it)."""
+    out: list[ChatMessage] = []
+    pending: list[str] = []
+    for u in history:
+        if u.persona not in personas:
+            pending.append(f"{u.persona}: {u.content}")
+            continue
+        cue = turn_cue(u.persona, u.phase, (u.meta or {}).get("instructions"))
+        out.append(ChatMessage("user", "\n\n".join([*pending, cue])))
+        out.append(ChatMessage("assistant", _said(u, personas)))
+        pending = []
+    if pending:
+        out.append(ChatMessage("user", "\n\n".join(pending)))
+    return out
+
+
+def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, backend: Backend) -> int:
+    """Roughly what one more transcript entry adds to a prompt (collapse's budgets)."""
+    if layout == CLASSIC or u.persona not in personas:
+        return backend.count_text_tokens(render_utterance(u, personas)) + 2
+    cue = turn_cue(u.persona, u.phase, (u.meta or {}).get("instructions"))
+    return backend.count_text_tokens(cue) + backend.count_text_tokens(_said(u, personas)) + 10
+
+
+def _cache_friendly(
+    stable: str,
+    history: Sequence[Utterance],
+    personas: Mapping[str, Persona],
     instructions: str,
-    persona: Persona,
-    *,
-    extra: str | None = None,
 ) -> tuple[ChatMessage, ...]:
+    transcript = transcript_messages(history, personas)
+    if transcript and transcript[-1].role == "user":  # User spoke last: the cue joins it
+        last = transcript.pop()
+        instructions = f"{last.content}\n\n{instructions}"
+    return (ChatMessage("system", stable), *transcript, ChatMessage("user", instructions))
+
+
+def _classic(
+    stable: str,
+    history: Sequence[Utterance],
+    personas: Mapping[str, Persona],
+    persona: Persona,
+    speaker: Speaker,
+) -> tuple[ChatMessage, ...]:
+    entries = [render_utterance(u, personas) for u in history]
     transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) if entries else ""
-    if layout == "classic":
-        system = f"{persona.system.strip() if persona.system else ''}\n\n{header}".strip()
-        tail = f"Write {persona.name}'s next message only, without a name prefix."
-        tail += f"\n{extra.strip()}" if extra else ""
-        body = f"{transcript}\n\n{tail}" if transcript else tail
-        return (ChatMessage("system", system), ChatMessage("user", body))
-    body = f"{transcript}\n\n---\n{instructions}" if transcript else instructions
-    return (ChatMessage("system", header), ChatMessage("user", body))
+    system = f"{persona.system.strip() if persona.system else ''}\n\n{stable}".strip()
+    tail = f"Write {persona.name}'s next message only, without a name prefix."
+    tail += f"\n{speaker.instructions.strip()}" if speaker.instructions else ""
+    body = f"{transcript}\n\n{tail}" if transcript else tail
+    return (ChatMessage("system", system), ChatMessage("user", body))

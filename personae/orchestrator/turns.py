@@ -40,6 +40,8 @@ def prepare(speaker: Speaker, persona: Persona) -> Speaker:
 
 def interpret(raw: str, speaker: Speaker, roster: Sequence[str]) -> TurnOutput:
     meta = dict(speaker.meta or {})
+    if speaker.instructions:  # later prompts re-render this turn's cue from it, word for word
+        meta["instructions"] = speaker.instructions
     if speaker.schema is not None:
         data, error = structured.parse(raw.strip(), speaker.schema)
         if data is not None:
