@@ -6,8 +6,8 @@ Run from the repository root, in the project venv:
     python benchmarks/overhead.py --turns 300 --no-autogen
 
 Personae runs its real loop — stop rules, policy, prompt build with the manifest, reply parsing and
-the SQLite commit of every turn (message + llm_call + run totals, one transaction, WAL, a file in a
-temp dir) — against ``ScriptedBackend``, which replies at once with a fixed 40-word message. Each
+the SQLite commit of every turn (message + llm_call + memory-graph node and edges + run totals, one
+transaction, WAL, a file in a temp dir) — against ``ScriptedBackend``, which replies at once with a fixed 40-word message. Each
 turn's time is measured from the end of the previous turn to the end of this one; the scripted
 backend's own time (its replies, and its tokenizer: a whitespace split of the whole prompt for
 every ``count_tokens``, which a real backend does in C or not at all) is measured separately and

@@ -57,6 +57,8 @@ class MaxTurns(StopRule):
     turns: int
 
     def check(self, state: RunState) -> str | None:
+        if len(state.history) < self.turns:  # persona turns are fewer still: skip the count
+            return None
         return "max_turns" if persona_turns(state.history) >= self.turns else None
 
 

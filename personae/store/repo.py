@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from personae import __version__
@@ -23,12 +24,22 @@ from personae.store.db import Engines, database_url, display_path, open_engines
 from personae.store.graph import (
     MESSAGE_KEY,
     GraphEdit,
+    Transaction,
+    MessageFacts,
+    NodeIds,
     add_message_node,
     apply_edit,
     message_nodes,
     resolve_manifest,
 )
 from personae.store.models import LLMCall, MemoryEdge, MemoryNode, Message, Run, RunPersona
+from personae.store.rows import Statements, fetch_one, insert_row, insert_rows
+
+# The per-turn writes bypass the ORM (its unit of work was most of a turn's cost) and run as
+# statements compiled once on the models' tables, with the same types, so the same stored values.
+RUNS: Table = Run.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+CALLS: Table = LLMCall.__table__  # type: ignore[assignment]
 
 
 def utcnow() -> datetime:
@@ -37,7 +48,12 @@ def utcnow() -> datetime:
 
 def prompt_hash(messages: Sequence[ChatMessage], schema: dict[str, Any] | None = None) -> str:
     """A stable fingerprint of what the model was asked; replay compares these."""
-    payload = {"messages": [m.to_dict() for m in messages], "schema": schema}
+    return _hash_prompt([m.to_dict() for m in messages], schema)
+
+
+def _hash_prompt(prompt: list[dict[str, str]], schema: dict[str, Any] | None) -> str:
+    """``prompt_hash`` of messages already in their stored form."""
+    payload = {"messages": prompt, "schema": schema}
     blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -115,6 +131,25 @@ class MemoryHit:
     snippet: str
 
 
+@dataclass(frozen=True)
+class RunTotals:
+    """A run's counters as stored in its ``runs`` row."""
+
+    turns: int
+    prompt_tokens: int
+    evaluated_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class CommittedTurn:
+    """What committing a turn returns: the message's id, and the run's totals as that same
+    transaction left them (so the run loop need not read the run row back)."""
+
+    message_id: int
+    totals: RunTotals
+
+
 class Store:
     """A Personae database. Open with ``Store.open(db)``; ``db`` as in ``database_url``."""
 
@@ -122,6 +157,8 @@ class Store:
         self.engines = engines
         self.url = engines.url
         self.notice = engines.notice
+        self._node_ids = NodeIds()  # memory-graph ids every turn needs; see NodeIds
+        self._statements = Statements(engines.write.dialect)  # the per-turn SQL, compiled once
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
@@ -132,6 +169,7 @@ class Store:
         return display_path(self.url)
 
     def close(self) -> None:
+        self._node_ids.clear()
         self.engines.dispose()
 
     def __enter__(self) -> Store:
@@ -180,6 +218,15 @@ class Store:
                 )
             return run.id
 
+    @contextmanager
+    def _writing(self) -> Iterator[Transaction]:
+        """One write transaction (BEGIN IMMEDIATE). Node ids it reads or makes are remembered only
+        once it has committed, so a rolled-back transaction leaves nothing behind in memory."""
+        with self.engines.write.begin() as connection:
+            tx = Transaction(connection, self._statements, self._node_ids)
+            yield tx
+        self._node_ids.merge(tx.learned)
+
     def commit_turn(
         self,
         run_id: int,
@@ -188,95 +235,83 @@ class Store:
         graph: GraphEdit | None = None,
     ) -> int:
         """The message, the calls that produced it, its memory-graph node (with ``graph``'s
-        additions; the key ``"message"`` names that node) and the run's totals: all or nothing."""
-        with Session(self.engines.write) as session, session.begin():
-            message = Message(
-                run_id=run_id,
-                turn=turn.turn,
-                persona=turn.persona,
-                phase=turn.phase,
-                content=turn.content,
-                thinking=turn.thinking,
-                raw=turn.raw,
-                cut=turn.cut,
-                structured=turn.structured,
-                meta=turn.meta,
-                created_at=utcnow(),
+        additions; the key ``"message"`` names that node) and the run's totals: all or nothing.
+        Returns the message's id."""
+        return self.write_turn(run_id, turn, calls, graph).message_id
+
+    def write_turn(
+        self,
+        run_id: int,
+        turn: TurnRecord,
+        calls: Sequence[CallRecord],
+        graph: GraphEdit | None = None,
+    ) -> CommittedTurn:
+        """``commit_turn``, also returning the run's totals as this transaction left them."""
+        now = utcnow()
+        with self._writing() as tx:
+            message_id = insert_row(tx.connection, tx.statements, MESSAGES, {
+                "run_id": run_id,
+                "turn": turn.turn,
+                "persona": turn.persona,
+                "phase": turn.phase,
+                "content": turn.content,
+                "thinking": turn.thinking,
+                "raw": turn.raw,
+                "cut": turn.cut,
+                "structured": turn.structured,
+                "meta": turn.meta,
+                "created_at": now,
+            })
+            facts = MessageFacts(
+                message_id, turn.turn, turn.persona, turn.phase, turn.content, turn.meta
             )
-            session.add(message)
-            session.flush()
-            node = add_message_node(session, run_id, message)
+            node = add_message_node(tx, run_id, facts)
             if graph:
-                apply_edit(session, run_id, graph, {MESSAGE_KEY: node})
-            for call in calls:
-                session.add(_call_row(run_id, call, message_id=message.id))
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(
-                    turns=Run.turns + 1,
-                    prompt_tokens=Run.prompt_tokens + sum(c.prompt_tokens for c in calls),
-                    evaluated_tokens=Run.evaluated_tokens + sum(c.evaluated_tokens for c in calls),
-                    completion_tokens=Run.completion_tokens
-                    + sum(c.completion_tokens for c in calls),
-                    heartbeat_at=utcnow(),
-                )
+                apply_edit(tx, run_id, graph, {MESSAGE_KEY: node})
+            insert_rows(
+                tx.connection, tx.statements, CALLS,
+                [_call_row(run_id, c, message_id, now) for c in calls],
             )
-            return message.id
+            totals = _add_totals(tx, run_id, calls, now, turns=1)
+        return CommittedTurn(message_id, totals)
 
     def record_call(self, run_id: int, call: CallRecord) -> int:
         """A call that produced no message (a failed call, a selection, a collapse)."""
-        with Session(self.engines.write) as session, session.begin():
-            row = _call_row(run_id, call, message_id=None)
-            session.add(row)
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(
-                    prompt_tokens=Run.prompt_tokens + call.prompt_tokens,
-                    evaluated_tokens=Run.evaluated_tokens + call.evaluated_tokens,
-                    completion_tokens=Run.completion_tokens + call.completion_tokens,
-                    heartbeat_at=utcnow(),
-                )
+        now = utcnow()
+        with self._writing() as tx:
+            call_id = insert_row(
+                tx.connection, tx.statements, CALLS, _call_row(run_id, call, None, now)
             )
-            session.flush()
-            return row.id
+            _add_totals(tx, run_id, [call], now)
+            return call_id
 
     def commit_collapse(
         self, run_id: int, edit: GraphEdit, calls: Sequence[CallRecord]
     ) -> dict[str, int]:
         """A collapse: its summary, facts and edges, and the model calls it made, all or nothing.
         Returns the edit's node keys with their ids."""
-        with Session(self.engines.write) as session, session.begin():
-            ids = apply_edit(session, run_id, edit)
-            for call in calls:
-                call = replace(call, manifest=resolve_manifest(call.manifest, ids))
-                session.add(_call_row(run_id, call, message_id=None))
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
-                .values(
-                    prompt_tokens=Run.prompt_tokens + sum(c.prompt_tokens for c in calls),
-                    evaluated_tokens=Run.evaluated_tokens + sum(c.evaluated_tokens for c in calls),
-                    completion_tokens=Run.completion_tokens
-                    + sum(c.completion_tokens for c in calls),
-                    heartbeat_at=utcnow(),
-                )
-            )
+        now = utcnow()
+        with self._writing() as tx:
+            ids = apply_edit(tx, run_id, edit)
+            insert_rows(tx.connection, tx.statements, CALLS, [
+                _call_row(run_id, replace(c, manifest=resolve_manifest(c.manifest, ids)), None, now)
+                for c in calls
+            ])
+            _add_totals(tx, run_id, calls, now)
             return ids
 
     def add_graph(self, run_id: int, edit: GraphEdit) -> dict[str, int]:
         """Graph additions that belong to no turn (imported documents), in one transaction."""
-        with Session(self.engines.write) as session, session.begin():
-            return apply_edit(session, run_id, edit)
+        with self._writing() as tx:
+            return apply_edit(tx, run_id, edit)
 
     def finish_run(
         self, run_id: int, status: str, *, stop_reason: str | None = None, error: str | None = None
     ) -> None:
-        with Session(self.engines.write) as session, session.begin():
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
+        with self.engines.write.begin() as connection:
+            connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
                 .values(
                     status=status,
                     stop_reason=stop_reason,
@@ -287,10 +322,10 @@ class Store:
             )
 
     def mark_running(self, run_id: int) -> None:
-        with Session(self.engines.write) as session, session.begin():
-            session.execute(
-                update(Run)
-                .where(Run.id == run_id)
+        with self.engines.write.begin() as connection:
+            connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
                 .values(
                     status="running",
                     stop_reason=None,
@@ -304,11 +339,11 @@ class Store:
     def claim_run(self, run_id: int, *, expected_status: str, expected_pid: int | None) -> bool:
         """Mark a run ``running`` in this process, only if nobody changed it since it was read:
         of two ``resume`` commands racing for one run, exactly one wins."""
-        pid_matches = Run.pid.is_(None) if expected_pid is None else Run.pid == expected_pid
-        with Session(self.engines.write) as session, session.begin():
-            result = session.execute(
-                update(Run)
-                .where(Run.id == run_id, Run.status == expected_status, pid_matches)
+        pid_matches = RUNS.c.pid.is_(None) if expected_pid is None else RUNS.c.pid == expected_pid
+        with self.engines.write.begin() as connection:
+            result = connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == run_id, RUNS.c.status == expected_status, pid_matches)
                 .values(
                     status="running",
                     stop_reason=None,
@@ -318,7 +353,7 @@ class Store:
                     heartbeat_at=utcnow(),
                 )
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
+            return bool(result.rowcount)
 
     # -- reads ------------------------------------------------------------------------------
     def run(self, run_id: int) -> Run:
@@ -332,6 +367,14 @@ class Store:
                 )
             session.expunge(run)
             return run
+
+    def totals(self, run_id: int) -> RunTotals:
+        """The run's counters, without loading the whole row (the scenario YAML and all)."""
+        with self.engines.read.connect() as connection:
+            row = connection.execute(select(*_TOTALS).where(RUNS.c.id == run_id)).one_or_none()
+        if row is None:
+            self.run(run_id)  # raises the error that explains which ids exist
+        return RunTotals(*row)  # type: ignore[misc]
 
     def runs(self, limit: int | None = None) -> list[Run]:
         with Session(self.engines.read) as session:
@@ -394,8 +437,8 @@ class Store:
 
     def message_node_ids(self, run_id: int, turns: Sequence[int]) -> dict[int, int]:
         """turn -> the id of that message's memory node."""
-        with Session(self.engines.read) as session:
-            return message_nodes(session, run_id, turns)
+        with self.engines.read.connect() as connection:
+            return message_nodes(connection, run_id, turns)
 
     def search_memory(
         self, query: str, *, run_id: int | None = None, limit: int = 20
@@ -451,30 +494,72 @@ def fts_query(query: str) -> str:
     return " ".join(f'"{w}"' for w in words) or '""'
 
 
-def _call_row(run_id: int, call: CallRecord, *, message_id: int | None) -> LLMCall:
-    return LLMCall(
-        run_id=run_id,
-        message_id=message_id,
-        turn=call.turn,
-        purpose=call.purpose,
-        persona=call.persona,
-        backend=call.backend,
-        model=call.model,
-        options=call.options,
-        prompt=[m.to_dict() for m in call.prompt],
-        prompt_hash=prompt_hash(call.prompt, call.schema),
-        schema=call.schema,
-        manifest=call.manifest,
-        response=call.response,
-        done_reason=call.done_reason,
-        prompt_tokens=call.prompt_tokens,
-        evaluated_tokens=call.evaluated_tokens,
-        completion_tokens=call.completion_tokens,
-        total_ns=call.total_ns,
-        load_ns=call.load_ns,
-        prompt_eval_ns=call.prompt_eval_ns,
-        eval_ns=call.eval_ns,
-        wall_ns=call.wall_ns,
-        error=call.error,
-        created_at=utcnow(),
+_TOTALS = (RUNS.c.turns, RUNS.c.prompt_tokens, RUNS.c.evaluated_tokens, RUNS.c.completion_tokens)
+
+# Built once, so it compiles once (see ``rows.py``).
+_ADD_TOTALS = (
+    update(RUNS)
+    .where(RUNS.c.id == bindparam("run"))
+    .values(
+        turns=RUNS.c.turns + bindparam("add_turns"),
+        prompt_tokens=RUNS.c.prompt_tokens + bindparam("add_prompt"),
+        evaluated_tokens=RUNS.c.evaluated_tokens + bindparam("add_evaluated"),
+        completion_tokens=RUNS.c.completion_tokens + bindparam("add_completion"),
+        heartbeat_at=bindparam("now", type_=RUNS.c.heartbeat_at.type),
     )
+    .returning(*_TOTALS)
+)
+
+
+def _add_totals(
+    tx: Transaction,
+    run_id: int,
+    calls: Sequence[CallRecord],
+    now: datetime,
+    *,
+    turns: int = 0,
+) -> RunTotals:
+    """Add ``calls``' token counts (and ``turns``) to the run's row, refresh its heartbeat and
+    return the totals as they now stand in this transaction."""
+    row = fetch_one(tx.connection, tx.statements, _ADD_TOTALS, {
+        "run": run_id,
+        "add_turns": turns,
+        "add_prompt": sum(c.prompt_tokens for c in calls),
+        "add_evaluated": sum(c.evaluated_tokens for c in calls),
+        "add_completion": sum(c.completion_tokens for c in calls),
+        "now": now,
+    })
+    return RunTotals(*row)
+
+
+def _call_row(
+    run_id: int, call: CallRecord, message_id: int | None, now: datetime
+) -> dict[str, Any]:
+    """An ``llm_calls`` row as Core parameters (column names, so ``json_schema``)."""
+    prompt = [m.to_dict() for m in call.prompt]  # stored, and hashed: made once
+    return {
+        "run_id": run_id,
+        "message_id": message_id,
+        "turn": call.turn,
+        "purpose": call.purpose,
+        "persona": call.persona,
+        "backend": call.backend,
+        "model": call.model,
+        "options": call.options,
+        "prompt": prompt,
+        "prompt_hash": _hash_prompt(prompt, call.schema),
+        "json_schema": call.schema,
+        "manifest": call.manifest,
+        "response": call.response,
+        "done_reason": call.done_reason,
+        "prompt_tokens": call.prompt_tokens,
+        "evaluated_tokens": call.evaluated_tokens,
+        "completion_tokens": call.completion_tokens,
+        "total_ns": call.total_ns,
+        "load_ns": call.load_ns,
+        "prompt_eval_ns": call.prompt_eval_ns,
+        "eval_ns": call.eval_ns,
+        "wall_ns": call.wall_ns,
+        "error": call.error,
+        "created_at": now,
+    }
