@@ -52,7 +52,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from peers_env import PEERS_VENV, PeerStatus, ensure_peers, median, peers_python  # noqa: E402
+from peers_env import PeerStatus, ensure_peers, median, peers_python  # noqa: E402
 
 PERSONAS = ("Analyst", "Critic", "Planner", "Summarizer")
 REPLIES = 12

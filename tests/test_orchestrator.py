@@ -185,6 +185,29 @@ def test_oldest_turns_are_dropped_when_the_window_is_full(tmp_path: Path) -> Non
     assert "dropped_turns" in {k for s in calls[-1].manifest for k in s}
 
 
+def test_trimming_drops_whole_turns_with_the_user_lines_before_them(tmp_path: Path) -> None:
+    """Dropped or not, a cache-friendly prompt stays system, then user/assistant pairs, then
+    the cue; a User line is dropped together with the turn it preceded, never split off."""
+    inputs = "inputs:\n" + "".join(f"  - {{at_turn: {t}, text: Note {t}.}}\n" for t in (2, 5, 6, 9))
+    backend = ScriptedBackend(default="word " * 60, num_ctx=700)
+    text = scenario(f"memory: {{num_ctx: 700, collapse: null}}\ntermination: {{max_turns: 12}}\n{inputs}")
+    store, run_id, _ = run_all(text, backend, tmp_path / "t.db")
+    calls = store.calls(run_id)
+    assert any("dropped_turns" in s for c in calls for s in c.manifest)
+    for request, call in zip(backend.requests, calls):
+        roles = [m.role for m in request.messages]
+        assert roles[0] == "system" and roles[-1] == "user"
+        assert roles[1:] == ["user", "assistant"] * ((len(roles) - 2) // 2) + ["user"]
+        transcript = next(s for s in call.manifest if s["section"] == "transcript")
+        shown = "\n".join(m.content for m in request.messages)
+        for message in store.messages(run_id):
+            if message.persona == "User" and message.turn in transcript["turns"]:
+                assert message.content in shown
+            elif message.persona == "User":
+                assert message.content not in shown
+    assert max(c.prompt_tokens for c in calls) <= 700 - 200
+
+
 def test_backend_failure_marks_run_failed_and_keeps_turns(tmp_path: Path) -> None:
     def boom(_: ChatRequest) -> str:
         raise BackendError("server went away", transient=True)

@@ -157,6 +157,7 @@ def build_prompt(
     backend: Backend,
     max_prompt_tokens: int,
     memory: MemoryBlock | None = None,
+    rendered: RenderCache | None = None,
 ) -> Prompt:
     """The prompt for ``speaker``'s turn: header, memory block (when collapse is on), the turns
     not yet collapsed, the persona's cue. Only as a last resort — collapse exists so it is never
@@ -167,24 +168,34 @@ def build_prompt(
     if memory is not None:  # collapsed turns are in the memory block, not the transcript
         history = [u for u in history if u.turn > memory.after_turn]
     instructions = instructions_text(persona, speaker, layout)
-    kept_from = 0
+    # Render every entry once; the loop below only slices (a full window may take ~14 tries).
+    if layout == CLASSIC:
+        entries = [render_utterance(u, personas) for u in history]
+        starts = list(range(len(history)))
+    else:
+        shape = render_transcript(history, personas, rendered)
+        flat, offsets, starts = shape.messages, shape.offsets, shape.starts
+        cue = ChatMessage("user", instructions)
+        if shape.pending:  # User spoke last: the cue joins that message
+            cue = ChatMessage("user", f"{shape.pending}\n\n{instructions}")
+    unit = 0  # the first entry (classic) or group (cache_friendly) kept
     full_tokens = None
     while True:
-        kept = history[kept_from:]
         if layout == CLASSIC:
-            messages = _classic(stable, kept, personas, persona, speaker)
+            messages = _classic(stable, entries[unit:], persona, speaker)
         else:
-            messages = _cache_friendly(stable, kept, personas, instructions)
+            messages = (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
         tokens = backend.count_tokens(messages)
         full_tokens = tokens if full_tokens is None else full_tokens
-        if tokens <= max_prompt_tokens or kept_from >= len(history):
+        if tokens <= max_prompt_tokens or unit >= len(starts):
             break
-        kept_from += max(1, (len(history) - kept_from) // 8)
+        unit += max(1, (len(starts) - unit) // 8)
+    kept_from = starts[unit] if unit < len(starts) else len(history)
+    kept = history[kept_from:]
     if layout == CLASSIC:
-        shown = "\n\n".join(render_utterance(u, personas) for u in kept)
+        shown = "\n\n".join(entries[unit:])
     else:
         shown = "\n\n".join(m.content for m in messages[1:-1])
-    transcript_tokens = backend.count_text_tokens(shown)
     manifest: list[dict[str, Any]] = [
         {"section": "header", "tokens": backend.count_text_tokens(header)},
         *(memory.manifest() if memory is not None else []),
@@ -192,7 +203,7 @@ def build_prompt(
             "section": "transcript",
             "message_ids": [u.id for u in kept],
             "turns": [u.turn for u in kept],
-            "tokens": transcript_tokens,
+            "tokens": backend.count_text_tokens(shown),
         },
         {"section": "persona", "persona": persona.name, "tokens": backend.count_text_tokens(instructions)},
     ]
@@ -203,25 +214,76 @@ def build_prompt(
     return Prompt(messages=messages, manifest=manifest, tokens=tokens, full_tokens=full_tokens)
 
 
-def transcript_messages(
-    history: Sequence[Utterance], personas: Mapping[str, Persona]
-) -> list[ChatMessage]:
-    """The cache-friendly transcript: a cue and the reply for every persona turn; messages from
-    outside the roster (``User``) join the user message before the next cue. Ends with a user
-    message when the last entry was not a persona's (the caller appends its cue to it)."""
-    out: list[ChatMessage] = []
+@dataclass(frozen=True)
+class Transcript:
+    """The cache-friendly transcript, flat: a cue and the reply for every persona turn, messages
+    from outside the roster (``User``) joined to the user message before the next cue. A *group*
+    is one persona turn with the User lines before it — the unit last-resort trimming drops."""
+
+    messages: list[ChatMessage]
+    offsets: list[int]  # where each group starts in ``messages`` (and one past the end)
+    starts: list[int]  # the history index of each group's first entry
+    pending: str | None  # User lines after the last persona turn: the new cue joins them
+    entries: int = 0  # history entries rendered
+    last_id: int | None = None  # the message id of the last of them
+
+
+@dataclass
+class RenderCache:
+    """The transcript as rendered for the previous prompt of a run. A committed entry never
+    changes and the history only grows at its end (until a collapse moves its start), so the
+    next prompt renders only the entries added since, instead of the whole run every turn."""
+
+    first_id: int | None = None
+    done: Transcript | None = None
+
+    def resume_point(self, history: Sequence[Utterance]) -> Transcript | None:
+        done = self.done
+        if done is None or done.pending is not None or done.last_id is None:
+            return None
+        n = done.entries
+        if not 0 < n <= len(history) or history[0].id != self.first_id:
+            return None
+        return done if history[n - 1].id == done.last_id else None
+
+
+def render_transcript(
+    history: Sequence[Utterance],
+    personas: Mapping[str, Persona],
+    cache: RenderCache | None = None,
+) -> Transcript:
+    done = cache.resume_point(history) if cache is not None else None
+    if done is not None:
+        messages, offsets, starts = list(done.messages), done.offsets[:-1], list(done.starts)
+        begin = done.entries
+    else:
+        messages, offsets, starts, begin = [], [], [], 0
     pending: list[str] = []
-    for u in history:
+    start = begin
+    for i in range(begin, len(history)):
+        u = history[i]
+        if not pending:
+            start = i
         if u.persona not in personas:
             pending.append(f"{u.persona}: {u.content}")
             continue
         cue = turn_cue(u.persona, u.phase, (u.meta or {}).get("instructions"))
-        out.append(ChatMessage("user", "\n\n".join([*pending, cue])))
-        out.append(ChatMessage("assistant", _said(u, personas)))
+        offsets.append(len(messages))
+        starts.append(start)
+        messages.append(ChatMessage("user", "\n\n".join([*pending, cue])))
+        messages.append(ChatMessage("assistant", _said(u, personas)))
         pending = []
-    if pending:
-        out.append(ChatMessage("user", "\n\n".join(pending)))
-    return out
+    if pending:  # trailing User lines: a group of their own, whose message the cue completes
+        offsets.append(len(messages))
+        starts.append(start)
+    offsets.append(len(messages))
+    last_id = history[-1].id if history else None
+    rendered = Transcript(
+        messages, offsets, starts, "\n\n".join(pending) or None, len(history), last_id
+    )
+    if cache is not None:
+        cache.first_id, cache.done = (history[0].id if history else None), rendered
+    return rendered
 
 
 def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, backend: Backend) -> int:
@@ -232,27 +294,9 @@ def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, bac
     return backend.count_text_tokens(cue) + backend.count_text_tokens(_said(u, personas)) + 10
 
 
-def _cache_friendly(
-    stable: str,
-    history: Sequence[Utterance],
-    personas: Mapping[str, Persona],
-    instructions: str,
-) -> tuple[ChatMessage, ...]:
-    transcript = transcript_messages(history, personas)
-    if transcript and transcript[-1].role == "user":  # User spoke last: the cue joins it
-        last = transcript.pop()
-        instructions = f"{last.content}\n\n{instructions}"
-    return (ChatMessage("system", stable), *transcript, ChatMessage("user", instructions))
-
-
 def _classic(
-    stable: str,
-    history: Sequence[Utterance],
-    personas: Mapping[str, Persona],
-    persona: Persona,
-    speaker: Speaker,
+    stable: str, entries: Sequence[str], persona: Persona, speaker: Speaker
 ) -> tuple[ChatMessage, ...]:
-    entries = [render_utterance(u, personas) for u in history]
     transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) if entries else ""
     system = f"{persona.system.strip() if persona.system else ''}\n\n{stable}".strip()
     tail = f"Write {persona.name}'s next message only, without a name prefix."

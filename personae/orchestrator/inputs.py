@@ -25,6 +25,8 @@ def due_inputs(
     inputs: Sequence[ScenarioInput], history: Sequence[Utterance]
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Scripted inputs whose persona turn comes next (or passed, in a resumed run), in order."""
+    if not inputs:  # most scenarios: spare the walk over the whole transcript every turn
+        return
     upcoming = persona_turns(history) + 1
     delivered = {(u.meta or {}).get("input") for u in history if u.persona == HUMAN}
     for index, item in enumerate(inputs):
