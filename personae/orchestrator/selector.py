@@ -13,7 +13,7 @@ policies: the router hands it the candidates, it returns the choice and the ``ll
 chose. A resumed run never re-asks: the choice is in the transcript.
 
 The prompt is the fallback speaker's turn prompt (header, memory block after a collapse, recent
-turns) with the persona's instructions at the end replaced by the selection instructions, so the
+turns) with the persona's cue at the end replaced by the selection instructions, so the
 model server reuses the whole transcript prefix from the previous turn, and the next turn reuses it
 from the selection. Where that is not possible (the classic layout) the selector builds the same
 shape itself from the raw transcript.
