@@ -38,7 +38,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DbOption = Annotated[
     str | None,
-    typer.Option("--db", help="Database file or SQLAlchemy URL [env PERSONAE_DB; ./personae.db]."),
+    typer.Option("--db", help="Database file or SQLAlchemy URL (default: $PERSONAE_DB, else ./personae.db)."),
 ]
 
 
