@@ -176,11 +176,14 @@ def _ask_user(state: Any) -> str | None:
 def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db_flag: str) -> None:
     from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
-    stream = None if quiet else (lambda piece: out.print(escape(piece), end=""))
+    interrupts = _Interrupts.install()
+    stream = None if quiet else interrupts.guard(lambda piece: out.print(escape(piece), end=""))
     resume = f"personae resume {run_id}{db_flag}"
-    _terminate_as_interrupt()
+    events = orchestrator.run(run_id, on_token=stream)
     try:
-        for event in orchestrator.run(run_id, on_token=stream):
+        for event in events:
+            if interrupts.pending and not isinstance(event, Stopped):
+                events.throw(KeyboardInterrupt)  # the run loop marks the run interrupted
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
                 out.rule(f"[bold]{event.turn}. {escape(event.persona)}[/]{escape(phase)}", align="left")
@@ -234,17 +237,39 @@ def _collapsed_line(event: Any) -> str:
     )
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM (a service manager, `kill`) ends a run like Ctrl-C: marked interrupted, resumable."""
-    import signal
+class _Interrupts:
+    """Ctrl-C and SIGTERM (a service manager, `kill`) end a run as interrupted and resumable.
 
-    def interrupt(_signum: int, _frame: Any) -> None:
+    The signal raises KeyboardInterrupt as usual and is also remembered: llama.cpp calls back into
+    Python (its log callback) and ctypes swallows an exception raised there, so a remembered
+    signal is raised again at the next streamed token or run event."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    @classmethod
+    def install(cls) -> _Interrupts:
+        import signal
+
+        latch = cls()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(signum, latch._handle)
+            except ValueError:  # not the main thread (the CLI called from a test runner's thread)
+                pass
+        return latch
+
+    def _handle(self, _signum: int, _frame: Any) -> None:
+        self.pending = True
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (the CLI called from a test runner's thread)
-        pass
+    def guard(self, stream: Callable[[str], None]) -> Callable[[str], None]:
+        def guarded(piece: str) -> None:
+            if self.pending:
+                raise KeyboardInterrupt
+            stream(piece)
+
+        return guarded
 
 
 def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> Any:
