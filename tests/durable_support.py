@@ -1,4 +1,5 @@
-"""Helpers shared by the durable-runs tests (resume, replay, faults, concurrency, kills)."""
+"""Helpers shared by the tests that start and drive runs (orchestrator, policies, collapse, and
+the durable-runs tests: resume, replay, faults, concurrency, kills)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 from personae.config import load_scenario, load_scenario_text
 from personae.config.loader import LoadedScenario
 from personae.llm.base import Backend
+from personae.orchestrator.inputs import AskUser
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
+from personae.orchestrator.state import Event
 from personae.store.repo import Store
 
 PERSONAS = """\
@@ -38,22 +41,29 @@ def write_scenario(folder: Path, text: str, name: str = "scenario.yaml") -> Path
 
 
 def start(
-    db: Path, scenario: str | Path, backend: Backend, **overrides: Any
+    db: Path, scenario: str | Path, backend: Backend, ask_user: AskUser | None = None, **overrides: Any
 ) -> tuple[Store, int, Orchestrator]:
-    """A run row and its orchestrator, not yet driven."""
+    """A run row and its orchestrator, not yet driven. A scenario given as text finds its
+    documents and persona files beside ``db``."""
     loaded: LoadedScenario = (
         load_scenario(scenario) if isinstance(scenario, Path) else load_scenario_text(scenario, base_dir=db.parent)
     )
     store = Store.open(db)
     settings = settings_for(loaded, backend, **overrides)
     run_id = start_run(store, loaded, backend, settings)
-    return store, run_id, Orchestrator(loaded, backend, store, settings)
+    return store, run_id, Orchestrator(loaded, backend, store, settings, ask_user=ask_user)
+
+
+def run_events(
+    db: Path, scenario: str | Path, backend: Backend, **overrides: Any
+) -> tuple[Store, int, list[Event]]:
+    """A run driven to its end, with every event it yielded."""
+    store, run_id, orchestrator = start(db, scenario, backend, **overrides)
+    return store, run_id, list(orchestrator.run(run_id))
 
 
 def run_to_end(db: Path, scenario: str | Path, backend: Backend, **overrides: Any) -> tuple[Store, int]:
-    store, run_id, orchestrator = start(db, scenario, backend, **overrides)
-    for _ in orchestrator.run(run_id):
-        pass
+    store, run_id, _events = run_events(db, scenario, backend, **overrides)
     return store, run_id
 
 

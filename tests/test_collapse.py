@@ -17,9 +17,10 @@ from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.memory.view import MemoryView
 from personae.orchestrator.collapse import Budget
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
+from personae.orchestrator.run import Orchestrator, settings_for
 from personae.orchestrator.state import Collapsed, TurnDone
 from personae.store.repo import Store
+from tests.durable_support import run_events
 
 WINDOW = 700  # whitespace tokens of the scripted backend
 
@@ -74,12 +75,7 @@ def summarizer(extra: Callable[[ChatRequest, dict[str, Any]], None] | None = Non
 
 
 def run(text: str, backend: ScriptedBackend, db: Path, **overrides: Any) -> tuple[Store, int, list]:
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend, **overrides)
-    run_id = start_run(store, loaded, backend, settings)
-    events = list(Orchestrator(loaded, backend, store, settings).run(run_id))
-    return store, run_id, events
+    return run_events(db, text, backend, **overrides)
 
 
 def test_collapses_keep_every_prompt_inside_the_window_and_bounded(tmp_path: Path) -> None:

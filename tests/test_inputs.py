@@ -11,10 +11,10 @@ import pytest
 from personae.config import load_scenario_text
 from personae.errors import ConfigError
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
+from personae.orchestrator.run import Orchestrator, settings_for
 from personae.orchestrator.state import InputGiven, RunState, TurnStarted
-from personae.store.repo import Store
 from tests.conftest import personae_cmd
+from tests.durable_support import run_events
 
 BASE = """name: inputs-test
 goal: Decide on a cache.
@@ -27,11 +27,7 @@ personas:
 
 def run_all(text: str, db: Path, ask=None, **overrides: object):  # type: ignore[no-untyped-def]
     backend = ScriptedBackend(default="a point")
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend, **overrides)
-    run_id = start_run(store, loaded, backend, settings)
-    events = list(Orchestrator(loaded, backend, store, settings, ask_user=ask).run(run_id))
+    store, run_id, events = run_events(db, text, backend, ask_user=ask, **overrides)
     return store, run_id, backend, events
 
 

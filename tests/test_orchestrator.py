@@ -15,6 +15,7 @@ from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
 from personae.store.repo import Store
+from tests.durable_support import run_events
 
 PERSONAS = """
 personas:
@@ -30,12 +31,7 @@ def scenario(extra: str = "", personas: str = PERSONAS) -> str:
 
 
 def run_all(text: str, backend: ScriptedBackend, db: Path, **overrides: object) -> tuple[Store, int, list]:
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend, **overrides)
-    run_id = start_run(store, loaded, backend, settings)
-    events = list(Orchestrator(loaded, backend, store, settings).run(run_id))
-    return store, run_id, events
+    return run_events(db, text, backend, **overrides)
 
 
 def test_round_robin_order_and_max_turns(tmp_path: Path) -> None:

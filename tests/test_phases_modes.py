@@ -23,6 +23,7 @@ from personae.orchestrator.run import (
 )
 from personae.store.repo import Store
 from tests.conftest import personae_cmd
+from tests.durable_support import run_to_end
 
 PERSONAS = """
 personas:
@@ -74,12 +75,7 @@ def reply(request: ChatRequest) -> str:
 def run_all(text: str, db: Path, **overrides: object) -> tuple[Store, int, ScriptedBackend]:
     reply.seen = []  # type: ignore[attr-defined]
     backend = ScriptedBackend(default=reply)
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend, **overrides)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
+    store, run_id = run_to_end(db, text, backend, **overrides)
     return store, run_id, backend
 
 

@@ -15,6 +15,7 @@ from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.reflect import VERDICT_SCHEMA
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.store.repo import Store
+from tests.durable_support import run_to_end
 
 PERSONAS = """
 personas:
@@ -32,13 +33,7 @@ def scenario(max_rounds: int = 3, extra: str = "") -> str:
 
 
 def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
-    return store, run_id
+    return run_to_end(db, text, backend)
 
 
 def scripted(verdicts: list[dict]) -> ScriptedBackend:

@@ -19,6 +19,7 @@ from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.selector import read_choice, selection_schema
 from personae.orchestrator.state import Utterance
 from personae.store.repo import Store
+from tests.durable_support import run_to_end
 
 PERSONAS = """
 personas:
@@ -34,13 +35,7 @@ def scenario(policy: str, extra: str = "") -> str:
 
 
 def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
-    return store, run_id
+    return run_to_end(db, text, backend)
 
 
 def speaker_of(request: ChatRequest) -> str:

@@ -16,7 +16,6 @@ from personae.config.models import TerminationConfig
 from personae.errors import ConfigError
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import RunState, Utterance
 from personae.orchestrator.termination import (
     AllOf,
@@ -31,6 +30,7 @@ from personae.orchestrator.termination import (
 )
 from personae.store.repo import Store
 from tests.conftest import personae_cmd
+from tests.durable_support import run_to_end
 
 
 def said(*lines: tuple[str, str]) -> tuple[Utterance, ...]:
@@ -136,13 +136,7 @@ def run_scenario(termination: str, backend: ScriptedBackend, db: Path) -> tuple[
         "name: stop-test\ngoal: g\npersonas:\n  - {name: A, system: a}\n  - {name: B, system: b}\n"
         f"termination: {termination}\n"
     )
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
-    return store, run_id
+    return run_to_end(db, text, backend)
 
 
 @pytest.mark.parametrize(

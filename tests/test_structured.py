@@ -13,8 +13,8 @@ from personae.config import load_scenario_text
 from personae.errors import ConfigError
 from personae.llm.base import ChatMessage
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.store.repo import Store
+from tests.durable_support import run_to_end
 
 SCHEMA = {
     "type": "object",
@@ -71,13 +71,7 @@ def scenario(num_predict: int = 200) -> str:
 
 
 def run_all(text: str, backend, db: Path) -> tuple[Store, int]:  # type: ignore[no-untyped-def]
-    loaded = load_scenario_text(text, base_dir=db.parent)
-    store = Store.open(db)
-    settings = settings_for(loaded, backend, seed=5)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
-    return store, run_id
+    return run_to_end(db, text, backend, seed=5)
 
 
 def test_structured_turn_is_constrained_validated_stored_and_rendered(tmp_path: Path) -> None:
