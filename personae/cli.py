@@ -161,7 +161,7 @@ def run(
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
-    _drive(orchestrator, store, run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
+    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
 
 
 def _ask_user(state: Any) -> str | None:
@@ -173,11 +173,12 @@ def _ask_user(state: Any) -> str | None:
     return line.strip() or None
 
 
-def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db_flag: str) -> None:
+def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None) -> None:
     from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
     interrupts = _Interrupts.install()
     stream = None if quiet else interrupts.guard(lambda piece: out.print(escape(piece), end=""))
+    db_flag = f" --db {db}" if db else ""  # the commands printed for the user name the same file
     resume = f"personae resume {run_id}{db_flag}"
     events = orchestrator.run(run_id, on_token=stream)
     try:
@@ -360,7 +361,7 @@ def resume(
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
-    _drive(orchestrator, store, run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
+    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
 
 
 @app.command()
@@ -426,7 +427,7 @@ def replay(
         f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
         f"{run_id} (no model call), then it goes on live up to {fork.orchestrator.settings.max_turns} turns"
     )
-    _drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db_flag=f" --db {db}" if db else "")
+    _drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db=db)
     if fork.replay.divergences:
         first = fork.replay.divergences[0]
         err.print(

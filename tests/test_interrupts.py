@@ -49,7 +49,7 @@ def test_a_swallowed_ctrl_c_still_interrupts_the_run(tmp_path: Path) -> None:
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         with pytest.raises(typer.Exit) as exit_info:
-            _drive(Orchestrator(loaded, backend, store, settings), store, run_id, quiet=True, db_flag="")
+            _drive(Orchestrator(loaded, backend, store, settings), store, run_id, quiet=True, db=None)
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])

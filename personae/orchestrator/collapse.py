@@ -38,7 +38,7 @@ from personae.orchestrator.context import (
     entry_tokens,
     header_text,
     instructions_text,
-    stable_text,
+    layout_header,
 )
 from personae.orchestrator.state import Collapsed, RunState, Speaker, Utterance
 from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
@@ -546,7 +546,7 @@ def make_collapser(
         return None
     scenario, personas = loaded.scenario, loaded.personas
     layout = settings.layout
-    header = backend.count_text_tokens(stable_text(scenario, personas, layout, None))
+    header = backend.count_text_tokens(layout_header(scenario, personas, layout))
     instructions = max(
         backend.count_text_tokens(
             instructions_text(personas[name], Speaker(name, "phase"), layout)

@@ -139,12 +139,10 @@ def instructions_text(persona: Persona, speaker: Speaker, layout: str) -> str:
     return persona_text(persona, speaker)
 
 
-def stable_text(
-    scenario: Scenario, personas: Mapping[str, Persona], layout: str, memory: MemoryBlock | None
-) -> str:
-    """The system message's shared part: the header, and the memory block once there is one."""
-    header = header_text(scenario, personas, instructions=layout != CLASSIC)
-    return f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
+def layout_header(scenario: Scenario, personas: Mapping[str, Persona], layout: str) -> str:
+    """The header a layout's prompts start with (cache-friendly: with every persona's
+    instructions; classic: the roster, the speaker's own instructions go before it)."""
+    return header_text(scenario, personas, instructions=layout != CLASSIC)
 
 
 def build_prompt(
@@ -163,8 +161,9 @@ def build_prompt(
     not yet collapsed, the persona's cue. Only as a last resort — collapse exists so it is never
     needed — the oldest turns are dropped to fit, which the manifest records."""
     persona = personas[speaker.persona]
-    header = header_text(scenario, personas, instructions=layout != CLASSIC)
-    stable = stable_text(scenario, personas, layout, memory)
+    header = layout_header(scenario, personas, layout)
+    # The system message's shared part: the header, and the memory block once there is one.
+    stable = f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
     if memory is not None:  # collapsed turns are in the memory block, not the transcript
         history = [u for u in history if u.turn > memory.after_turn]
     instructions = instructions_text(persona, speaker, layout)

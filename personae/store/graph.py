@@ -66,14 +66,6 @@ class GraphEdit:
     close: tuple[tuple[int, int], ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def __add__(self, other: GraphEdit) -> GraphEdit:
-        return GraphEdit(
-            self.nodes + other.nodes,
-            self.edges + other.edges,
-            self.close + other.close,
-            {**self.meta, **other.meta},
-        )
-
     def __bool__(self) -> bool:
         return bool(self.nodes or self.edges or self.close)
 

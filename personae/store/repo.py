@@ -321,21 +321,6 @@ class Store:
                 )
             )
 
-    def mark_running(self, run_id: int) -> None:
-        with self.engines.write.begin() as connection:
-            connection.execute(
-                update(RUNS)
-                .where(RUNS.c.id == run_id)
-                .values(
-                    status="running",
-                    stop_reason=None,
-                    error=None,
-                    finished_at=None,
-                    pid=os.getpid(),
-                    heartbeat_at=utcnow(),
-                )
-            )
-
     def claim_run(self, run_id: int, *, expected_status: str, expected_pid: int | None) -> bool:
         """Mark a run ``running`` in this process, only if nobody changed it since it was read:
         of two ``resume`` commands racing for one run, exactly one wins."""
