@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from personae.config import load_scenario_text
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.embedded import EmbeddedBackend, bundled_model_path
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
-from personae.store.repo import Store
+from tests.durable_support import run_to_end
 
 pytestmark = pytest.mark.slow
 
@@ -73,11 +71,7 @@ def test_json_schema_constrains_the_reply(backend: EmbeddedBackend) -> None:
 def test_cache_friendly_evaluates_far_fewer_tokens_than_classic(backend: EmbeddedBackend, tmp_path: Path) -> None:
     per_layout = {}
     for layout in ("cache_friendly", "classic"):
-        loaded = load_scenario_text(SCENARIO, base_dir=tmp_path)
-        store = Store.open(tmp_path / f"{layout}.db")
-        settings = settings_for(loaded, backend, layout=layout, seed=3)
-        run_id = start_run(store, loaded, backend, settings)
-        list(Orchestrator(loaded, backend, store, settings).run(run_id))
+        store, run_id = run_to_end(tmp_path / f"{layout}.db", SCENARIO, backend, layout=layout, seed=3)
         per_layout[layout] = store.calls(run_id)
     friendly, classic = per_layout["cache_friendly"], per_layout["classic"]
     assert len(friendly) == len(classic) == 6

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from personae.config import load_scenario_text
 from personae.errors import BackendError
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
 from personae.store.repo import Store
-from tests.durable_support import run_events
+from tests.durable_support import run_events, start
 
 PERSONAS = """
 personas:
@@ -209,12 +207,9 @@ def test_backend_failure_marks_run_failed_and_keeps_turns(tmp_path: Path) -> Non
         raise BackendError("server went away", transient=True)
 
     backend = ScriptedBackend(["one", "two", boom])
-    loaded = load_scenario_text(scenario("termination: {max_turns: 5}\n"), base_dir=tmp_path)
-    store = Store.open(tmp_path / "t.db")
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
+    store, run_id, orchestrator = start(tmp_path / "t.db", scenario("termination: {max_turns: 5}\n"), backend)
     with pytest.raises(BackendError):
-        for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
+        for _ in orchestrator.run(run_id):
             pass
     run = store.run(run_id)
     assert run.status == "failed" and "server went away" in (run.error or "")

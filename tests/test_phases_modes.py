@@ -19,7 +19,6 @@ from personae.orchestrator.run import (
     Orchestrator,
     load_history,
     settings_for,
-    start_run,
 )
 from personae.store.repo import Store
 from tests.conftest import personae_cmd
@@ -209,12 +208,7 @@ def test_the_example_scenario_validates_and_runs_all_four_phases(
             return json.dumps({"approve": True, "issues": []})
         return "FINAL DECISION: ship it." if "You are Summarizer" in request.messages[-1].content else "ok"
 
-    backend = ScriptedBackend(default=answer)
-    store = Store.open(tmp_path / "e.db")
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
-    for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-        pass
+    store, run_id = run_to_end(tmp_path / "e.db", path, ScriptedBackend(default=answer))
     phases = [m.phase for m in store.messages(run_id)]
     assert [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]] == [
         "plan", "debate", None, "debate", "review", "conclude",  # None: the scripted User input

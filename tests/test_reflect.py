@@ -13,7 +13,6 @@ from personae.config import load_scenario_text
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.reflect import VERDICT_SCHEMA
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.store.repo import Store
 from tests.durable_support import run_to_end
 
@@ -135,12 +134,7 @@ personas:
     text = scenario(max_rounds=2).replace(PERSONAS, personas) + "memory: {num_ctx: 2048, collapse: null}\n"
     backend = EmbeddedBackend(num_ctx=2048)
     try:
-        loaded = load_scenario_text(text, base_dir=tmp_path)
-        store = Store.open(tmp_path / "real.db")
-        settings = settings_for(loaded, backend, seed=3)
-        run_id = start_run(store, loaded, backend, settings)
-        for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-            pass
+        store, run_id = run_to_end(tmp_path / "real.db", text, backend, seed=3)
     finally:
         backend.close()
     messages = store.messages(run_id)

@@ -15,11 +15,10 @@ from personae.errors import BackendError, ConfigError
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.router import Router
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.selector import read_choice, selection_schema
 from personae.orchestrator.state import Utterance
 from personae.store.repo import Store
-from tests.durable_support import run_to_end
+from tests.durable_support import run_to_end, start
 
 PERSONAS = """
 personas:
@@ -247,13 +246,11 @@ def test_a_failed_selector_call_is_recorded_and_fails_the_run(tmp_path: Path) ->
             raise BackendError("server went away", transient=True)
         return "ok"
 
-    loaded = load_scenario_text(scenario(SELECTOR, "termination: {max_turns: 3}\n"), base_dir=tmp_path)
     backend = ScriptedBackend(default=reply)
-    store = Store.open(tmp_path / "e.db")
-    settings = settings_for(loaded, backend)
-    run_id = start_run(store, loaded, backend, settings)
+    text = scenario(SELECTOR, "termination: {max_turns: 3}\n")
+    store, run_id, orchestrator = start(tmp_path / "e.db", text, backend)
     with pytest.raises(BackendError):
-        for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
+        for _ in orchestrator.run(run_id):
             pass
     (call,) = store.calls(run_id)
     assert (call.purpose, call.turn, call.error, call.message_id) == ("select", 1, "server went away", None)

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from personae.agents.structured import validate
-from personae.config import load_scenario_text
-from personae.orchestrator.run import Orchestrator, settings_for, start_run
-from personae.store.repo import Store
+from tests.durable_support import run_to_end
 
 TRANSITIONS = {
     "Planner": ["Analyst", "Critic"],
@@ -53,12 +51,7 @@ def test_every_chosen_speaker_is_allowed(tmp_path: Path) -> None:
 
     backend = EmbeddedBackend(num_ctx=2048)
     try:
-        loaded = load_scenario_text(SCENARIO, base_dir=tmp_path)
-        store = Store.open(tmp_path / "sel.db")
-        settings = settings_for(loaded, backend, seed=11)
-        run_id = start_run(store, loaded, backend, settings)
-        for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
-            pass
+        store, run_id = run_to_end(tmp_path / "sel.db", SCENARIO, backend, seed=11)
     finally:
         backend.close()
 
