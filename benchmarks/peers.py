@@ -49,6 +49,8 @@ from typing import Any
 import httpx
 import yaml
 
+from personae.llm.embedded import longest_common_prefix
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -211,22 +213,13 @@ class Outcome:
         return sum(c.seconds for c in self.calls)
 
 
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def ideal_evaluated(calls: list[ServerCall]) -> int:
     """Tokens new since the calls before: each prompt less its longest prefix shared with any
     earlier prompt+reply of the run (a server always evaluates at least one token)."""
     seen: list[list[int]] = []
     total = 0
     for call in calls:
-        best = max((common_prefix(call.prompt, s) for s in seen), default=0)
+        best = max((longest_common_prefix(call.prompt, s) for s in seen), default=0)
         total += max(1, len(call.prompt) - best)
         seen.append(call.prompt + call.completion)
     return total

@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from personae.config.loader import LoadedScenario
 from personae.config.models import CollapseConfig
@@ -50,6 +50,7 @@ MESSAGE_OVERHEAD = 24  # a transcript entry's cue (or name and phase) and templa
 GROWTH = 2  # messages a rebuilt prompt must be able to take before it collapses again
 TEMPLATE_SLACK = 48  # tokens a chat template and a retry note may add to a collapse prompt
 PromptFor = Callable[[RunState, Speaker], Prompt]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -279,20 +280,15 @@ class Collapser:
     ) -> list[list[Utterance]]:
         """Split the span so that every collapse prompt fits the window with its reply."""
         room = self._room(known, pinned)
-        groups: list[list[Utterance]] = [[]]
-        used = 0
+        sized: list[tuple[Utterance, int]] = []
         for u in span:
             tokens = self.backend.count_text_tokens(_source_line(u.turn, u.persona, u.content)) + 2
             if tokens > room:  # one message longer than a whole call: it goes in clipped
                 ratio = room / tokens
                 u = replace(u, content=u.content[: max(16, int(len(u.content) * ratio) - 16)])
                 tokens = room
-            if groups[-1] and used + tokens > room:
-                groups.append([])
-                used = 0
-            groups[-1].append(u)
-            used += tokens
-        return groups
+            sized.append((u, tokens))
+        return _pack(sized, room)
 
     def _room(self, known: Sequence[MemoryNode], pinned: Sequence[MemoryNode]) -> int:
         """Tokens left for the text being collapsed in one call."""
@@ -524,16 +520,8 @@ class Collapser:
     ) -> list[list[tuple[str | int, int, int, str]]]:
         room = max(32, self.budget.window - self.config.max_tokens
                    - self.backend.count_text_tokens(self.header) - 2 * TEMPLATE_SLACK - 64)
-        groups: list[list[tuple[str | int, int, int, str]]] = [[]]
-        used = 0
-        for entry in sorted(pending, key=lambda e: e[1]):
-            tokens = self.backend.count_text_tokens(entry[3]) + 8
-            if groups[-1] and used + tokens > room:
-                groups.append([])
-                used = 0
-            groups[-1].append(entry)
-            used += tokens
-        return groups
+        ordered = sorted(pending, key=lambda e: e[1])
+        return _pack([(e, self.backend.count_text_tokens(e[3]) + 8) for e in ordered], room)
 
 
 def make_collapser(
@@ -571,6 +559,20 @@ MERGE_INSTRUCTIONS = (
     "Merge these summaries into one shorter summary of the whole span, keeping names, numbers "
     "and decisions. Reply with JSON only: {\"summary\": \"...\"}."
 )
+
+
+def _pack(sized: Sequence[tuple[T, int]], room: int) -> list[list[T]]:
+    """Consecutive items, in order, into as few groups of at most ``room`` tokens as a greedy
+    pass makes (an item larger than ``room`` gets a group of its own)."""
+    groups: list[list[T]] = [[]]
+    used = 0
+    for item, tokens in sized:
+        if groups[-1] and used + tokens > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(item)
+        used += tokens
+    return groups
 
 
 def _source_line(turn: int, author: str, text: str) -> str:
