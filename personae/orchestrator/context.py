@@ -120,15 +120,19 @@ def persona_text(persona: Persona, speaker: Speaker) -> str:
     return turn_cue(persona.name, speaker.phase, speaker.instructions)
 
 
+def _classic_tail(persona: Persona, speaker: Speaker) -> str:
+    """What ends a classic prompt, after the transcript."""
+    tail = f"Write {persona.name}'s next message only, without a name prefix."
+    return f"{tail}\n{speaker.instructions.strip()}" if speaker.instructions else tail
+
+
 def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
     lines = [f"It is your turn. You are {persona.name}."]
     if persona.system:
         lines.append(persona.system.strip())
     if speaker.phase:
         lines.append(f"Current phase: {speaker.phase}.")
-    lines.append(f"Write {persona.name}'s next message only, without a name prefix.")
-    if speaker.instructions:
-        lines.append(speaker.instructions.strip())
+    lines.append(_classic_tail(persona, speaker))
     return "\n".join(lines)
 
 
@@ -298,7 +302,6 @@ def _classic(
 ) -> tuple[ChatMessage, ...]:
     transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) if entries else ""
     system = f"{persona.system.strip() if persona.system else ''}\n\n{stable}".strip()
-    tail = f"Write {persona.name}'s next message only, without a name prefix."
-    tail += f"\n{speaker.instructions.strip()}" if speaker.instructions else ""
+    tail = _classic_tail(persona, speaker)
     body = f"{transcript}\n\n{tail}" if transcript else tail
     return (ChatMessage("system", system), ChatMessage("user", body))
