@@ -93,3 +93,23 @@ def test_runs_and_replays_keep_the_guard_they_were_made_with(tmp_path: Path) -> 
     report = replay_run(store, old)
     assert report.identical, report
     assert [a.purpose for a in report.answered] == ["turn", "turn"]
+
+
+def test_a_structured_reply_that_does_not_validate_is_asked_for_again(tmp_path: Path) -> None:
+    import json
+
+    schema = '{type: object, properties: {decision: {type: string}}, required: [decision]}'
+    text = SCENARIO.replace(
+        "system: Attack the weakest claim.}",
+        f"system: Attack the weakest claim., output_schema: {schema}, "
+        "output_template: 'FINAL DECISION: {{ decision }}'}",
+    )
+    good = json.dumps({"decision": "cache order reads behind a flag"})
+    backend = ScriptedBackend([FIRST, '{"decision": ', good])
+    store, run_id, _ = run_events(tmp_path / "s.db", text, backend)
+    critic = store.messages(run_id)[1]
+    assert critic.content == "FINAL DECISION: cache order reads behind a flag"
+    assert critic.structured == {"decision": "cache order reads behind a flag"}
+    check = critic.meta["guard"]["checks"][0]
+    assert check["problems"] == ["schema"] and "decision" in check["schema_error"]
+    assert "not the JSON asked for" in backend.requests[2].messages[-1].content

@@ -29,9 +29,10 @@ Gram = tuple[str, ...]
 
 @dataclass(frozen=True)
 class Check:
-    problems: tuple[str, ...]  # of "empty", "copy", "other_voice"
+    problems: tuple[str, ...]  # of "empty", "copy", "other_voice", "schema"
     copied: float  # share of the reply's 4-grams said or given before
     voice: str | None = None  # the persona it spoke as
+    schema_error: str | None = None  # why a structured reply did not validate
 
     @property
     def ok(self) -> bool:
@@ -42,6 +43,8 @@ class Check:
         entry["copied"] = round(self.copied, 2)
         if self.voice:
             entry["voice"] = self.voice
+        if self.schema_error:
+            entry["schema_error"] = self.schema_error
         return entry
 
 
@@ -65,8 +68,16 @@ class ReplyGuard:
         return cls(scenario.guard, tuple(scenario.roster), frozenset(given))
 
     def check(
-        self, content: str, persona: str, history: Sequence[Utterance], prompt: Sequence[ChatMessage]
+        self,
+        content: str,
+        persona: str,
+        history: Sequence[Utterance],
+        prompt: Sequence[ChatMessage],
+        schema_error: str | None = None,
     ) -> Check:
+        """``schema_error``: the reply was asked for under a schema and did not validate."""
+        if schema_error:
+            return Check(("schema",), 0.0, schema_error=schema_error)
         tokens = words(content)
         if len(tokens) < self.config.min_words:
             return Check(("empty",), 0.0)
@@ -102,6 +113,11 @@ class ReplyGuard:
 
 def retry_note(check: Check, persona: str) -> str:
     """One line telling the model what was wrong with its last attempt."""
+    if "schema" in check.problems:
+        return (
+            f"Your last attempt was not the JSON asked for ({check.schema_error}). "
+            "Reply with the JSON object only, every field filled in."
+        )
     if "empty" in check.problems:
         return f"Your last attempt was empty. Write {persona}'s message: at least two full sentences."
     if "other_voice" in check.problems:
@@ -134,7 +150,7 @@ def retry_messages(
 
 
 # When no attempt passed: nothing is worse than an empty reply, then one in another voice.
-SEVERITY = {"empty": 4, "other_voice": 2, "copy": 1}
+SEVERITY = {"empty": 4, "schema": 3, "other_voice": 2, "copy": 1}
 
 
 def best_attempt(checks: Sequence[Check]) -> int:

@@ -228,7 +228,10 @@ class Orchestrator:
             attempts.append((call, result, parsed))
             if not guard.enabled:
                 break
-            checks.append(self.guard.check(parsed.content, speaker.persona, state.history, messages))
+            schema_error = (parsed.meta or {}).get("structured_error") if speaker.schema else None
+            checks.append(
+                self.guard.check(parsed.content, speaker.persona, state.history, messages, schema_error)
+            )
             if checks[-1].ok:
                 break
         kept = best_attempt(checks) if checks else 0
