@@ -24,17 +24,61 @@ from rich.markup import escape
 from rich.table import Table
 
 from personae.errors import PersonaeError, UserError
+from personae.tabular import Format
+from personae.tabular import render as render_rows
+from personae.views import runs_table
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _flags_without_type_labels() -> None:
+    """Typer's help prints a type beside every parameter: `<bool>` even for a plain flag such as
+    --quiet or --help, which takes no value, and `<list[Path]>` beside `FILE...`. The type column
+    is left empty for flags and for arguments that name themselves with a metavar."""
+    from typer.core import TyperArgument, TyperOption
+
+    option_type = TyperOption.display_type_rich
+    argument_type = TyperArgument.display_type_rich
+
+    def for_option(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else option_type(self, ctx)
+
+    def for_argument(self: TyperArgument, ctx: Any) -> str | None:
+        return None if self.metavar else argument_type(self, ctx)
+
+    TyperOption.display_type_rich = for_option  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = for_argument  # type: ignore[method-assign]
+
+
+_flags_without_type_labels()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from personae import __version__
+
+        sys.stdout.write(f"personae {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Personae: YAML-defined personas deliberating on one local model.
+
+    The database is --db, else $PERSONAE_DB, else ./personae.db. NO_COLOR=1 turns colour off."""
 
 DbOption = Annotated[
     str | None,
@@ -74,13 +118,11 @@ class BackendName(str, Enum):
 
 class ShowFormat(str, Enum):
     text = "text"
+    table = "table"  # the same as text: the terminal's own rendering, as for the other commands
     md = "md"
     json = "json"
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    json = "json"
+    csv = "csv"
+    tsv = "tsv"
 
 
 class SchemaKind(str, Enum):
@@ -107,7 +149,7 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@app.command()
+@app.command(rich_help_panel="Run")
 @user_errors
 def run(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
@@ -308,7 +350,7 @@ def _summary(store: Any, run_id: int, db_flag: str) -> None:
     )
 
 
-@app.command()
+@app.command(rich_help_panel="Run")
 @user_errors
 def resume(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
@@ -364,7 +406,7 @@ def resume(
     _drive(orchestrator, store, run_id, quiet=quiet, db=db)
 
 
-@app.command()
+@app.command(rich_help_panel="Run")
 @user_errors
 def replay(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
@@ -381,7 +423,9 @@ def replay(
         bool, typer.Option("--all", help="Go on after the first difference and list every one.")
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per model call.")] = False,
-    format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="table (the report), json, or csv/tsv: one row per model call.")
+    ] = Format.table,
     backend: Annotated[
         BackendName | None, typer.Option(help="Fork: model server (default: the run's own).")
     ] = None,
@@ -397,15 +441,17 @@ def replay(
     run from its first N turns instead."""
     from personae.store.repo import Store
 
-    store = Store.open(db)
+    store = Store.open_readonly(db) if fork_at is None else Store.open(db)
     if fork_at is None:
         from personae.orchestrator.replay import replay_run
-        from personae.render import replay_json, replay_text
+        from personae.render import REPLAY_COLUMNS, replay_json, replay_rows, replay_text
 
         report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
         store.close()
-        if format is ListFormat.json:
+        if format is Format.json:
             sys.stdout.write(replay_json(report) + "\n")
+        elif format is not Format.table:
+            sys.stdout.write(render_rows(replay_rows(report), REPLAY_COLUMNS, format))
         else:
             out.print(escape(replay_text(report, verbose=verbose)))
         if not report.identical:
@@ -437,47 +483,101 @@ def replay(
         )
 
 
-@app.command()
+FormatOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--format", "-f",
+        help="table (a terminal's default), or json, csv, tsv (piped output's default: tsv, "
+        "whole values, one record per line).",
+        show_default=False,
+    ),
+]
+
+
+def _format(chosen: Format | None) -> Format:
+    """What to print when the user did not say: a table for a person, TSV for a pipe."""
+    if chosen is not None:
+        return chosen
+    return Format.table if out.is_terminal else Format.tsv
+
+
+RUN_COLUMNS = (
+    "id", "scenario", "model", "backend", "turns", "prompt_tokens", "evaluated_tokens",
+    "completion_tokens", "status", "stop_reason", "started", "parent_run_id", "fork_turn",
+)
+
+
+@app.command(rich_help_panel="Inspect")
 @user_errors
 def runs(
     db: DbOption = None,
-    format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
-    limit: Annotated[int | None, typer.Option(help="Show only the newest N runs.")] = None,
+    format: FormatOption = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
+    from personae.liveness import process_alive
     from personae.render import run_dict
     from personae.store.repo import Store
 
-    with Store.open(db) as store:
+    with Store.open_readonly(db) as store:
         rows = store.runs(limit)
-    if format is ListFormat.json:
-        out.print_json(json.dumps([run_dict(r) for r in rows], ensure_ascii=False))
+    fmt = _format(format)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table()
-    for column in ("id", "scenario", "model", "backend", "turns", "tokens (prompt/eval/gen)", "status", "stopped by", "started"):
-        table.add_column(column)
-    from personae.liveness import process_alive
-
+    listed = []
     for r in rows:
-        lineage = f" ← {r.parent_run_id}@{r.fork_turn}" if r.parent_run_id else ""
         status = r.status
         if status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
             status = "stale (resumable)"  # its process died without a word: kill -9, power loss
-        table.add_row(
-            f"{r.id}{lineage}", escape(r.scenario_name), escape(r.model), r.backend, str(r.turns),
-            f"{r.prompt_tokens}/{r.evaluated_tokens}/{r.completion_tokens}", status,
-            r.stop_reason or "", r.started_at.strftime("%Y-%m-%d %H:%M"),
-        )
-    out.print(table)
+        listed.append({
+            "id": r.id, "scenario": r.scenario_name, "model": r.model, "backend": r.backend,
+            "turns": r.turns, "prompt_tokens": r.prompt_tokens,
+            "evaluated_tokens": r.evaluated_tokens, "completion_tokens": r.completion_tokens,
+            "status": status, "stop_reason": r.stop_reason, "started": r.started_at,
+            "parent_run_id": r.parent_run_id, "fork_turn": r.fork_turn,
+        })
+    if fmt is not Format.table:
+        sys.stdout.write(render_rows(listed, RUN_COLUMNS, fmt))
+        return
+    out.print(runs_table(listed, out.width))
 
 
-@app.command()
+RunArg = Annotated[
+    str | None, typer.Argument(metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False)
+]
+
+
+def _run_id(store: Any, ref: str | None, *, last: bool = False) -> int:
+    """RUN as typed: an id, or ``last`` (also ``--last``) for the newest run in the database."""
+    if last or (ref or "").strip().lower() == "last":
+        newest = store.runs(1)
+        if not newest:
+            raise UserError(f"{store.path} has no runs yet, so there is no last one.")
+        return int(newest[0].id)
+    if ref is None:
+        raise UserError("Name a run: personae show RUN (an id from `personae runs`, or `last`).")
+    try:
+        return int(ref)
+    except ValueError:
+        raise UserError(
+            f"RUN must be a run id or `last`, not {ref!r}. List the runs with: personae runs"
+        ) from None
+
+
+@app.command(rich_help_panel="Inspect")
 @user_errors
 def show(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_ref: RunArg = None,
     db: DbOption = None,
+    last: Annotated[bool, typer.Option("--last", help="The newest run.")] = False,
+    turn: Annotated[
+        int | None, typer.Option("--turn", "-t", min=1, help="Only this turn (search hits name turns).")
+    ] = None,
     thoughts: Annotated[bool, typer.Option("--thoughts", help="Include hidden thinking.")] = False,
-    format: Annotated[ShowFormat, typer.Option("--format", "-f")] = ShowFormat.text,
+    format: Annotated[
+        ShowFormat, typer.Option("--format", "-f", help="text (table: the same), md, json, or csv/tsv: one row per turn.")
+    ] = ShowFormat.text,
     memory: Annotated[
         bool,
         typer.Option("--memory", help="The run's memory instead: summaries by level, facts, "
@@ -485,14 +585,28 @@ def show(
     ] = False,
 ) -> None:
     """Print the transcript of a run (or, with --memory, what its collapses kept)."""
-    from personae.render import run_json, run_markdown, run_text
+    from personae.render import MESSAGE_FIELDS, message_dict, run_json, run_markdown, run_text
     from personae.store.repo import Store
 
-    with Store.open(db) as store:
+    if memory and format not in (ShowFormat.text, ShowFormat.table, ShowFormat.json):
+        raise UserError(
+            f"show --memory prints text or json, not {format.value}: use --format text or --format json."
+        )
+    if memory and turn is not None:
+        raise UserError("--turn picks a turn of the transcript; leave it out with --memory.")
+    with Store.open_readonly(db) as store:
+        run_id = _run_id(store, run_ref, last=last)
         run_row = store.run(run_id)
         messages = [] if memory else store.messages(run_id)
         nodes = store.memory_nodes(run_id) if memory else []
         edges = store.memory_edges(run_id) if memory else []
+    if turn is not None:
+        messages = [m for m in messages if m.turn == turn]
+        if not messages:
+            raise UserError(
+                f"Run {run_id} has no turn {turn} (it has turns 1 to {run_row.turns})."
+                if run_row.turns else f"Run {run_id} has no turns yet."
+            )
     if memory:
         from personae.memory.render import memory_json, memory_text
 
@@ -502,35 +616,67 @@ def show(
         sys.stdout.write(run_json(run_row, messages) + "\n")
     elif format is ShowFormat.md:
         sys.stdout.write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
+    elif format in (ShowFormat.csv, ShowFormat.tsv):
+        rows = [{"run_id": run_id, **message_dict(m)} for m in messages]
+        sys.stdout.write(render_rows(rows, ("run_id", *MESSAGE_FIELDS), Format(format.value)))
+    elif out.is_terminal:
+        from personae.views import transcript
+
+        out.print(transcript(run_row, messages, thoughts=thoughts))
     else:
         sys.stdout.write(run_text(run_row, messages, thoughts=thoughts) + "\n")
 
 
-@app.command()
+SEARCH_COLUMNS = ("run_id", "where", "turn", "persona", "kind", "node_id", "snippet", "also_in_runs")
+
+
+@app.command(rich_help_panel="Inspect")
 @user_errors
 def search(
-    query: Annotated[str, typer.Argument(help="Words to find in every transcript.")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="FTS5 query: words, \"a phrase\", a OR b, a NOT b, prefix*, NEAR(a b). Text that "
+            "is not valid FTS5 syntax is searched as plain words."
+        ),
+    ],
     db: DbOption = None,
     run_id: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
-    limit: int = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N hits of each kind.")] = 20,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="table (one line per hit), json, csv or tsv.")
+    ] = Format.table,
 ) -> None:
     """Full-text search over transcripts, memory (summaries, facts, decisions, questions) and
-    imported documents (SQLite FTS5, best first)."""
+    imported documents (SQLite FTS5, best first); the same text in several runs is one hit."""
+    from personae.hits import group_hits
     from personae.store.repo import Store
 
-    with Store.open(db) as store:
-        hits = store.search(query, run_id=run_id, limit=limit)
-        found = store.search_memory(query, run_id=run_id, limit=limit)
+    wide = min(limit * 20, 2000)  # room for repeats, which grouping folds into one hit
+    with Store.open_readonly(db) as store:
+        hits = group_hits(store.search(query, run_id=run_id, limit=wide), lambda h: (h.persona, h.text), limit)
+        found = group_hits(store.search_memory(query, run_id=run_id, limit=wide), lambda h: (h.kind, h.text), limit)
     if not hits and not found:
-        out.print(f"Nothing matches {query!r} in messages, memory or documents.")
+        err.print(f"Nothing matches {query!r} in messages, memory or documents.", markup=False)
         raise typer.Exit(1)
-    for hit in hits:
-        out.print(f"run {hit.run_id} · turn {hit.turn} · {escape(hit.persona)}: {escape(hit.snippet)}")
-    for item in found:
-        where = f" · turn {item.turn}" if item.turn else ""
-        out.print(
-            f"run {item.run_id} · {item.kind} [{item.node_id}]{where}: {escape(item.snippet)}"
-        )
+    rows = [
+        {"run_id": g.first.run_id, "where": "message", "turn": g.first.turn, "persona": g.first.persona,
+         "kind": "message", "node_id": None, "snippet": g.first.snippet,
+         "also_in_runs": sorted({h.run_id for h in g.hits[1:]} - {g.first.run_id})}
+        for g in hits
+    ] + [
+        {"run_id": g.first.run_id, "where": "memory", "turn": g.first.turn, "persona": None,
+         "kind": g.first.kind, "node_id": g.first.node_id, "snippet": g.first.snippet,
+         "also_in_runs": sorted({h.run_id for h in g.hits[1:]} - {g.first.run_id})}
+        for g in found
+    ]
+    if format is not Format.table:
+        sys.stdout.write(render_rows(rows, SEARCH_COLUMNS, format))
+        return
+    from personae.views import search_line
+
+    for row in rows:
+        out.print(search_line(row))
 
 
 class GraphFormat(str, Enum):
@@ -540,7 +686,7 @@ class GraphFormat(str, Enum):
     dot = "dot"
 
 
-@app.command()
+@app.command(rich_help_panel="Inspect")
 @user_errors
 def graph(
     run_id: Annotated[int, typer.Argument(metavar="RUN")],
@@ -555,7 +701,7 @@ def graph(
     from personae.memory.graph import export, load_graph
     from personae.store.repo import Store
 
-    with Store.open(db) as store:
+    with Store.open_readonly(db) as store:
         text = export(load_graph(store, run_id), format.value)
     if output is None:
         sys.stdout.write(text)
@@ -567,9 +713,11 @@ def graph(
     out.print(f"wrote {output} ({format.value})")
 
 
-@app.command()
+@app.command(rich_help_panel="Files")
 @user_errors
-def validate(files: Annotated[list[Path], typer.Argument(help="Persona or scenario files.")]) -> None:
+def validate(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Persona or scenario files.")],
+) -> None:
     """Check persona and scenario files; exit 2 if any is invalid."""
     from personae.config import validate_file
     from personae.errors import ConfigError
@@ -585,7 +733,7 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Persona or scenar
         raise typer.Exit(2)
 
 
-@app.command()
+@app.command(rich_help_panel="Files")
 @user_errors
 def personas(
     folder: Annotated[Path, typer.Option(help="Also list personas from this folder.")] = Path("personas"),
@@ -605,7 +753,7 @@ def personas(
     out.print(table)
 
 
-@app.command()
+@app.command(rich_help_panel="Files")
 @user_errors
 def schema(kind: Annotated[SchemaKind, typer.Argument()]) -> None:
     """Print the JSON Schema of persona or scenario files, for editor autocompletion."""
@@ -614,7 +762,7 @@ def schema(kind: Annotated[SchemaKind, typer.Argument()]) -> None:
     sys.stdout.write(json.dumps(json_schema(kind.value), indent=2) + "\n")
 
 
-@app.command()
+@app.command(rich_help_panel="Files")
 @user_errors
 def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
     """Copy the example personas/ and scenarios/ into FOLDER (never overwriting a file)."""
@@ -635,7 +783,7 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
     out.print(f"Next: personae run {folder / 'scenarios' / 'cache-review.yaml'}")
 
 
-@app.command()
+@app.command(rich_help_panel="Setup")
 @user_errors
 def doctor(
     model: Annotated[str | None, typer.Option(help="Ollama model to look for.")] = None,
@@ -653,6 +801,43 @@ def doctor(
         usable = usable and (check.ok or check.optional)
     if not usable:
         raise typer.Exit(1)
+
+
+db_app = typer.Typer(
+    help="Where the database is, and upgrading an older one.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db", rich_help_panel="Inspect")
+
+
+@db_app.command("path")
+@user_errors
+def db_path(db: DbOption = None) -> None:
+    """Print the database's path (or URL), as --db / PERSONAE_DB / ./personae.db resolve it,
+    without opening it: `datasette "$(personae db path)"`."""
+    from personae.store.db import database_url, display_path
+
+    sys.stdout.write(display_path(database_url(db)) + "\n")
+
+
+@db_app.command("upgrade")
+@user_errors
+def db_upgrade(db: DbOption = None) -> None:
+    """Upgrade a database written by an older Personae to this version's schema (after a backup
+    copy); read-only commands never do this themselves."""
+    from personae.store.db import database_url, display_path, open_readonly
+    from personae.store.repo import Store
+
+    url = database_url(db)
+    try:
+        open_readonly(url).dispose()
+    except PersonaeError as exc:
+        if "older schema" not in str(exc):
+            raise
+    else:
+        out.print(f"{escape(display_path(url))} is already at this version's schema.")
+        return
+    with Store.open(db) as store:
+        out.print(escape(store.notice or f"{store.path} is at this version's schema."))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from personae.store.models import Message, Run
+from personae.words import count, plural
 
 RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
@@ -61,7 +62,7 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
     header = (
         f"Run {run.id} · {run.scenario_name} · {run.status}"
         + (f" ({run.stop_reason})" if run.stop_reason else "")
-        + f" · {run.model} via {run.backend} · {run.turns} turns"
+        + f" · {run.model} via {run.backend} · {count(run.turns, 'turn')}"
     )
     blocks = [header]
     for m in messages:
@@ -79,11 +80,14 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
 def replay_text(report: Any, *, verbose: bool = False) -> str:
     """What ``personae replay`` prints: a verdict, then the first difference with a short diff."""
     calls = Counter(a.purpose for a in report.answered)
-    kinds = ", ".join(f"{n} {purpose}" for purpose, n in sorted(calls.items()))
+    kinds = ", ".join(
+        f"{count(n, 'call')} for {plural(purpose) if n > 1 else 'a ' + purpose}"
+        for purpose, n in sorted(calls.items())
+    )
     lines = [
-        f"Replayed run {report.run_id} ({report.status}, {report.recorded_turns} turns) from its "
-        f"recorded replies, without a model: {report.turns} turns, "
-        f"{len(report.answered)} model calls" + (f" ({kinds})" if kinds else "") + "."
+        f"Replayed run {report.run_id} ({report.status}, {count(report.recorded_turns, 'turn')}) "
+        f"from its recorded replies, without a model: {count(report.turns, 'turn')}, "
+        f"{count(len(report.answered), 'model call')}" + (f" ({kinds})" if kinds else "") + "."
     ]
     if verbose:
         for a in report.answered:
@@ -113,6 +117,18 @@ def replay_text(report: Any, *, verbose: bool = False) -> str:
     if report.problem:
         lines.append(f"The run as a whole differs: {report.problem}.")
     return "\n".join(lines)
+
+
+REPLAY_COLUMNS = ("call_id", "turn", "purpose", "persona", "prompt_hash", "identical")
+
+
+def replay_rows(report: Any) -> list[dict[str, Any]]:
+    """One row per replayed model call, for ``replay --format csv|tsv``."""
+    return [
+        {"call_id": a.call_id, "turn": a.turn, "purpose": a.purpose, "persona": a.persona,
+         "prompt_hash": a.prompt_hash, "identical": a.matched}
+        for a in report.answered
+    ]
 
 
 def replay_json(report: Any) -> str:
