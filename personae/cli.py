@@ -679,6 +679,91 @@ def search(
         out.print(search_line(row))
 
 
+class ExportFormat(str, Enum):
+    json = "json"
+    md = "md"
+
+
+@app.command(rich_help_panel="Inspect")
+@user_errors
+def export(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or `last`.")],
+    format: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="json: everything stored (run, personas, messages, "
+                     "model calls, memory graph); md: the transcript as Markdown."),
+    ] = ExportFormat.json,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    thoughts: Annotated[bool, typer.Option("--thoughts", help="md: include hidden thinking.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Export one run: all of it as JSON, or its transcript as Markdown."""
+    from personae.render import export_json, run_markdown
+    from personae.store.repo import Store
+
+    with Store.open_readonly(db) as store:
+        run_id = _run_id(store, run_ref)
+        run_row = store.run(run_id)
+        messages = store.messages(run_id)
+        if format is ExportFormat.json:
+            text = export_json(
+                run_row, store.run_personas(run_id), messages, store.calls(run_id),
+                store.memory_nodes(run_id), store.memory_edges(run_id),
+            )
+        else:
+            text = run_markdown(run_row, messages, thoughts=thoughts)
+    _write_out(text + "\n", output, format.value)
+
+
+def _write_out(text: str, output: Path | None, what: str) -> None:
+    """stdout, or the file of ``-o`` (a short note on stdout then)."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.") from None
+    out.print(f"wrote {output} ({what})", markup=False)
+
+
+@app.command(rich_help_panel="Manage")
+@user_errors
+def delete(
+    run_refs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or `last`).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete runs with their messages, model calls and memory (their forks are kept)."""
+    from personae.liveness import process_alive
+    from personae.store.repo import Store
+    from personae.words import count
+
+    with Store.open(db) as store:
+        ids = sorted({_run_id(store, ref) for ref in run_refs})
+        rows = [store.run(i) for i in ids]  # names the first unknown id, and deletes nothing
+        live = [r.id for r in rows if r.status == "running" and process_alive(r.pid, r.heartbeat_at or r.started_at)]
+        if live:
+            raise UserError(
+                f"Run {', '.join(map(str, live))} is running in process {rows[ids.index(live[0])].pid}; "
+                "stop it (Ctrl-C) before deleting it. Nothing was deleted."
+            )
+        listing = ", ".join(f"{r.id} ({r.scenario_name}, {count(r.turns, 'turn')})" for r in rows)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UserError(
+                    f"Deleting {listing} needs a yes: pass --yes (standard input is not a "
+                    "terminal to ask on). Nothing was deleted."
+                )
+            if not typer.confirm(f"Delete run {listing} from {store.path}?", default=False):
+                out.print("Nothing was deleted.")
+                raise typer.Exit(1)
+        store.delete_runs(ids)
+        out.print(f"Deleted {count(len(ids), 'run')}: {listing}.", markup=False)
+
+
 class GraphFormat(str, Enum):
     json = "json"
     graphml = "graphml"

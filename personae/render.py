@@ -39,6 +39,29 @@ def run_json(run: Run, messages: Sequence[Message]) -> str:
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+def export_json(
+    run: Run, personas: Sequence[Any], messages: Sequence[Message], calls: Sequence[Any],
+    nodes: Sequence[Any], edges: Sequence[Any],
+) -> str:
+    """Everything stored about one run, as one JSON document (``personae export``): the run row,
+    the personas it used, its transcript, every model call and its memory graph."""
+
+    from sqlalchemy import inspect
+
+    def row(obj: Any) -> dict[str, Any]:  # stored column names (llm_calls.json_schema), as in SQL
+        attrs = inspect(type(obj)).column_attrs
+        return {a.columns[0].name: _plain(getattr(obj, a.key)) for a in attrs}
+
+    payload = {
+        "run": row(run),
+        "personas": [row(p) for p in personas],
+        "messages": [row(m) for m in messages],
+        "calls": [row(c) for c in calls],
+        "memory": {"nodes": [row(n) for n in nodes], "edges": [row(e) for e in edges]},
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
 def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
     lines = [
         f"# Run {run.id}: {run.scenario_name}",

@@ -348,6 +348,22 @@ class Store:
             )
             return bool(result.rowcount)
 
+    def delete_runs(self, run_ids: Sequence[int]) -> None:
+        """Delete runs with everything that belongs to them (messages, calls, memory, personas;
+        forks of them are kept, unlinked), all in one transaction: every id must exist."""
+        ids = sorted(set(run_ids))
+        with self.engines.write.begin() as connection:
+            found = set(connection.execute(select(RUNS.c.id).where(RUNS.c.id.in_(ids))).scalars())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                last = connection.execute(select(func.max(RUNS.c.id))).scalar()
+                hint = f"run ids go from 1 to {last}" if last else "this database has no runs"
+                raise UserError(
+                    f"No run {', '.join(map(str, missing))} in {self.path} ({hint}); nothing was "
+                    "deleted. List them with: personae runs"
+                )
+            connection.execute(RUNS.delete().where(RUNS.c.id.in_(ids)))
+
     # -- reads ------------------------------------------------------------------------------
     def run(self, run_id: int) -> Run:
         with Session(self.engines.read) as session:
