@@ -22,6 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from personae.errors import PersonaeError, UserError
 from personae.tabular import Format
@@ -175,18 +176,14 @@ def run(
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     from personae.config import load_scenario
-    from personae.llm.select import open_backend
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
     loaded = load_scenario(scenario)
     chosen_model = model or loaded.scenario.model
-    llm = _with_retries(
-        open_backend(
-            backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url
-        ),
-        retries,
-        retry_delay,
+    llm = _backend(
+        backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
+        retries=retries, retry_delay=retry_delay, quiet=quiet,
     )
     store = Store.open(db)
     settings = settings_for(
@@ -219,9 +216,12 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
     from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
     interrupts = _Interrupts.install()
-    stream = None if quiet else interrupts.guard(lambda piece: out.print(escape(piece), end=""))
+    line = _OpenLine()
+    stream = None if quiet else interrupts.guard(line.writer(lambda piece: out.print(escape(piece), end="")))
     db_flag = f" --db {db}" if db else ""  # the commands printed for the user name the same file
     resume = f"personae resume {run_id}{db_flag}"
+    row = store.run(run_id)
+    copied_upto = row.fork_turn if row.parent_run_id is not None else 0  # a fork's copied turns
     events = orchestrator.run(run_id, on_token=stream)
     try:
         for event in events:
@@ -229,13 +229,11 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 events.throw(KeyboardInterrupt)  # the run loop marks the run interrupted
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
-                out.rule(f"[bold]{event.turn}. {escape(event.persona)}[/]{escape(phase)}", align="left")
+                copied = f" · copied from run {row.parent_run_id}" if event.turn <= (copied_upto or 0) else ""
+                out.rule(f"[bold]{event.turn}. {escape(event.persona)}[/]{escape(phase)}{copied}", align="left")
             elif isinstance(event, TurnDone) and not quiet:
-                u = event.usage
-                out.print(
-                    f"\n[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
-                    f"{u.completion_tokens} generated, {event.seconds:.1f} s[/]"
-                )
+                line.close()
+                out.print(_done_line(event, copied=event.utterance.turn <= (copied_upto or 0)))
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":
                     how = "fallback to default" if route.get("fallback") else "chosen by the model"
@@ -247,14 +245,17 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 out.rule(f"[bold]{said.turn}. User[/]", align="left")
                 out.print(escape(said.content))
             elif isinstance(event, Stopped):
+                line.close()
                 out.print(f"\nstopped: {event.reason}")
     except KeyboardInterrupt:
+        line.close()  # "Interrupted." on a line of its own, not after half a reply
         err.print(
             f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
             f"Continue it with: {escape(resume)}"
         )
         raise typer.Exit(130) from None
     except PersonaeError as exc:
+        line.close()
         if os.environ.get("PERSONAE_DEBUG"):
             raise
         err.print(f"[bold red]Error:[/] {escape(str(exc))}")
@@ -265,6 +266,38 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
         raise typer.Exit(exc.exit_code) from None
     finally:
         _summary(store, run_id, db_flag)
+
+
+class _OpenLine:
+    """Whether streamed text left the cursor mid-line, so the next line starts on a new one."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def writer(self, write: Callable[[str], None]) -> Callable[[str], None]:
+        def written(piece: str) -> None:
+            write(piece)
+            if piece:
+                self.open = not piece.endswith("\n")
+
+        return written
+
+    def close(self) -> None:
+        if self.open:
+            out.print()
+            self.open = False
+
+
+def _done_line(event: Any, *, copied: bool) -> str:
+    """Under a turn: its tokens, speed and seconds; a fork's copied turn says so instead."""
+    if copied:
+        return "[dim]copied (no model call)[/]"
+    u = event.usage
+    rate = f", {u.completion_tokens / (u.eval_ns / 1e9):.1f} tokens/s" if u.eval_ns > 0 else ""
+    return (
+        f"[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
+        f"{u.completion_tokens} generated{rate}, {event.seconds:.1f} s[/]"
+    )
 
 
 def _collapsed_line(event: Any) -> str:
@@ -315,6 +348,24 @@ class _Interrupts:
         return guarded
 
 
+def _backend(
+    kind: str, model: str | None, *, num_ctx: int | None, base_url: str | None,
+    retries: int | None, retry_delay: float | None, quiet: bool,
+) -> Any:
+    """The model server, retrying transient faults; in a terminal (and without --quiet) with a
+    progress line while the model loads and while each call waits for its first token."""
+    from personae.llm.select import open_backend
+    from personae.progress import Progress, ProgressBackend
+
+    progress = Progress(out) if out.is_terminal and not quiet else None
+    if progress is None:
+        return _with_retries(open_backend(kind, model, num_ctx=num_ctx, base_url=base_url), retries, retry_delay)
+    opening = {"ollama": "connecting to Ollama", "openai": "connecting to the server"}
+    with progress.during(opening.get(kind, "loading the model")):
+        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+    return ProgressBackend(_with_retries(llm, retries, retry_delay), progress)
+
+
 def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> Any:
     """Wrap a backend so transient server faults are retried, saying so on stderr."""
     from personae.llm.retry import RetryingBackend, RetryPolicy
@@ -334,19 +385,25 @@ def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> A
 
 
 def _summary(store: Any, run_id: int, db_flag: str) -> None:
+    from personae.words import count
+
     run = store.run(run_id)
     messages = store.messages(run_id)
-    table = Table(title=f"Run {run_id}: {run.scenario_name} — {run.status}")
+    table = Table(title=Text(f"Run {run_id}: {run.scenario_name} — {run.status}"))
     for column in ("persona", "turns", "words"):
         table.add_column(column, justify="left" if column == "persona" else "right")
     counts = Counter(m.persona for m in messages)
     for persona, n in counts.items():
         words = sum(len(m.content.split()) for m in messages if m.persona == persona)
-        table.add_row(persona, str(n), str(words))
+        table.add_row(Text(persona), str(n), str(words))
     out.print(table)
+    said = counts.get("User", 0)  # input is not a turn: max_turns and policies count personas only
+    user = f" (and {count(said, 'message')} from User)" if said else ""
     out.print(
-        f"{run.turns} turns · {run.prompt_tokens} prompt tokens, {run.evaluated_tokens} evaluated, "
-        f"{run.completion_tokens} generated · transcript: personae show {run_id}{db_flag}"
+        f"{count(len(messages) - said, 'turn')}{user} · {run.prompt_tokens} prompt tokens, "
+        f"{run.evaluated_tokens} evaluated, {run.completion_tokens} generated · transcript: "
+        f"personae show {run_id}{db_flag}",
+        markup=False,
     )
 
 
@@ -372,7 +429,6 @@ def resume(
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     from personae.errors import UserError
-    from personae.llm.select import open_backend
     from personae.orchestrator.resume import (
         backend_for_run,
         check_resumable,
@@ -389,7 +445,10 @@ def resume(
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
     loaded = reload_scenario(store, row)
-    llm = _with_retries(open_backend(kind, chosen, num_ctx=row.num_ctx, base_url=base_url), retries, retry_delay)
+    llm = _backend(
+        kind, chosen, num_ctx=row.num_ctx, base_url=base_url, retries=retries,
+        retry_delay=retry_delay, quiet=quiet,
+    )
     settings = run_settings(row, loaded, llm)
     if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
@@ -458,14 +517,14 @@ def replay(
             raise typer.Exit(1)
         return
 
-    from personae.llm.select import open_backend
     from personae.orchestrator.replay import fork_run
     from personae.orchestrator.resume import backend_for_run
 
     parent = store.run(run_id)
     kind, chosen = backend_for_run(parent, backend.value if backend else None, model)
-    llm = _with_retries(
-        open_backend(kind, chosen, num_ctx=parent.num_ctx, base_url=base_url), retries, retry_delay
+    llm = _backend(
+        kind, chosen, num_ctx=parent.num_ctx, base_url=base_url, retries=retries,
+        retry_delay=retry_delay, quiet=quiet,
     )
     fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
