@@ -26,6 +26,7 @@ from rich.text import Text
 
 from personae.errors import PersonaeError, UserError
 from personae.tabular import Format
+from personae.words import count
 from personae.tabular import render as render_rows
 from personae.views import runs_table
 
@@ -195,7 +196,7 @@ def run(
     run_id = start_run(store, loaded, llm, settings)
     out.print(
         f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
-        f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns"
+        f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}"
     )
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
@@ -457,7 +458,7 @@ def resume(
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
     out.print(
         f"resuming run {run_id} · scenario {loaded.scenario.name} after turn {row.turns} · "
-        f"up to {settings.max_turns} turns"
+        f"up to {count(settings.max_turns, 'turn')}"
     )
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
@@ -530,7 +531,7 @@ def replay(
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
     out.print(
         f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
-        f"{run_id} (no model call), then it goes on live up to {fork.orchestrator.settings.max_turns} turns"
+        f"{run_id} (no model call), then it goes on live up to {count(fork.orchestrator.settings.max_turns, 'turn')}"
     )
     _drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db=db)
     if fork.replay.divergences:

@@ -115,17 +115,18 @@ def test_interrupted_starts_its_own_line_after_half_a_reply(tmp_path: Path, cli_
         personae_cmd()[0], personae_cmd("run", str(path), "--backend", "embedded")[1:],
         env=_pty_env(cli_env), dimensions=(30, 80), encoding="utf-8", timeout=240,
     )
-    raw = ""
+    child.logfile_read = everything = io.StringIO()  # every byte read, whichever call reads it
     child.expect(r"1\. Planner")
-    raw += child.before + child.after
     deadline = time.monotonic() + 200
     while time.monotonic() < deadline:  # until the reply has begun: the spinner gone, words on screen
         try:
-            raw += child.read_nonblocking(4096, timeout=0.5)
+            child.read_nonblocking(4096, timeout=0.5)
         except pexpect.TIMEOUT:
             pass
-        screen = screen_of(raw)
-        row = next(i for i, line in enumerate(screen) if "1. Planner" in line)
+        screen = screen_of(everything.getvalue())
+        rows = [i for i, line in enumerate(screen) if "1. Planner" in line]
+        assert rows, screen
+        row = rows[0]
         below = [line for line in screen[row + 1:] if line.strip()]
         if below and "reading" not in below[0] and len(below[0].split()) >= 2:
             break
@@ -133,9 +134,8 @@ def test_interrupted_starts_its_own_line_after_half_a_reply(tmp_path: Path, cli_
         pytest.fail("no reply text streamed")
     os.kill(child.pid, signal.SIGINT)
     child.expect(pexpect.EOF)
-    raw += child.before
     child.close()
     assert child.exitstatus == 130
-    screen = screen_of(raw)
+    screen = screen_of(everything.getvalue())
     interrupted = [line for line in screen if "Interrupted." in line]
     assert interrupted and interrupted[0].startswith("Interrupted."), screen
