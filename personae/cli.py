@@ -82,6 +82,15 @@ def _main(
 
     The database is --db, else $PERSONAE_DB, else ./personae.db. NO_COLOR=1 turns colour off."""
 
+AllowDirOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--allow-dir", metavar="DIR",
+        help="Also let documents come from this folder (repeatable). By default they must lie in "
+        "the scenario's folder or the project folder the command runs from.",
+    ),
+]
+
 DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database file or SQLAlchemy URL (default: $PERSONAE_DB, else ./personae.db)."),
@@ -174,13 +183,14 @@ def run(
         bool,
         typer.Option("--interactive", "-i", help="Take part as User: type a message between turns (empty line to pass)."),
     ] = False,
+    allow_dir: AllowDirOption = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     from personae.config import load_scenario
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
-    loaded = load_scenario(scenario)
+    loaded = load_scenario(scenario, allowed_dirs=allow_dir or ())
     chosen_model = model or loaded.scenario.model
     llm = _backend(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
@@ -862,6 +872,7 @@ def graph(
 @user_errors
 def validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Persona or scenario files.")],
+    allow_dir: AllowDirOption = None,
 ) -> None:
     """Check persona and scenario files; exit 2 if any is invalid."""
     from personae.config import validate_file
@@ -870,7 +881,7 @@ def validate(
     failed = 0
     for path in files:
         try:
-            out.print(f"[green]ok[/] {escape(str(path))}: {escape(validate_file(path))}")
+            out.print(f"[green]ok[/] {escape(str(path))}: {escape(validate_file(path, allowed_dirs=allow_dir or ()))}")
         except ConfigError as exc:
             failed += 1
             err.print(f"[bold red]Error:[/] {escape(str(exc))}")
