@@ -163,7 +163,9 @@ def user_errors(command: F) -> F:
 @app.command(rich_help_panel="Run")
 @user_errors
 def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.")],
+    scenario: Annotated[
+        Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file, or the name of one in ./scenarios or built in (personae scenarios).")
+    ],
     model: Annotated[
         str | None, typer.Option(help="Ollama model name, a .gguf path, or the openai server's model.")
     ] = None,
@@ -190,7 +192,9 @@ def run(
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
-    loaded = load_scenario(scenario, allowed_dirs=allow_dir or ())
+    from personae.config.catalog import find_scenario
+
+    loaded = load_scenario(find_scenario(scenario), allowed_dirs=allow_dir or ())
     chosen_model = model or loaded.scenario.model
     llm = _backend(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
@@ -253,7 +257,8 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 out.print(_collapsed_line(event))
             elif isinstance(event, InputGiven) and not quiet:
                 said = event.utterance
-                out.rule(f"[bold]{said.turn}. User[/]", align="left")
+                copied = f" · copied from run {row.parent_run_id}" if said.turn <= (copied_upto or 0) else ""
+                out.rule(f"[bold]{said.turn}. User[/]{copied}", align="left")
                 out.print(escape(said.content))
             elif isinstance(event, Stopped):
                 line.close()
@@ -894,18 +899,53 @@ def validate(
 def personas(
     folder: Annotated[Path, typer.Option(help="Also list personas from this folder.")] = Path("personas"),
 ) -> None:
-    """List the built-in personas and those in ./personas."""
+    """List the built-in personas and those in ./personas; a local one with a built-in's name
+    is the one scenarios get (after personas/ beside the scenario), and the listing says so."""
     from personae.config import builtin_dir, builtin_personas, load_persona_file
 
+    local = []
+    if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
+        local = [(path, load_persona_file(path)) for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]
+    local_names = {persona.name: path for path, persona in local}
     table = Table()
     for column in ("name", "description", "from"):
         table.add_column(column)
+    for path, persona in local:
+        note = " (used instead of the built-in)" if persona.name in builtin_personas() else ""
+        table.add_row(Text(persona.name), Text(persona.description), Text(f"{path}{note}"))
     for persona in builtin_personas().values():
-        table.add_row(persona.name, escape(persona.description), "built-in")
-    if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
-        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            persona = load_persona_file(path)
-            table.add_row(persona.name, escape(persona.description), escape(str(path)))
+        shadow = local_names.get(persona.name)
+        where = f"built-in (not used: {shadow} has this name)" if shadow else "built-in"
+        table.add_row(Text(persona.name), Text(persona.description), Text(where, style="dim" if shadow else ""))
+    out.print(table)
+
+
+@app.command(rich_help_panel="Files")
+@user_errors
+def scenarios(
+    folder: Annotated[Path, typer.Option(help="Also list scenarios from this folder.")] = Path("scenarios"),
+) -> None:
+    """List the scenarios `personae run NAME` finds: those in ./scenarios, then the built-ins."""
+    from personae.config import load_scenario
+    from personae.config.catalog import scenario_files
+    from personae.errors import ConfigError
+
+    table = Table()
+    for column in ("name", "goal", "from"):
+        table.add_column(column)
+    files = scenario_files(folder)
+    local = {f.name: f.path for f in files if not f.builtin}
+    for file in files:
+        try:
+            goal = load_scenario(file.path).scenario.goal.strip().splitlines()[0]
+        except ConfigError as exc:
+            goal = f"(invalid: {str(exc)[:120]})"
+        if file.builtin:
+            shadow = local.get(file.name)
+            where = f"built-in (not used: {shadow} has this name)" if shadow else "built-in"
+        else:
+            where = str(file.path)
+        table.add_row(Text(file.name), Text(goal), Text(where))
     out.print(table)
 
 
@@ -937,6 +977,48 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
             shutil.copyfile(path, target)
             out.print(f"wrote {target}")
     out.print(f"Next: personae run {folder / 'scenarios' / 'cache-review.yaml'}")
+
+
+class NewKind(str, Enum):
+    persona = "persona"
+    scenario = "scenario"
+
+
+@app.command(rich_help_panel="Files")
+@user_errors
+def new(
+    kind: Annotated[NewKind, typer.Argument(help="persona or scenario")],
+    name: Annotated[str, typer.Argument(help="Its name: Reviewer, db-migration.")],
+    folder: Annotated[
+        Path | None, typer.Option(help="Where to write it (default: ./personas or ./scenarios).")
+    ] = None,
+) -> None:
+    """Write a commented template (with the schema line for editors) to fill in."""
+    import re
+    from importlib.resources import files
+
+    from personae.config import json_schema
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,63}", name):
+        raise UserError(
+            f"{name!r} cannot name a {kind.value}: use letters, digits, spaces, '-' or '_' "
+            "(at most 64, starting with a letter or digit)."
+        )
+    target_dir = folder or Path(f"{kind.value}s")
+    target = target_dir / f"{re.sub(r'[ _]+', '-', name.strip()).lower()}.yaml"
+    if target.exists():
+        raise UserError(f"{target} already exists; nothing was written. Choose another name or --folder.")
+    template = files("personae") / "templates" / f"{kind.value}.yaml"
+    text = template.read_text(encoding="utf-8").format(name=name.strip())
+    schema = target_dir / f"{kind.value}.schema.json"
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        if not schema.exists():
+            schema.write_text(json.dumps(json_schema(kind.value), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"Cannot write {target}: {exc.strerror or exc}. Choose another --folder.") from None
+    out.print(f"wrote {target} (and {schema} for editors); check it with: personae validate {target}", markup=False)
 
 
 @app.command(rich_help_panel="Setup")
