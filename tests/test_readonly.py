@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import personae_cmd
 from tests.test_migrations import FIRST, build_first_revision
 
-READ_ONLY = [["runs"], ["show", "1"], ["search", "redis"], ["graph", "1"], ["replay", "1"]]
+READ_ONLY = [["runs"], ["show", "1"], ["search", "redis"], ["graph", "1"], ["replay", "1"], ["export", "1"]]
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
