@@ -816,6 +816,7 @@ def delete(
     from personae.store.repo import Store
     from personae.words import count
 
+    _require_personae_database(db)  # never create or convert a file just to delete from it
     with Store.open(db) as store:
         ids = sorted({_run_id(store, ref) for ref in run_refs})
         rows = [store.run(i) for i in ids]  # names the first unknown id, and deletes nothing
@@ -1062,20 +1063,31 @@ def db_path(db: DbOption = None) -> None:
 def db_upgrade(db: DbOption = None) -> None:
     """Upgrade a database written by an older Personae to this version's schema (after a backup
     copy); read-only commands never do this themselves."""
-    from personae.store.db import database_url, display_path, open_readonly
+    from personae.store.db import database_url, display_path
     from personae.store.repo import Store
 
     url = database_url(db)
-    try:
-        open_readonly(url).dispose()
-    except PersonaeError as exc:
-        if "older schema" not in str(exc):
-            raise
-    else:
+    if _require_personae_database(db):
         out.print(f"{escape(display_path(url))} is already at this version's schema.")
         return
     with Store.open(db) as store:
         out.print(escape(store.notice or f"{store.path} is at this version's schema."))
+
+
+def _require_personae_database(db: str | None) -> bool:
+    """For a command that writes to an existing database: raise if the file is missing or not
+    Personae's (the read-only check's errors); True if it is at this version's schema, False if
+    it is an older Personae schema that opening it for writing will upgrade."""
+    from personae.store.db import database_url, open_readonly
+    from personae.errors import StoreError
+
+    try:
+        open_readonly(database_url(db)).dispose()
+    except StoreError as exc:
+        if "older schema" not in str(exc):
+            raise
+        return False
+    return True
 
 
 def main() -> None:

@@ -128,3 +128,17 @@ def test_export_json_has_the_whole_run_and_md_the_transcript(two_runs: Path, cli
     assert "Measure p99 first." in target.read_text(encoding="utf-8")
     bad = cli("export", "1", "-o", str(tmp_path / "no" / "such" / "x.json"), env=cli_env)
     assert bad.returncode == 2 and "Cannot write" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_delete_creates_no_database_and_converts_no_foreign_file(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    missing = tmp_path / "none.db"
+    result = cli("delete", "1", "--yes", "--db", str(missing), env=cli_env)
+    assert result.returncode == 2 and "No database at" in result.stderr and not missing.exists()
+    foreign = tmp_path / "photos.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("create table runs (id integer primary key)")
+        db.execute("insert into runs values (1)")
+    before = foreign.read_bytes()
+    result = cli("delete", "1", "--yes", "--db", str(foreign), env=cli_env)
+    assert result.returncode == 2 and "is not a Personae database" in result.stderr
+    assert foreign.read_bytes() == before and not list(tmp_path.glob("*.bak"))
