@@ -111,3 +111,12 @@ def test_db_path_names_the_file_without_creating_it(tmp_path: Path, cli_env: dic
     assert not Path(cli_env["PERSONAE_DB"]).exists()
     other = cli("db", "path", "--db", "sub/x.db", env=cli_env, cwd=tmp_path)
     assert other.stdout == str(tmp_path / "sub" / "x.db") + "\n"
+
+
+def test_an_empty_file_is_no_database_yet(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """What a reader sees while the first `personae run` is creating the file."""
+    path = tmp_path / "new.db"
+    path.touch()
+    result = cli("runs", "--db", str(path), env=cli_env, cwd=tmp_path)
+    assert result.returncode == 2 and "no run has been stored there yet" in result.stderr
+    assert path.read_bytes() == b""

@@ -113,11 +113,16 @@ def _require_head(engines: Engines) -> None:
     head = scripts.get_current_head()
     if current == head:
         return
-    if current is None:
-        what = "has tables but" if has_tables else "is empty and"
+    if current is None and not has_tables:  # an empty file, or a run creating it right now
         raise UserError(
-            f"{where} is not a Personae database: it {what} has no Personae schema "
-            "(no alembic_version). Nothing was changed. Point --db or PERSONAE_DB at the file "
+            f"No database at {where}: the file is empty, no run has been stored there yet. Point "
+            "--db or PERSONAE_DB at the file `personae run` wrote (it prints it on its first "
+            "line), or start a run here."
+        )
+    if current is None:
+        raise UserError(
+            f"{where} is not a Personae database: it has tables but no Personae schema (no "
+            "alembic_version). Nothing was changed. Point --db or PERSONAE_DB at the file "
             "`personae run` wrote."
         )
     if current not in {rev.revision for rev in scripts.walk_revisions()}:
