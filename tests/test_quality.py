@@ -92,11 +92,11 @@ def test_a_stored_run_is_scored_from_the_database(tmp_path: Path, cli_env: dict[
     )
     verdicts = [s.failures for s in score_run(store, run_id)]
     assert verdicts == [[], ["copy"], ["empty", "off_topic"]]
-    done = subprocess.run(personae_cmd("score", str(run_id), "--db", str(db), "-f", "json"),
+    done = subprocess.run(personae_cmd("score", str(run_id), "--db", str(db), "--format", "json"),
                           env=cli_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout)
     assert payload["summary"]["good"] == 1 and payload["summary"]["replies"] == 3
-    table = subprocess.run(personae_cmd("score", str(run_id), "--db", str(db)),
+    table = subprocess.run(personae_cmd("score", str(run_id), "--db", str(db), "--format", "table"),
                            env=cli_env, capture_output=True, text=True, timeout=120)
     assert "1/3 good" in table.stdout and "copy" in table.stdout

@@ -298,9 +298,13 @@ def test_cli_runs_shows_lineage(tmp_path: Path, cli_env: dict[str, str], isolate
     for _ in fork.orchestrator.run(fork.run_id):
         pass
     store.close()
-    listing = subprocess.run(personae_cmd("runs"), capture_output=True, text=True, env=cli_env, timeout=60)
+    listing = subprocess.run(personae_cmd("runs", "-f", "table"), capture_output=True, text=True, env=cli_env, timeout=60)
     assert listing.returncode == 0, listing.stderr
     assert "2 ← 1@2" in listing.stdout
+    piped = subprocess.run(personae_cmd("runs"), capture_output=True, text=True, env=cli_env, timeout=60)
+    header, *lines = piped.stdout.splitlines()
+    fork_row = dict(zip(header.split("\t"), lines[0].split("\t")))
+    assert (fork_row["id"], fork_row["parent_run_id"], fork_row["fork_turn"]) == ("2", "1", "2")
     as_json = subprocess.run(personae_cmd("runs", "-f", "json"), capture_output=True, text=True, env=cli_env, timeout=60)
     rows = {r["id"]: r for r in json.loads(as_json.stdout)}
     assert (rows[2]["parent_run_id"], rows[2]["fork_turn"]) == (1, 2)

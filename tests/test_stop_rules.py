@@ -178,7 +178,7 @@ def test_runs_and_show_say_why_a_run_stopped(tmp_path: Path, cli_env: dict[str, 
     db = tmp_path / "cli.db"
     run_scenario("{max_turns: 9, token_budget: 40}", ScriptedBackend(default="word " * 5), db)
     run_scenario("{max_turns: 2}", ScriptedBackend(), db)
-    table = subprocess.run(personae_cmd("runs", "--db", str(db)), env=cli_env, capture_output=True, text=True, check=False)
+    table = subprocess.run(personae_cmd("runs", "--db", str(db), "-f", "table"), env=cli_env, capture_output=True, text=True, check=False)
     assert table.returncode == 0, table.stderr
     assert "stopped by" in table.stdout and "token_budget" in table.stdout and "max_turns" in table.stdout
     listed = subprocess.run(

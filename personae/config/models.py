@@ -11,7 +11,15 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from personae.agents.template import check_template
 
@@ -266,14 +274,34 @@ class MemoryConfig(Strict):
     collapse: CollapseConfig | None = CollapseConfig()
 
 
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$"
+
+
 def _seconds(value: Any) -> Any:
     """``90``, ``"90s"``, ``"5m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):  # YAML's `yes`/`true` is no duration, though Python counts it 1
+        raise ValueError(f"{value!r} is not a duration; write seconds, or e.g. 90s, 5m, 1h")
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", value)
+        match = re.fullmatch(DURATION_PATTERN[1:-1], value)
         if match is None:
             raise ValueError(f"{value!r} is not a duration; write seconds, or e.g. 90s, 5m, 1h")
         return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
     return value
+
+
+# Seconds, or a string with a unit. The JSON Schema says so too (a plain ``float`` field with a
+# converting validator told editors that ``timeout: 30m`` was wrong while the loader took it).
+Duration = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    Field(gt=0),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+    }),
+]
 
 
 class ConsensusConfig(Strict):
@@ -295,8 +323,8 @@ class _StopRules(Strict):
         None, description="Stop when every listed persona's last message agrees."
     )
     token_budget: int | None = Field(None, ge=1, description="Stop at this many evaluated tokens.")
-    timeout: float | None = Field(
-        None, gt=0, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
+    timeout: Duration | None = Field(
+        None, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
     )
     any: list[StopCondition] | None = Field(
         None, min_length=1, description="Stop when any of these holds (one rule per item)."
@@ -304,12 +332,6 @@ class _StopRules(Strict):
     all: list[StopCondition] | None = Field(
         None, min_length=1, description="Stop when all of these hold (one rule per item)."
     )
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
-
 
 class StopCondition(_StopRules):
     """One item of an `any:` or `all:` list: exactly one rule."""
