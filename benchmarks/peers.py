@@ -69,10 +69,10 @@ CONTEXT = (
 )
 TASK = f"{GOAL}\n\n{CONTEXT}"
 CONTESTANTS = (
-    "personae_transcript", "personae_named", "personae_cache_friendly", "personae_classic",
+    "personae_named", "personae_transcript", "personae_cache_friendly", "personae_classic",
     "autogen", "crewai",
 )
-DEFAULT = "personae_transcript"  # the default layout, the one the headline compares
+DEFAULT = "personae_named"  # the default layout, the one the headline compares
 LABELS = {
     "personae_transcript": "Personae transcript",
     "personae_named": "Personae named",
@@ -231,7 +231,7 @@ def ideal_evaluated(calls: list[ServerCall]) -> int:
     return total
 
 
-def spec(base_url: str, replies: int = REPLIES) -> dict[str, Any]:
+def spec(base_url: str, replies: int = REPLIES, n_ctx: int = 4096) -> dict[str, Any]:
     from personae.config import builtin_personas
 
     builtin = builtin_personas()
@@ -244,6 +244,7 @@ def spec(base_url: str, replies: int = REPLIES) -> dict[str, Any]:
         ],
         "task": TASK,
         "replies": replies,
+        "n_ctx": n_ctx,
         "max_tokens": MAX_TOKENS,
         "temperature": TEMPERATURE,
     }
@@ -262,7 +263,7 @@ def scenario_yaml(the_spec: dict[str, Any], layout: str) -> str:
             ],
             "layout": layout,
             "policy": {"type": "round_robin"},
-            "memory": {"num_ctx": 4096, "collapse": None},
+            "memory": {"num_ctx": the_spec.get("n_ctx", 4096), "collapse": None},
             "termination": {"max_turns": the_spec["replies"]},
         },
         sort_keys=False,
@@ -277,7 +278,7 @@ def run_personae(layout: str, the_spec: dict[str, Any], workdir: Path) -> tuple[
     from personae.store.repo import Store
 
     loaded = load_scenario_text(scenario_yaml(the_spec, layout), base_dir=workdir)
-    backend = OpenAIBackend(MODEL_ALIAS, base_url=the_spec["base_url"], num_ctx=4096)
+    backend = OpenAIBackend(MODEL_ALIAS, base_url=the_spec["base_url"], num_ctx=the_spec.get("n_ctx", 4096))
     db = workdir / f"personae-{layout}-{time.monotonic_ns()}.db"
     with Store.open(db) as store:
         settings = settings_for(loaded, backend)
@@ -456,7 +457,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="personae-peers-"))
     print(f"server: llama-cpp-python, {model.name}, n_ctx {args.n_ctx}, {args.threads} threads; logs in {workdir}")
     server = start_server(model, workdir, args.port, args.n_ctx, args.threads)
-    the_spec = spec(server.base_url, args.replies)
+    the_spec = spec(server.base_url, args.replies, args.n_ctx)
     outcomes: list[Outcome] = []
     try:
         for rep in range(args.reps):

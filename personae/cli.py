@@ -116,8 +116,8 @@ RetryDelayOption = Annotated[
 
 
 class Layout(str, Enum):
-    transcript = "transcript"
     named = "named"
+    transcript = "transcript"
     cache_friendly = "cache_friendly"
     classic = "classic"
 

@@ -38,7 +38,7 @@ def test_a_copy_is_retried_and_both_calls_are_stored(tmp_path: Path) -> None:
     first, retry = backend.requests[1], backend.requests[2]
     assert retry.messages[:-1] == first.messages[:-1]
     assert retry.messages[-1].content.startswith(first.messages[-1].content)
-    assert "repeated what was already said" in retry.messages[-1].content
+    assert "repeated earlier words" in retry.messages[-1].content
     assert retry.options["repeat_penalty"] > first.options.get("repeat_penalty", 1.1)
     retrying = [e for e in events if isinstance(e, Retrying)]
     assert [(e.turn, e.attempt, e.problems) for e in retrying] == [(2, 1, ("copy",))]
@@ -112,4 +112,4 @@ def test_a_structured_reply_that_does_not_validate_is_asked_for_again(tmp_path: 
     assert critic.structured == {"decision": "cache order reads behind a flag"}
     check = critic.meta["guard"]["checks"][0]
     assert check["problems"] == ["schema"] and "decision" in check["schema_error"]
-    assert "not the JSON asked for" in backend.requests[2].messages[-1].content
+    assert "Not the JSON asked for" in backend.requests[2].messages[-1].content

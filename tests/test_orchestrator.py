@@ -185,7 +185,7 @@ def test_trimming_drops_whole_turns_with_the_user_lines_before_them(tmp_path: Pa
     inputs = "inputs:\n" + "".join(f"  - {{at_turn: {t}, text: Note {t}.}}\n" for t in (2, 5, 6, 9))
     backend = ScriptedBackend(default="word " * 60, num_ctx=700)
     text = scenario(f"memory: {{num_ctx: 700, collapse: null}}\ntermination: {{max_turns: 12}}\n{inputs}")
-    store, run_id, _ = run_all(text, backend, tmp_path / "t.db")
+    store, run_id, _ = run_all(text, backend, tmp_path / "t.db", layout="cache_friendly")
     calls = store.calls(run_id)
     assert any("dropped_turns" in s for c in calls for s in c.manifest)
     for request, call in zip(backend.requests, calls):

@@ -392,9 +392,9 @@ class Scenario(Strict):
         min_length=1, description="Names of personas, or inline persona definitions."
     )
     model: str | None = Field(None, description="Model name (Ollama) or a .gguf path (embedded).")
-    layout: Literal["transcript", "named", "cache_friendly", "classic"] = Field(
-        "transcript",
-        description="How turns are laid out in the prompt: transcript (default) and named end "
+    layout: Literal["named", "transcript", "cache_friendly", "classic"] = Field(
+        "named",
+        description="How turns are laid out in the prompt: named (default) and transcript end "
         "with the speaker's cue; cache_friendly and classic are kept for comparison and replay.",
     )
     policy: Policy = RoundRobinPolicy()

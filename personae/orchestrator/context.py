@@ -19,7 +19,7 @@ every later prompt: a full set of instructions per turn would cost ~100 tokens o
 and be re-read on every call. Messages from ``User`` (scripted inputs, --interactive) go into the
 user message before the next cue.
 
-``transcript`` and ``named`` put what small models need *last*: they weight the end of the prompt
+``named`` (the default) and ``transcript`` put what small models need *last*: they weight the end of the prompt
 and copy whatever reads as their own earlier words. The header (goal, context, roster) stays
 first and stable; every turn is shown as text with its author's name — never as the model's own
 assistant message — and the prompt ends with the speaker's cue: who speaks now, that persona's
@@ -58,8 +58,7 @@ CACHE_FRIENDLY = "cache_friendly"
 CLASSIC = "classic"
 TRANSCRIPT = "transcript"
 NAMED = "named"
-LAYOUTS = (TRANSCRIPT, NAMED, CACHE_FRIENDLY, CLASSIC)
-DEFAULT_LAYOUT = TRANSCRIPT
+LAYOUTS = (NAMED, TRANSCRIPT, CACHE_FRIENDLY, CLASSIC)
 SPEAKER_LAST = (TRANSCRIPT, NAMED)  # the layouts that end with the speaker's cue
 
 
@@ -156,7 +155,7 @@ def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
     lines.append(f"Goal: {scenario.goal.strip()}")
     if scenario.language:
         lines.append(f"Answer in this language: {scenario.language}.")
-    lines.append(f"Write {name}'s reply in your own words, and say something not said yet.")
+    lines.append(f"Reply as {name}, in your own words; say something new.")
     if speaker.phase:
         lines.append(f"Current phase: {speaker.phase}.")
     if speaker.instructions:

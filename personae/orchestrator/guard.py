@@ -113,19 +113,14 @@ class ReplyGuard:
 
 def retry_note(check: Check, persona: str) -> str:
     """One line telling the model what was wrong with its last attempt."""
+    # Short: the note is re-read on every retry, and a small model heeds one plain sentence.
     if "schema" in check.problems:
-        return (
-            f"Your last attempt was not the JSON asked for ({check.schema_error}). "
-            "Reply with the JSON object only, every field filled in."
-        )
+        return f"Not the JSON asked for ({check.schema_error}). Reply with the JSON object only."
     if "empty" in check.problems:
-        return f"Your last attempt was empty. Write {persona}'s message: at least two full sentences."
+        return "Too short. Write two full sentences."
     if "other_voice" in check.problems:
-        return f"Your last attempt spoke as {check.voice}. Write only as {persona}, in the first person."
-    return (
-        "Your last attempt repeated what was already said. Say something new, in your own words: "
-        "a point, number or step nobody has given yet."
-    )
+        return f"That spoke as {check.voice}. Write only as {persona}."
+    return "That repeated earlier words. Say something new, in your own words."
 
 
 def retry_options(options: Mapping[str, Any], attempt: int) -> dict[str, Any]:
@@ -134,7 +129,7 @@ def retry_options(options: Mapping[str, Any], attempt: int) -> dict[str, Any]:
     if "seed" in changed:
         changed["seed"] = int(changed["seed"]) + 7919 * attempt
     changed["repeat_penalty"] = round(float(options.get("repeat_penalty", 1.1)) + 0.15 * attempt, 3)
-    changed["temperature"] = round(min(1.0, float(options.get("temperature", 0.8)) + 0.2 * attempt), 3)
+    changed["temperature"] = round(min(1.1, float(options.get("temperature", 0.8)) + 0.3 * attempt), 3)
     return changed
 
 
