@@ -16,7 +16,8 @@ from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
 from personae.errors import BackendError
 from personae.llm.base import Backend, ChatRequest, TokenCallback
-from personae.memory.documents import import_documents
+from personae.llm.calibration import calibrate_from_calls
+from personae.memory.documents import import_documents, read_documents
 from personae.orchestrator.collapse import make_collapser
 from personae.orchestrator.context import Prompt, RenderCache, build_prompt
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
@@ -74,12 +75,16 @@ def start_run(
     fork_turn: int | None = None,
 ) -> int:
     """Create the run row with the scenario and personas frozen as they are now (and, for a
-    fork, the run and turn it continues)."""
+    fork, the run and turn it continues), and import its documents. The documents are read
+    first, so one that cannot be read leaves no run behind; once imported, the run needs no
+    file again (resume never reads documents from the working directory)."""
+    texts = read_documents(loaded.documents)
     roster = loaded.roster
-    return store.create_run(
+    run_id = store.create_run(
         NewRun(
             scenario_name=loaded.scenario.name,
-            scenario_path=str(loaded.path) if loaded.path else None,
+            # Absolute, so a resume from another folder finds (or misses) the same place.
+            scenario_path=str(loaded.path.expanduser().resolve()) if loaded.path else None,
             scenario_yaml=loaded.source_yaml,
             backend=backend.name,
             model=backend.model,
@@ -100,6 +105,8 @@ def start_run(
             fork_turn=fork_turn,
         )
     )
+    import_documents(store, run_id, loaded.documents, texts)
+    return run_id
 
 
 @dataclass
@@ -139,6 +146,8 @@ class Orchestrator:
             evaluated_tokens=self.store.totals(run_id).evaluated_tokens,
             started_monotonic=time.monotonic(),
         )
+        # An estimating backend (Ollama, OpenAI) continues from the ratio the stored calls taught.
+        calibrate_from_calls(self.backend, lambda: self.store.calls(run_id))
         import_documents(self.store, run_id, self.loaded.documents)
         try:
             while True:
