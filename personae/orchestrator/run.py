@@ -14,7 +14,7 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import BackendError
+from personae.errors import BackendError, PersonaeError, StoreError
 from personae.llm.base import Backend, ChatRequest, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
@@ -176,8 +176,11 @@ class Orchestrator:
                     evaluated_tokens=totals.evaluated_tokens,
                 )
                 yield done
-        except BackendError as exc:
-            self.store.finish_run(run_id, "failed", stop_reason="error", error=str(exc))
+        except PersonaeError as exc:
+            # The model server, the database (disk full) or a rule failed: the run is failed and
+            # resumable once the cause is fixed. A write conflict means another process owns it.
+            if not getattr(exc, "conflict", False):
+                _finish_failed(self.store, run_id, exc)
             raise
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted", stop_reason="interrupted")
@@ -287,6 +290,15 @@ class Orchestrator:
             options["seed"] = self.settings.seed + turn  # deterministic, yet not the same each turn
         options["stop"] = stop
         return options
+
+
+def _finish_failed(store: Store, run_id: int, error: PersonaeError) -> None:
+    """Mark the run failed; if the database refuses even that (a full disk), leave it: its
+    process is about to end, so ``resume`` sees it as stale and continues it all the same."""
+    try:
+        store.finish_run(run_id, "failed", stop_reason="error", error=str(error))
+    except StoreError:
+        pass
 
 
 def persona_options(
