@@ -327,6 +327,11 @@ def resume(
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Take part as User between turns.")
     ] = False,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Go on with this scenario file as it is now (e.g. a router rule fixed); "
+                     "it replaces the run's stored scenario."),
+    ] = None,
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     from personae.errors import UserError
@@ -346,11 +351,13 @@ def resume(
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
-    loaded = reload_scenario(store, row)
+    loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = _with_retries(open_backend(kind, chosen, num_ctx=row.num_ctx, base_url=base_url), retries, retry_delay)
     settings = run_settings(row, loaded, llm)
     if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
+    if scenario is not None:
+        store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
     if note:
         err.print(f"[yellow]{escape(note)}[/]")
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
@@ -148,9 +149,9 @@ class RouteWhen(Strict):
         if not self.model_fields_set:
             raise ValueError("`when:` needs at least one of persona, contains, regex, phase")
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
+            try:  # the engine the router matches with (orchestrator/router.py)
+                regex.compile(self.regex)
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None
         return self
 

@@ -344,6 +344,16 @@ class Store:
                 )
             )
 
+    def replace_scenario(self, run_id: int, scenario_yaml: str, scenario_path: str | None) -> None:
+        """The scenario a resumed run goes on with (``resume --scenario``, after fixing a rule);
+        stored, so that later resumes and ``replay`` use what the turns were made with."""
+        with self.engines.write.begin() as connection:
+            connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
+                .values(scenario_yaml=scenario_yaml, scenario_path=scenario_path)
+            )
+
     def claim_run(self, run_id: int, *, expected_status: str, expected_pid: int | None) -> bool:
         """Mark a run ``running`` in this process, only if nobody changed it since it was read:
         of two ``resume`` commands racing for one run, exactly one wins."""
