@@ -66,6 +66,10 @@ class Persona(Strict):
             raise ValueError(
                 "output_schema must be an object schema: `type: object` with `properties:`"
             )
+        if value is not None:
+            from personae.config.output_schema import check_output_schema
+
+            check_output_schema(value)
         return value
 
 

@@ -35,6 +35,7 @@ from personae.orchestrator.state import (
 )
 from personae.orchestrator.termination import StopRule, make_stop_rule
 from personae.orchestrator.turns import interpret, prepare
+from personae.orchestrator.window import check_window, reply_budgets
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -130,8 +131,13 @@ class Orchestrator:
             store=self.store, num_ctx=self.settings.num_ctx, seed=self.settings.seed,
             prompt_for=self._prompt,
         )
-        # Room for the longest reply any persona may write.
-        self.reply_reserve = max(self._options(p)["num_predict"] for p in scenario.roster)
+        # Room for the longest reply any persona may write; refused now if it cannot fit.
+        replies = reply_budgets(list(scenario.roster), self._options)
+        self.reply_reserve = max(replies.values())
+        check_window(
+            self.loaded, self.backend, layout=self.settings.layout,
+            num_ctx=self.settings.num_ctx, reply_tokens=replies,
+        )
         self.collapser = make_collapser(
             self.loaded, self.backend, self.store, self.settings, self.reply_reserve
         )
