@@ -132,6 +132,7 @@ def run(
     ] = False,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
+    _Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
     from personae.config import load_scenario
     from personae.llm.select import open_backend
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
@@ -153,15 +154,20 @@ def run(
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
     if store.notice:
         out.print(store.notice)
-    run_id = start_run(store, loaded, llm, settings)
-    out.print(
-        f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
-        f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns"
-    )
+    # Before the run row exists: a scenario that cannot fit the window leaves no run behind.
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
-    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
+    try:
+        run_id = start_run(store, loaded, llm, settings)
+    except KeyboardInterrupt:
+        _release_new_run(store)
+        raise
+    _drive(
+        orchestrator, store, run_id, quiet=quiet, db=db,
+        announce=f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
+        f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns",
+    )
 
 
 def _ask_user(state: Any) -> str | None:
@@ -173,7 +179,18 @@ def _ask_user(state: Any) -> str | None:
     return line.strip() or None
 
 
-def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None) -> None:
+def _release_new_run(store: Any) -> None:
+    """Interrupted while the run row was being made: if this process made it, it is
+    ``interrupted`` (resumable), not ``running`` with nobody running it."""
+    newest = store.runs(1)
+    if newest and newest[0].status == "running" and newest[0].pid == os.getpid():
+        store.finish_run(newest[0].id, "interrupted", stop_reason="interrupted")
+
+
+def _drive(
+    orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None,
+    announce: str | None = None,
+) -> None:
     from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
     interrupts = _Interrupts.install()
@@ -182,6 +199,8 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
     resume = f"personae resume {run_id}{db_flag}"
     events = orchestrator.run(run_id, on_token=stream)
     try:
+        if announce:
+            out.print(announce)
         for event in events:
             if interrupts.pending and not isinstance(event, Stopped):
                 events.throw(KeyboardInterrupt)  # the run loop marks the run interrupted
@@ -207,6 +226,9 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
             elif isinstance(event, Stopped):
                 out.print(f"\nstopped: {event.reason}")
     except KeyboardInterrupt:
+        row = store.run(run_id)  # interrupted before the run loop began: mark it here
+        if row.status == "running" and row.pid == os.getpid():
+            store.finish_run(run_id, "interrupted", stop_reason="interrupted")
         err.print(
             f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
             f"Continue it with: {escape(resume)}"
@@ -334,6 +356,7 @@ def resume(
     ] = None,
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
+    _Interrupts.install()
     from personae.errors import UserError
     from personae.llm.select import open_backend
     from personae.orchestrator.resume import (
@@ -354,21 +377,21 @@ def resume(
     loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = _with_retries(open_backend(kind, chosen, num_ctx=row.num_ctx, base_url=base_url), retries, retry_delay)
     settings = run_settings(row, loaded, llm)
+    orchestrator = Orchestrator(  # checks the window before the run is claimed
+        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
+    )
+    if note:
+        err.print(f"[yellow]{escape(note)}[/]")
+    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
     if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
     if scenario is not None:
         store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
-    if note:
-        err.print(f"[yellow]{escape(note)}[/]")
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
-    out.print(
-        f"resuming run {run_id} · scenario {loaded.scenario.name} after turn {row.turns} · "
-        f"up to {settings.max_turns} turns"
+    _drive(
+        orchestrator, store, run_id, quiet=quiet, db=db,
+        announce=f"resuming run {run_id} · scenario {loaded.scenario.name} after turn "
+        f"{row.turns} · up to {settings.max_turns} turns",
     )
-    orchestrator = Orchestrator(
-        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
-    )
-    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
 
 
 @app.command()

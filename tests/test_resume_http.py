@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -212,3 +213,39 @@ def test_an_unreadable_document_leaves_no_run_behind(
     assert failed.returncode == 2 and "Traceback" not in failed.stderr
     assert "notes.md" in failed.stderr and "UTF-8" in failed.stderr
     assert not isolated_env.exists() or read(isolated_env, "select count(*) from runs") == [(0,)]
+
+
+def test_sigterm_in_the_first_seconds_never_leaves_a_running_run(
+    tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
+) -> None:
+    """At any moment — importing, opening the database, making the run row, the first turn — a
+    SIGTERM ends ``personae run`` as interrupted (or before anything was written)."""
+    path = write_scenario(tmp_path / "project", scenario_text("termination: {max_turns: 40}\n"))
+    env = cli_env | {"OLLAMA_HOST": instant_ollama.host}
+    run = ["run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q"]
+    def db_file() -> bool:
+        return isolated_env.exists()
+
+    def statuses_now() -> list[str]:
+        try:
+            with sqlite3.connect(isolated_env, timeout=5) as connection:
+                return [r[0] for r in connection.execute("select status from runs")]
+        except sqlite3.Error:  # not created yet, or no tables yet
+            return []
+
+    def run_row() -> bool:
+        return db_file() and bool(statuses_now())
+
+    statuses = set()
+    for ready in (lambda: True, db_file, db_file, run_row, run_row, run_row):
+        process = subprocess.Popen(personae_cmd(*run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60
+        while not ready() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        _out, stderr = process.communicate(timeout=30)
+        assert "Traceback" not in stderr, stderr
+        rows = statuses_now() if db_file() else []
+        assert "running" not in rows, (rows, stderr)
+        statuses |= set(rows)
+    assert "interrupted" in statuses

@@ -103,6 +103,8 @@ def watch(engine: Engine, where: str) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _explain(context) -> None:  # type: ignore[no-untyped-def]
+        if not isinstance(context.original_exception, Exception):
+            return  # Ctrl-C or SIGTERM mid-statement: an interrupt, not a database failure
         raise explain(context.sqlalchemy_exception or context.original_exception, where) from (
             context.original_exception
         )
