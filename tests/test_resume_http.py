@@ -249,3 +249,28 @@ def test_sigterm_in_the_first_seconds_never_leaves_a_running_run(
         assert "running" not in rows, (rows, stderr)
         statuses |= set(rows)
     assert "interrupted" in statuses
+
+
+def test_resume_force_racing_a_live_run_is_a_clear_conflict(
+    tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
+) -> None:
+    """Two processes continuing one run collide on the next turn: the loser says so in one
+    paragraph (no IntegrityError traceback), and what is committed stays whole."""
+    path = write_scenario(tmp_path / "project", scenario_text("memory: {collapse: null}\ntermination: {max_turns: 300}\n"))
+    env = cli_env | {"OLLAMA_HOST": instant_ollama.host}
+    owner = subprocess.Popen(
+        personae_cmd("run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 60
+    while (turns(isolated_env) or 0) < 3 and owner.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    intruder = subprocess.run(
+        personae_cmd("resume", "1", "--force", "-q"), capture_output=True, text=True, env=env, timeout=120
+    )
+    _out, owner_err = owner.communicate(timeout=120)
+    both = owner_err + intruder.stderr
+    assert "Traceback" not in both and "IntegrityError" not in both, both
+    assert "Another process wrote to the same run" in both
+    assert {owner.returncode, intruder.returncode} <= {0, 1}
+    check_invariants(isolated_env)
