@@ -84,13 +84,32 @@ def _embedded() -> Check:
 
 
 def _database(db: str | None) -> Check:
+    """Whether runs can be stored, found without creating or upgrading anything: a check must
+    not change what it checks."""
+    import os
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    from personae.store.db import database_url, display_path
     from personae.store.repo import Store
 
+    url = database_url(db)
+    fix = "pass --db (or set PERSONAE_DB) with a writable path"
+    if make_url(url).get_backend_name() == "sqlite":
+        path = Path(display_path(url))
+        if not path.exists():
+            if os.access(path.parent, os.W_OK):
+                return Check("database", True, f"{path} does not exist yet; `personae run` creates it")
+            return Check("database", False, f"{path} does not exist and {path.parent} is not writable", fix)
     try:
-        with Store.open(db) as store:
+        with Store.open_readonly(db) as store:
             store.runs(limit=1)
-            return Check("database", True, f"{store.path} is writable")
+            where = store.path
     except PersonaeError as exc:
-        return Check("database", False, str(exc), "pass --db with a writable path")
+        return Check("database", False, str(exc), fix)
     except Exception as exc:  # sqlite3 errors: permissions, a file that is not a database
-        return Check("database", False, str(exc), "pass --db with a writable path")
+        return Check("database", False, str(exc), fix)
+    if make_url(url).get_backend_name() == "sqlite" and not os.access(where, os.W_OK):
+        return Check("database", False, f"{where} is read-only", fix)
+    return Check("database", True, f"{where} is writable")

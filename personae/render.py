@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from personae.store.models import Message, Run
+from personae.words import count, plural
 
 RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
@@ -38,6 +39,29 @@ def run_json(run: Run, messages: Sequence[Message]) -> str:
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+def export_json(
+    run: Run, personas: Sequence[Any], messages: Sequence[Message], calls: Sequence[Any],
+    nodes: Sequence[Any], edges: Sequence[Any],
+) -> str:
+    """Everything stored about one run, as one JSON document (``personae export``): the run row,
+    the personas it used, its transcript, every model call and its memory graph."""
+
+    from sqlalchemy import inspect
+
+    def row(obj: Any) -> dict[str, Any]:  # stored column names (llm_calls.json_schema), as in SQL
+        attrs = inspect(type(obj)).column_attrs
+        return {a.columns[0].name: _plain(getattr(obj, a.key)) for a in attrs}
+
+    payload = {
+        "run": row(run),
+        "personas": [row(p) for p in personas],
+        "messages": [row(m) for m in messages],
+        "calls": [row(c) for c in calls],
+        "memory": {"nodes": [row(n) for n in nodes], "edges": [row(e) for e in edges]},
+    }
+    return json.dumps(payload, ensure_ascii=False, indent=2)
+
+
 def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
     lines = [
         f"# Run {run.id}: {run.scenario_name}",
@@ -53,15 +77,28 @@ def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = Fals
         lines += [f"## {m.turn}. {m.persona}{phase}", ""]
         if thoughts and m.thinking:
             lines += ["> " + line for line in m.thinking.splitlines()] + [""]
-        lines += [m.content or "_(empty reply)_", ""]
+        lines += [(m.content or "_(empty reply)_") + marks(m), ""]
     return "\n".join(lines)
+
+
+def marks(m: Message) -> str:
+    """What a reader should know about how a message came about: cut short at num_predict, or
+    asked for again by the reply guard."""
+    meta = m.meta or {}
+    marks = []
+    if meta.get("truncated"):
+        marks.append("cut at num_predict")
+    guard = meta.get("guard") or {}
+    if guard.get("attempts", 1) > 1:
+        marks.append(f"attempt {guard.get('kept', 0) + 1} of {guard['attempts']} kept")
+    return f"\n({'; '.join(marks)})" if marks else ""
 
 
 def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
     header = (
         f"Run {run.id} · {run.scenario_name} · {run.status}"
         + (f" ({run.stop_reason})" if run.stop_reason else "")
-        + f" · {run.model} via {run.backend} · {run.turns} turns"
+        + f" · {run.model} via {run.backend} · {count(run.turns, 'turn')}"
     )
     blocks = [header]
     for m in messages:
@@ -69,7 +106,7 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
         block = f"[{m.turn}] {m.persona}{phase}:"
         if thoughts and m.thinking:
             block += "\n  (thinking) " + m.thinking.replace("\n", "\n  ")
-        block += "\n" + (m.content or "(empty reply)")
+        block += "\n" + (m.content or "(empty reply)") + marks(m)
         blocks.append(block)
     if run.error:
         blocks.append(f"error: {run.error}")
@@ -79,11 +116,14 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
 def replay_text(report: Any, *, verbose: bool = False) -> str:
     """What ``personae replay`` prints: a verdict, then the first difference with a short diff."""
     calls = Counter(a.purpose for a in report.answered)
-    kinds = ", ".join(f"{n} {purpose}" for purpose, n in sorted(calls.items()))
+    kinds = ", ".join(
+        f"{count(n, 'call')} for {plural(purpose) if n > 1 else 'a ' + purpose}"
+        for purpose, n in sorted(calls.items())
+    )
     lines = [
-        f"Replayed run {report.run_id} ({report.status}, {report.recorded_turns} turns) from its "
-        f"recorded replies, without a model: {report.turns} turns, "
-        f"{len(report.answered)} model calls" + (f" ({kinds})" if kinds else "") + "."
+        f"Replayed run {report.run_id} ({report.status}, {count(report.recorded_turns, 'turn')}) "
+        f"from its recorded replies, without a model: {count(report.turns, 'turn')}, "
+        f"{count(len(report.answered), 'model call')}" + (f" ({kinds})" if kinds else "") + "."
     ]
     if verbose:
         for a in report.answered:
@@ -113,6 +153,18 @@ def replay_text(report: Any, *, verbose: bool = False) -> str:
     if report.problem:
         lines.append(f"The run as a whole differs: {report.problem}.")
     return "\n".join(lines)
+
+
+REPLAY_COLUMNS = ("call_id", "turn", "purpose", "persona", "prompt_hash", "identical")
+
+
+def replay_rows(report: Any) -> list[dict[str, Any]]:
+    """One row per replayed model call, for ``replay --format csv|tsv``."""
+    return [
+        {"call_id": a.call_id, "turn": a.turn, "purpose": a.purpose, "persona": a.persona,
+         "prompt_hash": a.prompt_hash, "identical": a.matched}
+        for a in report.answered
+    ]
 
 
 def replay_json(report: Any) -> str:

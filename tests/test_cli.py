@@ -67,6 +67,9 @@ def test_usage_error_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
 
 
 def test_unknown_run_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    from personae.store.repo import Store
+
+    Store.open(cli_env["PERSONAE_DB"]).close()  # a database with no runs (a missing one: test_readonly)
     result = run_cli("show", "42", env=cli_env, cwd=tmp_path)
     assert result.returncode == 2 and "No run 42" in result.stderr and "Traceback" not in result.stderr
 

@@ -77,7 +77,9 @@ def test_migration_adds_memory_tables_and_backfills_old_runs(tmp_path: Path) -> 
             )
     engines.dispose()
     store = Store.open(db)
-    assert store.notice and "0002" in store.notice
+    from personae.store.db import head_revision
+
+    assert store.notice and f"from 0001 to {head_revision()}" in store.notice  # 0002 and after
     connection = sqlite3.connect(db)
     columns = [r[1] for r in connection.execute("pragma table_info(memory_nodes)")]
     assert columns == ["id", "run_id", "kind", "level", "text", "data", "turn", "valid_from",
@@ -174,6 +176,7 @@ def test_relevant_document_chunks_enter_the_memory_block(tmp_path: Path) -> None
     (tmp_path / "orders.md").write_text(DOC, encoding="utf-8")
     text = """name: doc-test
 goal: Decide on LRU eviction for the Redis cache.
+guard: {enabled: false}
 documents: [orders.md]
 personas:
   - {name: Planner, description: plans, system: Plan.}

@@ -203,3 +203,25 @@ def test_a_database_from_a_newer_personae_is_refused(
         assert "written by a newer Personae" in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
     assert dump(path) == before and not list(tmp_path.glob("*.bak"))  # untouched
+
+
+def test_an_upgraded_database_cascades_deletes_in_any_connection(tmp_path: Path) -> None:
+    """0003: deleting a run in a connection with foreign keys off (the sqlite3 shell's default)
+    removes what belongs to it, in a database upgraded from the first revision too."""
+    path = tmp_path / "old.db"
+    build_first_revision(path)
+    with sqlite3.connect(path) as shell:
+        shell.execute("delete from runs where id = 1")  # before 0003: orphans stay behind
+        assert shell.execute("select count(*) from messages where run_id = 1").fetchone() == (3,)
+    build_first_revision(tmp_path / "again.db")
+    Store.open(tmp_path / "again.db").close()
+    with sqlite3.connect(tmp_path / "again.db") as shell:
+        assert shell.execute("pragma foreign_keys").fetchone() == (0,)
+        shell.execute("delete from runs where id = 1")
+        for table in ("messages", "llm_calls", "run_personas", "memory_nodes", "memory_edges"):
+            assert shell.execute(f"select count(*) from {table} where run_id = 1").fetchone() == (0,), table
+        assert shell.execute("select parent_run_id from runs where id = 2").fetchone() == (None,)
+        assert shell.execute("pragma foreign_key_check").fetchall() == []
+        assert {(h,) for h in ("Eviction policy point 1 of run 2.",)} <= set(
+            shell.execute("select content from messages where run_id = 2").fetchall()
+        )

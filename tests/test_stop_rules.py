@@ -118,7 +118,7 @@ any:
 
 
 def test_yaml_errors_for_stop_rules() -> None:
-    base = "name: t\ngoal: g\npersonas: [Planner, Critic]\n"
+    base = "name: t\ngoal: g\nguard: {enabled: false}\npersonas: [Planner, Critic]\n"
     for termination, expected in [
         ("{any: [{stop_phrase: X, approved: true}]}", "exactly one rule"),
         ("{any: [{stop_phrse: X}]}", "did you mean 'stop_phrase'"),
@@ -133,7 +133,7 @@ def test_yaml_errors_for_stop_rules() -> None:
 
 def run_scenario(termination: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
     text = (
-        "name: stop-test\ngoal: g\npersonas:\n  - {name: A, system: a}\n  - {name: B, system: b}\n"
+        "name: stop-test\ngoal: g\nguard: {enabled: false}\npersonas:\n  - {name: A, system: a}\n  - {name: B, system: b}\n"
         f"termination: {termination}\n"
     )
     return run_to_end(db, text, backend)
@@ -178,7 +178,7 @@ def test_runs_and_show_say_why_a_run_stopped(tmp_path: Path, cli_env: dict[str, 
     db = tmp_path / "cli.db"
     run_scenario("{max_turns: 9, token_budget: 40}", ScriptedBackend(default="word " * 5), db)
     run_scenario("{max_turns: 2}", ScriptedBackend(), db)
-    table = subprocess.run(personae_cmd("runs", "--db", str(db)), env=cli_env, capture_output=True, text=True, check=False)
+    table = subprocess.run(personae_cmd("runs", "--db", str(db), "-f", "table"), env=cli_env, capture_output=True, text=True, check=False)
     assert table.returncode == 0, table.stderr
     assert "stopped by" in table.stdout and "token_budget" in table.stdout and "max_turns" in table.stdout
     listed = subprocess.run(

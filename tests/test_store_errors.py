@@ -29,8 +29,10 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def personae_db(path: Path, env: dict[str, str]) -> Path:
-    """A real Personae database with one run (made by `personae runs`, which creates it)."""
-    assert cli(env | {"PERSONAE_DB": str(path)}, "runs").returncode == 0
+    """A real Personae database, made as a writing command makes it."""
+    from personae.store.repo import Store
+
+    Store.open(path).close()
     return path
 
 
@@ -62,7 +64,7 @@ def _folder(tmp: Path, env: dict[str, str]) -> Path:
         (_text, 1, "is not a SQLite database"),
         (_truncated, 1, "damaged or truncated"),
         (_folder, 2, "is a folder, not a file"),
-        (lambda tmp, env: tmp / "missing" / "x.db", 2, "does not exist"),
+        (lambda tmp, env: tmp / "missing" / "x.db", 2, "No database at"),
     ],
     ids=["random-bytes", "text-file", "truncated", "folder", "missing-folder"],
 )
@@ -85,6 +87,12 @@ def test_urls_nobody_can_open(cli_env: dict[str, str]) -> None:
         assert "secret" not in driver.stderr  # the password is not printed
 
 
+def run_somewhere(tmp: Path, env: dict[str, str], db: Path) -> subprocess.CompletedProcess[str]:
+    """A writing command on ``db`` (it fails before any model call, so no server is needed)."""
+    path = write_scenario(tmp / "project", scenario_text("termination: {max_turns: 1}\n"))
+    return cli(env, "run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q", "--db", str(db))
+
+
 def test_a_foreign_sqlite_file_with_its_own_runs_table_is_left_alone(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
@@ -92,8 +100,10 @@ def test_a_foreign_sqlite_file_with_its_own_runs_table_is_left_alone(
     with sqlite3.connect(db) as connection:
         connection.execute("create table runs (id integer primary key, distance_km real)")
         connection.execute("insert into runs values (1, 5.2)")
-    done = cli(cli_env, "runs", "--db", str(db))
-    assert done.returncode == 1 and "another program" in done.stderr and str(db) in done.stderr
+    read = cli(cli_env, "runs", "--db", str(db))
+    assert read.returncode == 2 and "not a Personae database" in read.stderr and str(db) in read.stderr
+    write = run_somewhere(tmp_path, cli_env, db)
+    assert write.returncode == 1 and "another program" in write.stderr and str(db) in write.stderr
     with sqlite3.connect(db) as connection:
         tables = [r[0] for r in connection.execute("select name from sqlite_master where type='table'")]
         assert tables == ["runs"] and connection.execute("select * from runs").fetchall() == [(1, 5.2)]
@@ -115,7 +125,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_read_only_file_system_and_a_read_only_folder(
-    small_disk: Path, cli_env: dict[str, str]
+    small_disk: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     existing = personae_db(small_disk / "p.db", cli_env)
     connection = sqlite3.connect(existing)  # as a clean close leaves it: no -wal, no -shm
@@ -123,10 +133,12 @@ def test_a_read_only_file_system_and_a_read_only_folder(
     connection.close()
     assert sorted(p.name for p in small_disk.iterdir()) == ["p.db"]
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    for db, says in ((existing, "mounted read-only"), (small_disk / "new.db", "mounted read-only")):
-        done = cli(cli_env, "runs", "--db", str(db))
+    read = cli(cli_env, "runs", "--db", str(existing))  # read-only commands open it mode=ro
+    assert read.returncode == 0 or ("mounted read-only" in read.stderr and read.returncode == 1), read.stderr
+    for db in (existing, small_disk / "new.db"):
+        done = run_somewhere(tmp_path, cli_env, db)
         assert done.returncode == 1, done.stderr
-        assert says in done.stderr and str(db) in done.stderr and "-shm" in done.stderr
+        assert "mounted read-only" in done.stderr and str(db) in done.stderr and "-shm" in done.stderr
 
 
 BIG = "word " * 3200  # 16 KB a reply: a 1 MB disk fills within a few dozen turns

@@ -26,12 +26,14 @@ import types
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from personae.config.models import Persona, Scenario
+from personae.config.roots import describe, document_roots, root_of
 from personae.config.policy_checks import consensus_refs, policy_problems
 from personae.errors import ConfigError
 
@@ -70,17 +72,21 @@ def builtin_dir() -> Path:
     return Path(str(files("personae") / "builtin"))
 
 
-def load_scenario(path: str | Path) -> LoadedScenario:
-    """Read, validate and resolve a scenario file; documents resolve relative to its folder."""
+def load_scenario(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> LoadedScenario:
+    """Read, validate and resolve a scenario file; documents resolve relative to its folder
+    (and may lie in the project or in ``allowed_dirs``: ``roots.py``)."""
     file = Path(path).expanduser()
     _require_file(file, Path(path), "scenario")
-    loaded = load_scenario_text(_read_text(file, str(path)), path=Path(path), base_dir=file.parent)
+    loaded = load_scenario_text(
+        _read_text(file, str(path)), path=Path(path), base_dir=file.parent, allowed_dirs=allowed_dirs
+    )
     # Messages name the file as the user typed it; the record keeps where it really is.
     return replace(loaded, path=file.resolve())
 
 
 def load_scenario_text(
-    text: str, *, path: Path | None = None, base_dir: Path | None = None
+    text: str, *, path: Path | None = None, base_dir: Path | None = None,
+    allowed_dirs: Sequence[Path] = (),
 ) -> LoadedScenario:
     """Validate and resolve a scenario given as YAML text (resume and replay reload stored YAML).
 
@@ -124,7 +130,7 @@ def load_scenario_text(
         personas=personas,
         path=path,
         source_yaml=text,
-        documents=_resolve_documents(scenario, src, base),
+        documents=_resolve_documents(scenario, src, base, allowed_dirs),
         persona_sources=origins,
     )
 
@@ -145,7 +151,7 @@ def builtin_personas() -> dict[str, Persona]:
     return {f.persona.name: catalog.resolve(f) for f in found if f is not None}
 
 
-def validate_file(path: str | Path) -> str:
+def validate_file(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> str:
     """Fully check a persona or scenario file and say in a few words what it is.
 
     A scenario is recognised by its ``goal:`` or ``personas:`` key; anything else shaped like a
@@ -158,7 +164,7 @@ def validate_file(path: str | Path) -> str:
     _require_mapping(src, "persona or scenario")
     kind = _guess_kind(src)
     if kind == "scenario":
-        loaded = load_scenario_text(text, path=Path(path), base_dir=file.parent)
+        loaded = load_scenario_text(text, path=Path(path), base_dir=file.parent, allowed_dirs=allowed_dirs)
         text = f"scenario '{loaded.scenario.name}': {_count(len(loaded.roster), 'persona')}"
         if loaded.documents:
             text += f", {_count(len(loaded.documents), 'document')}"
@@ -876,16 +882,24 @@ def _check_speakers(scenario: Scenario, src: _Source) -> None:
         raise _error(src.label, node, _format_path(problem.loc), problem.problem, problem.fix)
 
 
-def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Path, ...]:
-    """Documents are files inside the scenario's folder (or below it), named relative to it, so a
-    scenario and its documents move together — and a scenario someone else wrote cannot pull
-    other files (``~/.ssh``, ``/etc``) into prompts and the database. Symbolic links are followed
-    and must stay inside too (docs/threat-model.md)."""
+def _resolve_documents(
+    scenario: Scenario, src: _Source, base: Path, allowed: Sequence[Path] = ()
+) -> tuple[Path, ...]:
+    """Documents are named relative to the scenario's folder and must resolve inside it, inside
+    the project the run starts from, or inside a folder the user allowed (``roots.py``), so a
+    scenario someone else wrote cannot pull other files (``~/.ssh``, ``/etc``) into prompts and
+    the database. Symbolic links are followed and must stay inside too (docs/threat-model.md)."""
+    roots = document_roots(base, allowed)
     found = []
     for index, entry in enumerate(scenario.documents):
         node, _ = _node_at(src.node, ("documents", index))
         where = f"documents[{index}]"
-        inside = f"Copy the file into the scenario's folder, {base}, and name it relative to it."
+        others = describe(roots[1:])
+        inside = (
+            f"Copy the file into the scenario's folder, {base}, and name it relative to it"
+            + (f" (or into {others})" if others else "")
+            + "; or allow its folder with --allow-dir DIR."
+        )
         if "\x00" in entry:
             raise _error(src.label, node, where, "a document path cannot contain a NUL character.",
                          "Fix the path.")
@@ -896,7 +910,7 @@ def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Pa
             )
         try:
             path = (base / entry).resolve()
-            outside = not path.is_relative_to(base)
+            outside = root_of(path, roots) is None
             exists = path.exists()
         except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
             reason = getattr(exc, "strerror", None) or str(exc)
@@ -905,7 +919,8 @@ def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Pa
         if outside:
             raise _error(
                 src.label, node, where,
-                f"document {_show(entry)} is outside the scenario's folder (it leads to {path}).",
+                f"document {_show(entry)} is outside the scenario's folder"
+                + (f" and {others}" if others else "") + f" (it leads to {path}).",
                 inside,
             )
         if not exists:

@@ -12,7 +12,17 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from personae.agents.template import check_template
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]
@@ -57,6 +67,19 @@ class Persona(Strict):
         description="JSON Schema (an object) for structured replies: constrained decoding, "
         "validated, stored as JSON; fields claims/decisions/questions feed the memory graph.",
     )
+
+    output_template: str | None = Field(
+        None,
+        description="How a structured reply reads to the others: a Jinja template over its "
+        "fields (rendered in a sandbox), e.g. `FINAL DECISION: {{ decision }}`.",
+    )
+
+    @field_validator("output_template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
 
     @field_validator("output_schema")
     @classmethod
@@ -256,14 +279,34 @@ class MemoryConfig(Strict):
     collapse: CollapseConfig | None = CollapseConfig()
 
 
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$"
+
+
 def _seconds(value: Any) -> Any:
     """``90``, ``"90s"``, ``"5m"``, ``"1h"`` -> seconds."""
+    if isinstance(value, bool):  # YAML's `yes`/`true` is no duration, though Python counts it 1
+        raise ValueError(f"{value!r} is not a duration; write seconds, or e.g. 90s, 5m, 1h")
     if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*", value)
+        match = re.fullmatch(DURATION_PATTERN[1:-1], value)
         if match is None:
             raise ValueError(f"{value!r} is not a duration; write seconds, or e.g. 90s, 5m, 1h")
         return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
     return value
+
+
+# Seconds, or a string with a unit. The JSON Schema says so too (a plain ``float`` field with a
+# converting validator told editors that ``timeout: 30m`` was wrong while the loader took it).
+Duration = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    Field(gt=0),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": DURATION_PATTERN},
+        ]
+    }),
+]
 
 
 class ConsensusConfig(Strict):
@@ -285,8 +328,8 @@ class _StopRules(Strict):
         None, description="Stop when every listed persona's last message agrees."
     )
     token_budget: int | None = Field(None, ge=1, description="Stop at this many evaluated tokens.")
-    timeout: float | None = Field(
-        None, gt=0, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
+    timeout: Duration | None = Field(
+        None, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
     )
     any: list[StopCondition] | None = Field(
         None, min_length=1, description="Stop when any of these holds (one rule per item)."
@@ -294,12 +337,6 @@ class _StopRules(Strict):
     all: list[StopCondition] | None = Field(
         None, min_length=1, description="Stop when all of these hold (one rule per item)."
     )
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return _seconds(value)
-
 
 class StopCondition(_StopRules):
     """One item of an `any:` or `all:` list: exactly one rule."""
@@ -321,6 +358,21 @@ class TerminationConfig(_StopRules):
     """When a run stops. `max_turns` always applies; the other rules stop it earlier."""
 
     max_turns: int = Field(12, ge=1, le=100_000, description="Turns taken by personas.")
+
+
+class GuardConfig(Strict):
+    """The reply guard: a reply that is empty, copied or in another persona's voice is asked for
+    again (another seed, a stronger repetition penalty, a note of what was wrong), at most
+    `retries` times; every attempt is stored, the best one is kept."""
+
+    enabled: bool = Field(True, description="Check each persona reply before others see it.")
+    retries: int = Field(2, ge=0, le=10, description="Extra attempts for one turn, at most.")
+    copy_threshold: float = Field(
+        0.5, gt=0, le=1,
+        description="Share of a reply's word 4-grams already said (or given in the prompt) "
+        "that makes it a copy.",
+    )
+    min_words: int = Field(5, ge=0, le=1000, description="Fewer words than this is empty.")
 
 
 class ScenarioInput(Strict):
@@ -345,7 +397,11 @@ class Scenario(Strict):
         min_length=1, description="Names of personas, or inline persona definitions."
     )
     model: str | None = Field(None, description="Model name (Ollama) or a .gguf path (embedded).")
-    layout: Literal["cache_friendly", "classic"] = "cache_friendly"
+    layout: Literal["transcript", "named", "cache_friendly", "classic"] = Field(
+        "transcript",
+        description="How turns are laid out in the prompt: transcript (default) and named end "
+        "with the speaker's cue; cache_friendly and classic are kept for comparison and replay.",
+    )
     policy: Policy = RoundRobinPolicy()
     memory: MemoryConfig = MemoryConfig()
     termination: TerminationConfig = TerminationConfig()
@@ -360,6 +416,10 @@ class Scenario(Strict):
     )
     inputs: list[ScenarioInput] = Field(
         default_factory=list, description="Scripted messages from User at given turns."
+    )
+    guard: GuardConfig = Field(
+        default_factory=GuardConfig,
+        description="Re-ask for replies that are empty, copied or in another persona's voice.",
     )
 
     @field_validator("personas")

@@ -16,9 +16,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy.exc import DBAPIError
 
 from alembic import command
-from personae.errors import StoreError
+from personae.errors import StoreError, UserError
 from personae.store import failures
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -113,14 +114,102 @@ def _check_sqlite_path(path: Path) -> None:
         )
 
 
-def _engine(url: str, *, immediate: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+def open_readonly(url: str) -> Engines:
+    """Engines for a command that only reads (runs, show, search, graph, export, doctor).
+
+    Such a command creates nothing and changes nothing: a missing file is an error that says
+    where Personae looked, a SQLite file is opened read-only (``mode=ro``), and a file that is
+    not a Personae database, or not at this version's schema, is named and left as it was:
+    upgrading it is a writing command's job (``personae db upgrade``), after a backup."""
+    where = _where(url)
+    try:
+        is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    except Exception as error:  # noqa: BLE001 - an unparsable URL is the user's input
+        raise failures.explain(error, url) from None
+    if is_sqlite:
+        path = Path(make_url(url).database or "")
+        if path.is_dir():
+            _check_sqlite_path(path)
+        if not path.is_file():
+            raise UserError(
+                f"No database at {path}: no run has been stored there yet. Point --db or "
+                "PERSONAE_DB at the file `personae run` wrote (it prints it on its first line), "
+                "or start a run here."
+            )
+    try:
+        engine = _engine(url, immediate=False, readonly=path) if is_sqlite else create_engine(url)
+        failures.watch(engine, where)  # every driver error: one paragraph (store/failures.py)
+    except Exception as error:  # noqa: BLE001
+        raise failures.explain(error, where) from error
+    engines = Engines(write=engine, read=engine, url=url)
+    try:
+        _require_head(engines)
+    except BaseException:
+        engines.dispose()
+        raise
+    return engines
+
+
+def _require_head(engines: Engines) -> None:
+    """Refuse, with the reason and the fix, a database this version cannot read as it is."""
+    where = display_path(engines.url)
+    try:
+        current = current_revision(engines.read)
+        has_tables = bool(inspect(engines.read).get_table_names())
+    except DBAPIError as exc:
+        raise UserError(
+            f"Cannot read {where}: {exc.orig}. Is it a SQLite database? Point --db or "
+            "PERSONAE_DB at the file `personae run` wrote."
+        ) from None
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
+    if current == head:
+        return
+    if current is None and not has_tables:  # an empty file, or a run creating it right now
+        raise UserError(
+            f"No database at {where}: the file is empty, no run has been stored there yet. Point "
+            "--db or PERSONAE_DB at the file `personae run` wrote (it prints it on its first "
+            "line), or start a run here."
+        )
+    if current is None:
+        raise UserError(
+            f"{where} is not a Personae database: it has tables but no Personae schema (no "
+            "alembic_version). Nothing was changed. Point --db or PERSONAE_DB at the file "
+            "`personae run` wrote."
+        )
+    if current not in {rev.revision for rev in scripts.walk_revisions()}:
+        raise StoreError(
+            f"The database {where} was written by a newer Personae (schema revision {current}; "
+            f"this version knows up to {head}). Upgrade Personae (pip install -U personae), or "
+            "use another --db."
+        )
+    raise StoreError(
+        f"The database {where} has an older schema (revision {current}; this version reads "
+        f"{head}). Upgrade it with `personae db upgrade` (a backup copy is made first); nothing "
+        "was changed."
+    )
+
+
+def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engine:
+    """A SQLite engine with our pragmas; ``readonly``: the file, opened with ``mode=ro``."""
+    if readonly is None:
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    else:
+        import sqlite3
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(readonly))}?mode=ro"
+        engine = create_engine(
+            "sqlite://",
+            creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False),
+        )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        if readonly is None:  # a read-only connection cannot change the journal mode, nor needs to
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")

@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from personae import __version__
 from personae.errors import StoreError, UserError
 from personae.llm.base import ChatMessage
-from personae.store.db import Engines, database_url, display_path, open_engines
+from personae.store.db import Engines, database_url, display_path, open_engines, open_readonly
 from personae.store.graph import (
     MESSAGE_KEY,
     GraphEdit,
@@ -120,6 +121,7 @@ class SearchHit:
     turn: int
     persona: str
     snippet: str
+    text: str = ""  # the whole message, so identical hits (a fork's copied turns) can be grouped
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,7 @@ class MemoryHit:
     kind: str
     turn: int | None
     snippet: str
+    text: str = ""  # the node's whole text: documents re-imported by every run are one passage
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,11 @@ class Store:
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
         return cls(open_engines(database_url(db)))
+
+    @classmethod
+    def open_readonly(cls, db: str | os.PathLike[str] | None = None) -> Store:
+        """For commands that only read: never creates, upgrades or writes the database."""
+        return cls(open_readonly(database_url(db)))
 
     @property
     def path(self) -> str:
@@ -373,6 +381,22 @@ class Store:
             )
             return bool(result.rowcount)
 
+    def delete_runs(self, run_ids: Sequence[int]) -> None:
+        """Delete runs with everything that belongs to them (messages, calls, memory, personas;
+        forks of them are kept, unlinked), all in one transaction: every id must exist."""
+        ids = sorted(set(run_ids))
+        with self.engines.write.begin() as connection:
+            found = set(connection.execute(select(RUNS.c.id).where(RUNS.c.id.in_(ids))).scalars())
+            missing = [i for i in ids if i not in found]
+            if missing:
+                last = connection.execute(select(func.max(RUNS.c.id))).scalar()
+                hint = f"run ids go from 1 to {last}" if last else "this database has no runs"
+                raise UserError(
+                    f"No run {', '.join(map(str, missing))} in {self.path} ({hint}); nothing was "
+                    "deleted. List them with: personae runs"
+                )
+            connection.execute(RUNS.delete().where(RUNS.c.id.in_(ids)))
+
     # -- reads ------------------------------------------------------------------------------
     def run(self, run_id: int) -> Run:
         with Session(self.engines.read) as session:
@@ -464,26 +488,37 @@ class Store:
         """Full-text search over memory: summaries, facts, decisions, questions, documents."""
         sql = (
             "SELECT n.run_id, n.id, n.kind, n.turn, "
-            "snippet(memory_fts, 0, '[', ']', '…', 12) AS snip "
+            "snippet(memory_fts, 0, '[', ']', '…', 12) AS snip, n.text "
             "FROM memory_fts JOIN memory_nodes n ON n.id = memory_fts.rowid "
             "WHERE memory_fts MATCH :q" + (" AND n.run_id = :run" if run_id else "") +
             " ORDER BY bm25(memory_fts) LIMIT :limit"
         )
-        params: dict[str, Any] = {"q": fts_query(query), "limit": limit}
+        params: dict[str, Any] = {"limit": limit}
         if run_id:
             params["run"] = run_id
-        with self.engines.read.connect() as connection:
-            rows = connection.execute(text(sql), params).all()
+        rows = self._match(sql, query, params)
         return [
-            MemoryHit(run_id=r[0], node_id=r[1], kind=r[2], turn=r[3], snippet=r[4]) for r in rows
+            MemoryHit(run_id=r[0], node_id=r[1], kind=r[2], turn=r[3], snippet=r[4], text=r[5])
+            for r in rows
         ]
+
+    def _match(self, sql: str, query: str, params: dict[str, Any]) -> Sequence[Any]:
+        """Run a MATCH query with the user's words as FTS5 syntax (phrases, OR, NOT, prefix*,
+        NEAR); a query FTS5 cannot parse is searched again as literal words, never an error."""
+        with self.engines.read.connect() as connection:
+            if query.strip():
+                try:
+                    return connection.execute(text(sql), {**params, "q": query}).all()
+                except OperationalError:  # fts5: syntax error, no such column (a stray `word:`)
+                    pass  # a failed SELECT leaves SQLite's read transaction usable
+            return connection.execute(text(sql), {**params, "q": fts_query(query)}).all()
 
     def search(self, query: str, *, run_id: int | None = None, limit: int = 20) -> list[SearchHit]:
         """Full-text search over every transcript (SQLite FTS5, ranked by BM25)."""
         if run_id:
             sql = (
                 "SELECT m.run_id, m.turn, m.persona, "
-                "snippet(messages_fts, 0, '[', ']', '…', 12) AS snip "
+                "snippet(messages_fts, 0, '[', ']', '…', 12) AS snip, m.content "
                 "FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid "
                 "WHERE messages_fts MATCH :q AND m.run_id = :run "
                 "ORDER BY bm25(messages_fts) LIMIT :limit"
@@ -493,21 +528,22 @@ class Store:
             # snippets for the returned rows only: 2x faster on 1,000,000 messages
             # (benchmarks/scale.py). With a run filter the plain join above stays faster.
             sql = (
-                "SELECT m.run_id, m.turn, m.persona, f.snip FROM ("
+                "SELECT m.run_id, m.turn, m.persona, f.snip, m.content FROM ("
                 "SELECT rowid AS id, rank, snippet(messages_fts, 0, '[', ']', '…', 12) AS snip "
                 "FROM messages_fts WHERE messages_fts MATCH :q ORDER BY rank LIMIT :limit"
                 ") AS f JOIN messages m ON m.id = f.id ORDER BY f.rank"
             )
-        params: dict[str, Any] = {"q": fts_query(query), "limit": limit}
+        params: dict[str, Any] = {"limit": limit}
         if run_id:
             params["run"] = run_id
-        with self.engines.read.connect() as connection:
-            rows = connection.execute(text(sql), params).all()
-        return [SearchHit(run_id=r[0], turn=r[1], persona=r[2], snippet=r[3]) for r in rows]
+        rows = self._match(sql, query, params)
+        return [
+            SearchHit(run_id=r[0], turn=r[1], persona=r[2], snippet=r[3], text=r[4]) for r in rows
+        ]
 
 
 def fts_query(query: str) -> str:
-    """Words as FTS5 terms (quoted, so user punctuation never becomes FTS syntax)."""
+    """Words as FTS5 terms, quoted: the fallback for a query that is not valid FTS5 syntax."""
     words = [w.replace('"', '""') for w in query.split() if w.strip()]
     return " ".join(f'"{w}"' for w in words) or '""'
 

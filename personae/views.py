@@ -1,0 +1,129 @@
+"""What the CLI draws in a terminal (rich renderables), apart from the plain text and files that
+``render.py`` makes. Stored text (names, replies) goes in as ``rich.text.Text``, never as markup.
+
+The runs table fits the terminal: below 130 columns it drops the columns a person reads least
+(backend, the token counts), below 100 the model too, and folds a long scenario name rather than
+cutting every value to "offic…". Whole values are for ``--format tsv|csv|json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import PurePath
+from typing import Any
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+# (column, the narrowest terminal that shows it)
+_RUN_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("id", 0), ("scenario", 0), ("model", 100), ("backend", 130), ("turns", 0),
+    ("tokens prompt/eval/gen", 130), ("status", 0), ("stopped by", 0), ("started", 0),
+)
+
+
+def short_model(model: str) -> str:
+    """A GGUF path by its file name: the folder is in ``--format tsv`` and ``show``."""
+    return PurePath(model).name if model.endswith(".gguf") else model
+
+
+def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
+    """The runs as a table for a terminal ``width`` columns wide."""
+    shown = [name for name, at_least in _RUN_COLUMNS if width >= at_least]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, header_style="bold")
+    for name in shown:
+        fold = name in ("scenario", "model", "stopped by", "status")
+        table.add_column(
+            name,
+            overflow="fold" if fold else "ellipsis",
+            no_wrap=not fold,
+            justify="right" if name == "turns" else "left",
+            min_width=10 if fold else None,
+        )
+    for r in rows:
+        lineage = f" ← {r['parent_run_id']}@{r['fork_turn']}" if r.get("parent_run_id") else ""
+        started: datetime = r["started"]
+        cells = {
+            "id": f"{r['id']}{lineage}",
+            "scenario": Text(r["scenario"]),
+            "model": Text(short_model(r["model"])),
+            "backend": r["backend"],
+            "turns": str(r["turns"]),
+            "tokens prompt/eval/gen": (
+                f"{r['prompt_tokens']}/{r['evaluated_tokens']}/{r['completion_tokens']}"
+            ),
+            "status": r["status"],
+            "stopped by": Text(r.get("stop_reason") or ""),
+            "started": started.strftime("%Y-%m-%d %H:%M" if width >= 130 else "%m-%d %H:%M"),
+        }
+        table.add_row(*(cells[name] for name in shown))
+    return table
+
+
+# Distinct in both dark and light terminals; a persona keeps its colour for the whole transcript.
+PERSONA_COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta")
+
+
+def persona_colours(names: Sequence[str]) -> dict[str, str]:
+    """Each speaker a colour, in order of first appearance; User is always plain bold."""
+    colours: dict[str, str] = {}
+    for name in names:
+        if name not in colours and name != "User":
+            colours[name] = PERSONA_COLOURS[len(colours) % len(PERSONA_COLOURS)]
+    colours["User"] = "bold"
+    return colours
+
+
+def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> Text:
+    """``show`` in a terminal: the text of ``render.run_text``, each speaker's label in its colour.
+    Stored text is appended as plain ``Text``: markup in a reply stays characters."""
+    from personae.render import marks
+    from personae.words import count
+
+    colours = persona_colours([m.persona for m in messages])
+    out = Text()
+    out.append(f"Run {run.id} · ", style="bold")
+    out.append(run.scenario_name, style="bold")
+    stop = f" ({run.stop_reason})" if run.stop_reason else ""
+    out.append(f" · {run.status}{stop} · ")
+    out.append(run.model)
+    out.append(f" via {run.backend} · {count(run.turns, 'turn')}\n")
+    for m in messages:
+        out.append("\n")
+        out.append(f"[{m.turn}] ", style="dim")
+        out.append(m.persona, style=f"bold {colours.get(m.persona, '')}".strip())
+        if m.phase:
+            out.append(f" ({m.phase})", style="dim")
+        out.append(":\n")
+        if thoughts and m.thinking:
+            out.append("  (thinking) " + m.thinking.replace("\n", "\n  ") + "\n", style="dim italic")
+        out.append((m.content or "(empty reply)") + "\n")
+        noted = marks(m)
+        if noted:
+            out.append(noted.lstrip("\n") + "\n", style="yellow")
+    if run.error:
+        out.append(f"\nerror: {run.error}\n", style="red")
+    return out
+
+
+def search_line(row: Mapping[str, Any]) -> Text:
+    """One search hit: where it is (a `personae show RUN --turn N` away), then the snippet; a
+    passage found in other runs too says in how many."""
+    line = Text()
+    line.append(f"run {row['run_id']}", style="bold")
+    if row["where"] == "message":
+        line.append(f" · turn {row['turn']} · ")
+        line.append(row["persona"] or "")
+    else:
+        line.append(f" · {row['kind']} [{row['node_id']}]")
+        if row["turn"]:
+            line.append(f" · turn {row['turn']}")
+    line.append(": ")
+    line.append(row["snippet"])
+    also = row["also_in_runs"]
+    if also:
+        runs = ", ".join(map(str, also[:8])) + (", …" if len(also) > 8 else "")
+        line.append(f"  (also in {len(also)} other run{'s' if len(also) != 1 else ''}: {runs})", style="dim")
+    return line
