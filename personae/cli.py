@@ -224,11 +224,15 @@ def run(
     except KeyboardInterrupt:
         _release_new_run(store)
         raise
-    _drive(
-        orchestrator, store, run_id, quiet=quiet, db=db,
-        announce=f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
-        f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}",
-    )
+    try:
+        _drive(
+            orchestrator, store, run_id, quiet=quiet, db=db,
+            announce=f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
+            f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}",
+        )
+    except KeyboardInterrupt:
+        _release_new_run(store, run_id)
+        raise
 
 
 def _ask_user(state: Any) -> str | None:
@@ -240,12 +244,13 @@ def _ask_user(state: Any) -> str | None:
     return line.strip() or None
 
 
-def _release_new_run(store: Any) -> None:
-    """Interrupted while the run row was being made: if this process made it, it is
+def _release_new_run(store: Any, run_id: int | None = None) -> None:
+    """Interrupted before the run loop could say so (while the run row was being made, or
+    before the loop began): if this process holds the run (``run_id``, else the newest), it is
     ``interrupted`` (resumable), not ``running`` with nobody running it."""
-    newest = store.runs(1)
-    if newest and newest[0].status == "running" and newest[0].pid == os.getpid():
-        store.finish_run(newest[0].id, "interrupted", stop_reason="interrupted")
+    rows = [store.run(run_id)] if run_id is not None else store.runs(1)
+    if rows and rows[0].status == "running" and rows[0].pid == os.getpid():
+        store.finish_run(rows[0].id, "interrupted", stop_reason="interrupted")
 
 
 def _drive(
@@ -526,11 +531,15 @@ def resume(
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
     if scenario is not None:
         store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
-    _drive(
-        orchestrator, store, run_id, quiet=quiet, db=db,
-        announce=f"resuming run {run_id} · scenario {loaded.scenario.name} after turn "
-        f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
-    )
+    try:
+        _drive(
+            orchestrator, store, run_id, quiet=quiet, db=db,
+            announce=f"resuming run {run_id} · scenario {loaded.scenario.name} after turn "
+            f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
+        )
+    except KeyboardInterrupt:
+        _release_new_run(store, run_id)
+        raise
 
 
 @app.command(rich_help_panel="Run")

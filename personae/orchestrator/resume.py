@@ -114,7 +114,11 @@ def _without_folder(
             f"personae run SCENARIO. The documents are never read from the current directory."
         )
     error = cause or ConfigError(f"the scenario of run {run.id} has no folder to resolve files in")
-    return _from_frozen(run, label, frozen, sources, error)
+    # The very files the run imported, where they still are (replay re-imports them into its
+    # scratch run); never a file of the same name somewhere else.
+    paths = [str((n.data or {}).get("path")) for n in store.memory_nodes(run.id, ["document"])]
+    imported = tuple(dict.fromkeys(Path(p) for p in paths if Path(p).is_file()))  # import order
+    return replace(_from_frozen(run, label, frozen, sources, error), documents=imported)
 
 
 def _listed_documents(run: Run) -> list[str]:

@@ -86,7 +86,7 @@ def open_engines(url: str, *, migrate: bool = True) -> Engines:
     except Exception as error:  # noqa: BLE001 - every failure to open becomes one paragraph
         if engines is not None:
             engines.dispose()
-        raise failures.explain(error, where) from error
+        raise failures.explain_open(error, where) from error
 
 
 def _where(url: str) -> str:
@@ -125,7 +125,7 @@ def open_readonly(url: str) -> Engines:
     try:
         is_sqlite = make_url(url).get_backend_name() == "sqlite"
     except Exception as error:  # noqa: BLE001 - an unparsable URL is the user's input
-        raise failures.explain(error, url) from None
+        raise failures.explain_open(error, url) from None
     if is_sqlite:
         path = Path(make_url(url).database or "")
         if path.is_dir():
@@ -140,7 +140,7 @@ def open_readonly(url: str) -> Engines:
         engine = _engine(url, immediate=False, readonly=path) if is_sqlite else create_engine(url)
         failures.watch(engine, where)  # every driver error: one paragraph (store/failures.py)
     except Exception as error:  # noqa: BLE001
-        raise failures.explain(error, where) from error
+        raise failures.explain_open(error, where) from error
     engines = Engines(write=engine, read=engine, url=url)
     try:
         _require_head(engines)

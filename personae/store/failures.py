@@ -25,9 +25,11 @@ def usage_error(message: str) -> StoreError:
     return error
 
 
-def explain(error: BaseException, where: str) -> StoreError:
+def explain(error: BaseException, where: str) -> StoreError | None:
     """``error`` (a driver, SQLAlchemy or OS error) for the database at ``where`` (its path, or
-    its URL without a password) as a ``StoreError``; returned unchanged if it already is one."""
+    its URL without a password) as a ``StoreError``; returned unchanged if it already is one.
+    None when it is not about the database's state (a query the caller handles, such as FTS5
+    syntax, or a bug, which keeps its traceback)."""
     if isinstance(error, StoreError):
         return error
     text = str(getattr(error, "orig", None) or error).strip()
@@ -76,9 +78,14 @@ def explain(error: BaseException, where: str) -> StoreError:
         )
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return StoreError(f"The connection to the database {where} was lost ({text}). Try again.")
-    return StoreError(
-        f"The database {where} failed: {text}. Check that it is a Personae database on a "
-        f"healthy, writable disk, {ELSEWHERE}."
+    return None
+
+
+def explain_open(error: BaseException, where: str) -> StoreError:
+    """``explain``, for a failure to open: then any error is the database's, never a query's."""
+    return explain(error, where) or StoreError(
+        f"The database {where} failed: {str(getattr(error, 'orig', None) or error).strip()}. "
+        f"Check that it is a Personae database on a healthy, writable disk, {ELSEWHERE}."
     )
 
 
@@ -105,6 +112,6 @@ def watch(engine: Engine, where: str) -> None:
     def _explain(context) -> None:  # type: ignore[no-untyped-def]
         if not isinstance(context.original_exception, Exception):
             return  # Ctrl-C or SIGTERM mid-statement: an interrupt, not a database failure
-        raise explain(context.sqlalchemy_exception or context.original_exception, where) from (
-            context.original_exception
-        )
+        explained = explain(context.sqlalchemy_exception or context.original_exception, where)
+        if explained is not None:
+            raise explained from context.original_exception

@@ -166,4 +166,4 @@ def _as_sqlalchemy_errors(
         error = DBAPIError.instance(compiled.sql, params, exc, dbapi_error, dialect=statements.dialect)
         # The engines' handle_error does not see statements run on the driver directly: the
         # same explanation is applied here (personae.store.failures).
-        raise failures.explain(error, statements.where) from exc
+        raise (failures.explain(error, statements.where) or error) from exc
