@@ -190,6 +190,7 @@ def run(
     allow_dir: AllowDirOption = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
+    _Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
     from personae.config import load_scenario
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
@@ -209,20 +210,29 @@ def run(
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
     if store.notice:
         out.print(store.notice)
-    run_id = start_run(store, loaded, llm, settings)
-    out.print(
-        f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
-        f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}"
-    )
     from personae.orchestrator.plan import shortfall
 
     short = shortfall(loaded.scenario.policy, settings.max_turns)
     if short is not None:
         err.print(f"[yellow]Note:[/] {escape(short.message())}")
+    # Before the run row exists: a scenario that cannot fit the window leaves no run behind.
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
-    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
+    try:
+        run_id = start_run(store, loaded, llm, settings)
+    except KeyboardInterrupt:
+        _release_new_run(store)
+        raise
+    try:
+        _drive(
+            orchestrator, store, run_id, quiet=quiet, db=db,
+            announce=f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
+            f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}",
+        )
+    except KeyboardInterrupt:
+        _release_new_run(store, run_id)
+        raise
 
 
 def _ask_user(state: Any) -> str | None:
@@ -234,7 +244,19 @@ def _ask_user(state: Any) -> str | None:
     return line.strip() or None
 
 
-def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None) -> None:
+def _release_new_run(store: Any, run_id: int | None = None) -> None:
+    """Interrupted before the run loop could say so (while the run row was being made, or
+    before the loop began): if this process holds the run (``run_id``, else the newest), it is
+    ``interrupted`` (resumable), not ``running`` with nobody running it."""
+    rows = [store.run(run_id)] if run_id is not None else store.runs(1)
+    if rows and rows[0].status == "running" and rows[0].pid == os.getpid():
+        store.finish_run(rows[0].id, "interrupted", stop_reason="interrupted")
+
+
+def _drive(
+    orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None,
+    announce: str | None = None,
+) -> None:
     from personae.orchestrator.state import (
         Collapsed,
         InputGiven,
@@ -253,6 +275,8 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
     copied_upto = row.fork_turn if row.parent_run_id is not None else 0  # a fork's copied turns
     events = orchestrator.run(run_id, on_token=stream)
     try:
+        if announce:
+            out.print(announce)
         for event in events:
             if interrupts.pending and not isinstance(event, Stopped):
                 events.throw(KeyboardInterrupt)  # the run loop marks the run interrupted
@@ -286,6 +310,9 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 out.print(f"\nstopped: {event.reason}")
     except KeyboardInterrupt:
         line.close()  # "Interrupted." on a line of its own, not after half a reply
+        now = store.run(run_id)  # interrupted before the run loop began: mark it here
+        if now.status == "running" and now.pid == os.getpid():
+            store.finish_run(run_id, "interrupted", stop_reason="interrupted")
         err.print(
             f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
             f"Continue it with: {escape(resume)}"
@@ -464,8 +491,14 @@ def resume(
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="Take part as User between turns.")
     ] = False,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(help="Go on with this scenario file as it is now (e.g. a router rule fixed); "
+                     "it replaces the run's stored scenario."),
+    ] = None,
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
+    _Interrupts.install()
     from personae.errors import UserError
     from personae.orchestrator.resume import (
         backend_for_run,
@@ -482,25 +515,31 @@ def resume(
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
-    loaded = reload_scenario(store, row)
+    loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = _backend(
         kind, chosen, num_ctx=row.num_ctx, base_url=base_url, retries=retries,
         retry_delay=retry_delay, quiet=quiet,
     )
     settings = run_settings(row, loaded, llm)
-    if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
-        raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
+    orchestrator = Orchestrator(  # checks the window before the run is claimed
+        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
+    )
     if note:
         err.print(f"[yellow]{escape(note)}[/]")
     out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
-    out.print(
-        f"resuming run {run_id} · scenario {loaded.scenario.name} after turn {row.turns} · "
-        f"up to {count(settings.max_turns, 'turn')}"
-    )
-    orchestrator = Orchestrator(
-        loaded, llm, store, settings, ask_user=_ask_user if interactive else None
-    )
-    _drive(orchestrator, store, run_id, quiet=quiet, db=db)
+    if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
+        raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
+    if scenario is not None:
+        store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
+    try:
+        _drive(
+            orchestrator, store, run_id, quiet=quiet, db=db,
+            announce=f"resuming run {run_id} · scenario {loaded.scenario.name} after turn "
+            f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
+        )
+    except KeyboardInterrupt:
+        _release_new_run(store, run_id)
+        raise
 
 
 @app.command(rich_help_panel="Run")

@@ -1,5 +1,9 @@
 """Killing `personae run` at many points and resuming it: no committed turn is lost or changed,
-turns stay contiguous, nothing is written twice. On the real embedded model, as a subprocess.
+turns stay contiguous, nothing is written twice. On the real model, as a subprocess, on each
+backend: embedded (in the process), Ollama (``tests/ollama_server.py``, in the test process) and
+OpenAI-compatible (``tests/openai_server.py``, llama-cpp-python's server). The HTTP backends
+estimate token counts, so the final replay also checks that a resumed process estimates as the
+uninterrupted one would have (``personae.llm.calibration``).
 
 The kills are spread over one run (each kill, then `personae resume`), at different moments: while
 the model loads, mid-generation, right after a turn commits, mid-collapse (when collapse is on),
@@ -12,6 +16,8 @@ import signal
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +127,40 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+@contextmanager
+def backend_args(backend: str, env: dict[str, str], log_dir: Path) -> Iterator[list[str]]:
+    """The ``run`` flags for ``backend``, with its server started (and ``env`` pointed at it)."""
+    if backend == "embedded":
+        yield ["--backend", "embedded"]
+    elif backend == "ollama":
+        from tests.ollama_server import DEFAULT_MODEL_NAME, serve_ollama
+
+        with serve_ollama() as server:
+            env["OLLAMA_HOST"] = server.host
+            yield ["--backend", "ollama", "--model", DEFAULT_MODEL_NAME]
+    else:
+        from personae.llm.embedded import bundled_model_path
+        from tests.openai_server import llama_cpp_server, missing_modules
+
+        if missing_modules():
+            pytest.skip(f"llama-cpp-python's server needs {missing_modules()}")
+        with llama_cpp_server(bundled_model_path(), log_dir) as server:
+            env["OPENAI_BASE_URL"] = server.base_url
+            yield ["--backend", "openai", "--model", "smollm2"]
+
+
 @pytest.mark.timeout(1800)  # a dozen model loads on a shared 2-core machine
+@pytest.mark.parametrize("backend", ["embedded", "ollama", "openai"])
 def test_kill_at_many_points_and_resume(
-    tmp_path: Path, cli_env: dict[str, str], isolated_env: Path
+    tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, backend: str
 ) -> None:
-    db = isolated_env
+    with backend_args(backend, cli_env, tmp_path) as flags:
+        kill_resume_replay(tmp_path, cli_env, isolated_env, flags)
+
+
+def kill_resume_replay(tmp_path: Path, cli_env: dict[str, str], db: Path, flags: list[str]) -> None:
     path = write_scenario(tmp_path / "project", SCENARIO)
-    first = ["run", str(path), "--backend", "embedded", "-q"]
+    first = ["run", str(path), *flags, "-q"]
     again = ["resume", "1", "-q"]
     points: set[tuple[int, float]] = set()
     mid_collapse = 0

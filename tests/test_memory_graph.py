@@ -12,9 +12,9 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from personae.config import load_scenario_text
+from personae.errors import StoreError
 from personae.llm.scripted import ScriptedBackend
 from personae.memory.documents import import_documents, split_document
 from personae.memory.graph import EDGE_KINDS, NODE_KINDS, export, load_graph
@@ -107,7 +107,8 @@ def test_every_turn_adds_its_message_node_in_the_same_transaction(tmp_path: Path
         (EdgeSpec("claim", "message", "derived_from", 1),),
     )
     store.commit_turn(run_id, TurnRecord(2, "Planner", None, "Add Redis."), [], graph=extra)
-    with pytest.raises(IntegrityError):  # a failed turn leaves no node behind either
+    # A failed turn leaves no node behind either.
+    with pytest.raises(StoreError, match="Another process wrote"):
         store.commit_turn(run_id, TurnRecord(2, "Planner", None, "dup"), [], graph=extra)
     graph = load_graph(store, run_id)
     assert sorted(a["kind"] for _, a in graph.nodes(data=True)) == [

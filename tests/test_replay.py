@@ -376,3 +376,22 @@ def test_a_fork_after_collapses_rebuilds_the_same_memory(tmp_path: Path) -> None
     parent_calls = [c.prompt_hash for c in store.calls(parent) if c.turn is not None and c.turn <= 8]
     fork_calls = [c.prompt_hash for c in store.calls(fork.run_id) if c.turn is not None and c.turn <= 8]
     assert fork_calls == parent_calls
+
+
+def test_replay_fails_a_collapse_call_the_run_went_on_from_as_recorded(tmp_path: Path) -> None:
+    """A server that refuses every collapse call (llama-cpp-python's server rejects the
+    ``json_schema`` response format) leaves the run on its extractive fallback; the replay must
+    fail those calls the same way, not expect a turn where the run made a collapse."""
+    from personae.errors import BackendError
+
+    def refuse_collapses(request: ChatRequest) -> str:
+        if request.schema is not None:
+            raise BackendError("answered 500: response_format json_schema is not supported")
+        return f"Noted {len(request.messages[-1].content)} characters."
+
+    store, run_id = run_to_end(tmp_path / "p.db", scenario_text(COLLAPSING), ScriptedBackend(default=refuse_collapses))
+    failed = [c for c in store.calls(run_id) if c.purpose == "collapse"]
+    assert failed and all(c.response is None and c.error for c in failed)
+    report = replay_run(store, run_id)
+    assert report.identical, [d.describe() for d in report.divergences]
+    assert [a.purpose for a in report.answered] == [c.purpose for c in store.calls(run_id)]

@@ -6,7 +6,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 
 from personae.errors import StoreError, UserError
 from personae.llm.base import ChatMessage
@@ -35,7 +34,8 @@ def test_turn_is_one_transaction(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     run_id = new_run(store)
     store.commit_turn(run_id, TurnRecord(1, "Critic", None, "Redis helps reads."), [call()])
-    with pytest.raises(IntegrityError):  # the same turn twice: nothing of the second attempt stays
+    # The same turn twice: nothing of the second attempt stays.
+    with pytest.raises(StoreError, match="Another process wrote"):
         store.commit_turn(run_id, TurnRecord(1, "Critic", None, "dup"), [call(99)])
     run = store.run(run_id)
     assert (run.turns, run.prompt_tokens, run.evaluated_tokens, run.completion_tokens) == (1, 10, 5, 3)

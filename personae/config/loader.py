@@ -649,7 +649,7 @@ def _describe(
     if kind == "value_error":
         message = str(err["msg"]).removeprefix("Value error, ")
         fix = "List each persona once." if "listed twice" in message else "Fix the value."
-        return message + ".", fix
+        return message if message.endswith(".") else message + ".", fix
     if kind == "too_short":
         least, actual = ctx.get("min_length", 1), ctx.get("actual_length", 0)
         return f"needs at least {least} item(s), but has {actual}.", "Add the missing items."

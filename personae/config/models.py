@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -88,6 +89,10 @@ class Persona(Strict):
             raise ValueError(
                 "output_schema must be an object schema: `type: object` with `properties:`"
             )
+        if value is not None:
+            from personae.config.output_schema import check_output_schema
+
+            check_output_schema(value)
         return value
 
 
@@ -171,9 +176,9 @@ class RouteWhen(Strict):
         if not self.model_fields_set:
             raise ValueError("`when:` needs at least one of persona, contains, regex, phase")
         if self.regex is not None:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
+            try:  # the engine the router matches with (orchestrator/router.py)
+                regex.compile(self.regex)
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None
         return self
 

@@ -43,14 +43,24 @@ TRANSIENT_4XX = frozenset({408, 429})  # timeouts and rate limits pass; retrying
 class CharTokenEstimator:
     """Tokens from characters, because Ollama has no tokenize endpoint.
 
-    The ratio starts at 4 characters a token (English text in BPE vocabularies) and is recalibrated
-    from every reply whose ``prompt_eval_count`` measured the whole prompt, so a long run converges
-    on the model's own ratio. Chat templates add a few tokens per message, counted separately.
+    The ratio starts at 4 characters a token (English text in BPE vocabularies) and is calibrated
+    once, on the first reply whose prompt is long enough to say more than its chat template (the
+    scenario's goal, context and persona prompts set the language and style of the whole run).
+    Chat templates add a few tokens per message, counted separately.
+
+    Once, not continuously: prompt budgets, collapse groups and the memory block built after each
+    collapse all follow the ratio, so it must be a function of what the database holds, or a
+    resumed run builds other prompts than an uninterrupted one. A ratio that moved on every reply
+    would make a memory block built after a resume differ from the one built right after its
+    collapse. The backends calibrate on exactly the ``prompt_tokens`` a call row stores (measured,
+    or our estimate where the server did not say), and ``personae.llm.calibration`` feeds the
+    stored rows of a resumed run to a fresh estimator.
     """
 
     chars_per_token: float = 4.0
     per_message: int = 4  # role markers and separators a chat template adds to each message
     per_prompt: int = 3  # the assistant header that opens the reply
+    calibrated: bool = False  # set by the first calibration; later ones change nothing
 
     def estimate_text(self, text: str) -> int:
         return round(len(text) / self.chars_per_token) if text else 0
@@ -60,11 +70,15 @@ class CharTokenEstimator:
         return overhead + self.estimate_text("".join(m.content for m in messages))
 
     def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
-        """Adopt the ratio a measured prompt shows; short prompts are mostly template, so skip."""
+        """Adopt the ratio the first long enough prompt shows; short prompts are mostly template,
+        so they are skipped."""
+        if self.calibrated:
+            return
         chars = sum(len(m.content) for m in messages)
         text_tokens = prompt_tokens - self.per_prompt - self.per_message * len(messages)
         if chars >= 200 and text_tokens > 0:
             self.chars_per_token = min(8.0, max(1.0, chars / text_tokens))
+            self.calibrated = True
 
 
 def usage_from_final(final: Mapping[str, Any], estimated_prompt: int) -> tuple[Usage, bool]:
@@ -151,6 +165,10 @@ class OllamaBackend:
     def count_text_tokens(self, text: str) -> int:
         return self._estimator.estimate_text(text)
 
+    def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
+        """Learn from a stored call, as from a reply (``personae.llm.calibration``)."""
+        self._estimator.calibrate(messages, prompt_tokens)
+
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         pieces: list[str] = []
         final: dict[str, Any] | None = None
@@ -170,9 +188,9 @@ class OllamaBackend:
                 "finished (no final chunk). It may have crashed or been restarted; try again.",
                 transient=True,
             )
-        usage, measured = usage_from_final(final, self._estimator.estimate(request.messages))
-        if measured:
-            self._estimator.calibrate(request.messages, usage.prompt_tokens)
+        usage, _measured = usage_from_final(final, self._estimator.estimate(request.messages))
+        # Calibrated on what the call row will store, measured or not (see CharTokenEstimator).
+        self._estimator.calibrate(request.messages, usage.prompt_tokens)
         return ChatResult(
             text="".join(pieces),
             usage=usage,

@@ -162,6 +162,10 @@ class OpenAIBackend:
     def count_text_tokens(self, text: str) -> int:
         return self._estimator.estimate_text(text)
 
+    def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
+        """Learn from a stored call, as from a reply (``personae.llm.calibration``)."""
+        self._estimator.calibrate(messages, prompt_tokens)
+
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         body = self._body(request)
         started = time.perf_counter_ns()
@@ -171,13 +175,13 @@ class OpenAIBackend:
             else:
                 text, done_reason, reported, model, chunks = self._stream(body, on_token)
         ended = time.perf_counter_ns()
-        usage, measured = usage_from(
+        usage, _measured = usage_from(
             reported,
             prompt_fallback=self._estimator.estimate(request.messages),
             completion_fallback=chunks or self._estimator.estimate_text(text),
         )
-        if measured:
-            self._estimator.calibrate(request.messages, usage.prompt_tokens)
+        # Calibrated on what the call row will store, measured or not (see CharTokenEstimator).
+        self._estimator.calibrate(request.messages, usage.prompt_tokens)
         usage = Usage(
             prompt_tokens=usage.prompt_tokens,
             evaluated_tokens=usage.evaluated_tokens,

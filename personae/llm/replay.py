@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from personae.errors import PersonaeError
+from personae.errors import BackendError, PersonaeError
 from personae.llm.base import (
     Backend,
     ChatMessage,
@@ -120,7 +120,11 @@ class Answered:
 
 @dataclass
 class ReplayBackend:
-    """Answers from ``calls`` (rows of ``llm_calls``, any order; failed ones are ignored).
+    """Answers from ``calls`` (rows of ``llm_calls``, any order).
+
+    A failed turn or selection call ended its run, and the resumed run asked again: those are
+    ignored. A failed collapse call was handled — the collapse went on to its fallback, and the
+    run with it — so it is replayed as the same failure (``handled_failure``).
 
     ``backend_name`` and ``model`` say which backend produced the recording, to imitate its
     token counting for prompts the recording does not contain.
@@ -136,11 +140,16 @@ class ReplayBackend:
     divergences: list[Divergence] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        usable = sorted((c for c in self.calls if c.response is not None), key=lambda c: c.id)
+        usable = sorted(
+            (c for c in self.calls if c.response is not None or handled_failure(c)),
+            key=lambda c: c.id,
+        )
         self._queues: dict[str, deque[LLMCall]] = {}
         for call in usable:
             self._queues.setdefault(call.purpose, deque()).append(call)
-        self._tokens_by_hash: dict[str, int] = {c.prompt_hash: c.prompt_tokens for c in usable}
+        self._tokens_by_hash: dict[str, int] = {
+            c.prompt_hash: c.prompt_tokens for c in usable if c.response is not None
+        }
         self._counter: _Counter | None = None
         self.num_ctx = max((int(c.options.get("num_ctx") or 0) for c in usable), default=0) or None
 
@@ -169,6 +178,8 @@ class ReplayBackend:
         self.answered.append(
             Answered(call.id, call.purpose, call.turn, call.persona, call.prompt_hash, matched)
         )
+        if call.response is None:  # a handled failure: fail the same way (no usage to learn)
+            raise BackendError(call.error or "the recorded call failed")
         self._observe(request.messages, call.prompt_tokens)
         text = call.response or ""
         if on_token and text:
@@ -249,6 +260,11 @@ class ReplayBackend:
         counter = self._counter_now()
         if counter.calibrate is not None and prompt_tokens:
             counter.calibrate(messages, prompt_tokens)
+
+
+def handled_failure(call: LLMCall) -> bool:
+    """A failed call the run went on from: a collapse that fell back (``collapse._ask``)."""
+    return call.response is None and call.purpose == "collapse" and bool(call.error)
 
 
 def replay_backend_for(calls: Iterable[LLMCall], *, strict: bool = True, upto_id: int | None = None) -> ReplayBackend:

@@ -137,25 +137,40 @@ def _pieces(text: str) -> Iterator[str]:
         yield text
 
 
-def import_documents(store: Store, run_id: int, paths: Sequence[Path]) -> int:
-    """Import the documents this run does not have yet (resume imports nothing twice); returns
-    the number of chunks added."""
-    have = {
-        (node.data or {}).get("path")
-        for node in store.memory_nodes(run_id, ["document"])
-    }
-    added = 0
+def read_documents(paths: Sequence[Path]) -> dict[Path, str]:
+    """Every document's text, or ``UserError`` naming the first that cannot be read. A run reads
+    them before its row exists, so a bad document leaves no empty run behind."""
+    texts: dict[Path, str] = {}
     for path in paths:
-        if str(path) in have:
-            continue
         try:
-            text = path.read_text(encoding="utf-8")
+            texts[path] = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(
                 f"Cannot read the document {path}: {exc}. Check the scenario's `documents:` "
                 "entry, or save the file as UTF-8 text or Markdown."
             ) from exc
-        edit = split_document(text, path.name, markdown=path.suffix.lower() != ".txt")
+    return texts
+
+
+def stored_document_paths(store: Store, run_id: int) -> set[str]:
+    """The paths of the documents a run has imported (its memory holds their text)."""
+    return {
+        str((node.data or {}).get("path"))
+        for node in store.memory_nodes(run_id, ["document"])
+    }
+
+
+def import_documents(
+    store: Store, run_id: int, paths: Sequence[Path], texts: dict[Path, str] | None = None
+) -> int:
+    """Import the documents this run does not have yet (resume imports nothing twice); returns
+    the number of chunks added. ``texts`` are documents already read (``read_documents``)."""
+    have = stored_document_paths(store, run_id)
+    missing = [path for path in paths if str(path) not in have]
+    texts = {**read_documents([p for p in missing if p not in (texts or {})]), **(texts or {})}
+    added = 0
+    for path in missing:
+        edit = split_document(texts[path], path.name, markdown=path.suffix.lower() != ".txt")
         doc = edit.nodes[0]
         edit = GraphEdit(
             (NodeSpec(doc.key, doc.kind, doc.text, data={**(doc.data or {}), "path": str(path)},

@@ -26,6 +26,7 @@ from personae.config.loader import LoadedScenario, load_scenario, load_scenario_
 from personae.config.models import GuardConfig, Persona, Scenario
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
+from personae.memory.documents import stored_document_paths
 from personae.llm.base import Backend
 from personae.orchestrator.run import RunSettings, settings_for
 from personae.store.models import Run
@@ -72,17 +73,61 @@ def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     }
     sources = {p.name: p.source for p in store.run_personas(run.id)}
     label = Path(run.scenario_path) if run.scenario_path else Path(f"<scenario of run {run.id}>")
-    base = label.parent if run.scenario_path and label.parent.is_dir() else Path.cwd()
+    # Documents were imported at the start; only a run cut off before that needs the files, and
+    # then only from the scenario's own folder — never from the current directory.
+    folder = label.parent if run.scenario_path and label.is_absolute() and label.parent.is_dir() else None
+    if folder is None:
+        return _without_folder(store, run, label, frozen, sources)
     try:
-        loaded = load_scenario_text(run.scenario_yaml, path=label, base_dir=base)
+        loaded = load_scenario_text(run.scenario_yaml, path=label, base_dir=folder)
     except ConfigError as exc:
-        # The persona files may have moved since; the frozen definitions are all a run needs.
-        field = str(getattr(exc, "field", "") or "")
-        if not frozen or field.startswith("documents"):
+        # The persona files or documents may have moved since; the frozen definitions and the
+        # imported documents are all a run needs.
+        if not frozen:
             raise
+        field = str(getattr(exc, "field", "") or "")
+        if field.startswith("documents"):
+            return _without_folder(store, run, label, frozen, sources, cause=exc)
         return _from_frozen(run, label, frozen, sources, exc)
     personas = {name: frozen.get(name, persona) for name, persona in loaded.personas.items()}
     return replace(loaded, personas=personas, path=label if run.scenario_path else None)
+
+
+def _without_folder(
+    store: Store,
+    run: Run,
+    label: Path,
+    frozen: dict[str, Persona],
+    sources: dict[str, str],
+    cause: ConfigError | None = None,
+) -> LoadedScenario:
+    """The run rebuilt from the database alone, when its documents cannot be read where they
+    were; refused if the run never imported them."""
+    listed = set(_listed_documents(run))
+    if listed and len(stored_document_paths(store, run.id)) < len(listed):
+        where = f"the scenario's folder {label.parent} is gone or moved" if run.scenario_path else (
+            "the run has no scenario folder to read them from"
+        )
+        raise UserError(
+            f"Run {run.id} stopped before its documents were imported, and {where}. "
+            "Put the scenario back where it was (with its documents), or start a new run: "
+            f"personae run SCENARIO. The documents are never read from the current directory."
+        )
+    error = cause or ConfigError(f"the scenario of run {run.id} has no folder to resolve files in")
+    # The very files the run imported, where they still are (replay re-imports them into its
+    # scratch run); never a file of the same name somewhere else.
+    paths = [str((n.data or {}).get("path")) for n in store.memory_nodes(run.id, ["document"])]
+    imported = tuple(dict.fromkeys(Path(p) for p in paths if Path(p).is_file()))  # import order
+    return replace(_from_frozen(run, label, frozen, sources, error), documents=imported)
+
+
+def _listed_documents(run: Run) -> list[str]:
+    try:
+        data = yaml.safe_load(run.scenario_yaml)
+    except yaml.YAMLError:
+        return []
+    docs = data.get("documents") if isinstance(data, dict) else None
+    return [str(d) for d in docs] if isinstance(docs, list) else []
 
 
 def _from_frozen(

@@ -9,16 +9,29 @@ decided the turn is recorded in ``messages.meta["route"]``.
 Constraints apply to every route: ``allow_repeat: false`` keeps a persona from speaking twice in a
 row and ``allowed_transitions`` says who may follow whom. A rule whose target is not allowed after
 the previous speaker is skipped, and the next rule is tried.
+
+A ``when.regex`` runs on text the model wrote, and a pattern such as ``(a+)+$`` backtracks for
+hours on forty ``a``s and a ``!``; the ``regex`` package stops a match after ``REGEX_TIMEOUT_S``
+and the run ends failed, naming the rule (resumable with the rule fixed).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+import regex
+
 from personae.config.models import RouterPolicy, RouteWhen
+from personae.errors import UserError
 from personae.orchestrator.policies import HUMAN, persona_turns
 from personae.orchestrator.state import Speaker, Utterance
+
+
+REGEX_TIMEOUT_S = 0.5  # a sane pattern matches a reply in microseconds
+
+
+class RuleTimedOut(UserError):
+    """A router rule's regex ran past ``REGEX_TIMEOUT_S`` on a message."""
 
 
 def rule_matches(when: RouteWhen, said: Utterance | None) -> bool:
@@ -34,7 +47,7 @@ def rule_matches(when: RouteWhen, said: Utterance | None) -> bool:
         text = said.content.casefold()
         if not any(word.casefold() in text for word in words):
             return False
-    if when.regex is not None and re.search(when.regex, said.content) is None:
+    if when.regex is not None and regex.search(when.regex, said.content, timeout=REGEX_TIMEOUT_S) is None:
         return False
     if when.phase is not None:
         phase = said.phase or ""
@@ -67,7 +80,19 @@ class Router:
         previous = next((u.persona for u in reversed(history) if u.persona != HUMAN), None)
         candidates = self.allowed_after(previous)
         for index, rule in enumerate(self.config.rules):
-            if rule.next in candidates and rule_matches(rule.when, said):
+            try:
+                matched = rule.next in candidates and rule_matches(rule.when, said)
+            except TimeoutError:
+                assert said is not None
+                raise RuleTimedOut(
+                    f"Router rule {index + 1} (policy.rules[{index}].when.regex: "
+                    f"{rule.when.regex!r}) ran longer than {REGEX_TIMEOUT_S} s on the message of "
+                    f"turn {said.turn} ({said.persona!r}, {len(said.content)} characters) and was "
+                    "stopped: the pattern backtracks catastrophically on such text (nested "
+                    "repetition like (a+)+ is the usual cause). Rewrite it in the scenario file, "
+                    "then continue the run with the fixed file: personae resume RUN --scenario FILE."
+                ) from None
+            if matched:
                 return Speaker(rule.next, meta={"route": {"by": "rule", "rule": index}})
         fallback = self.default if self.default in candidates else candidates[0]
         if self.config.selector == "llm" and len(candidates) > 1:

@@ -14,9 +14,10 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import BackendError
+from personae.errors import BackendError, PersonaeError, StoreError
 from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
-from personae.memory.documents import import_documents
+from personae.llm.calibration import calibrate_from_calls
+from personae.memory.documents import import_documents, read_documents
 from personae.orchestrator.collapse import make_collapser
 from personae.orchestrator.context import Prompt, RenderCache, build_prompt
 from personae.orchestrator.guard import (
@@ -43,6 +44,7 @@ from personae.orchestrator.state import (
 )
 from personae.orchestrator.termination import StopRule, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
+from personae.orchestrator.window import check_window, reply_budgets
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -83,12 +85,16 @@ def start_run(
     fork_turn: int | None = None,
 ) -> int:
     """Create the run row with the scenario and personas frozen as they are now (and, for a
-    fork, the run and turn it continues)."""
+    fork, the run and turn it continues), and import its documents. The documents are read
+    first, so one that cannot be read leaves no run behind; once imported, the run needs no
+    file again (resume never reads documents from the working directory)."""
+    texts = read_documents(loaded.documents)
     roster = loaded.roster
-    return store.create_run(
+    run_id = store.create_run(
         NewRun(
             scenario_name=loaded.scenario.name,
-            scenario_path=str(loaded.path) if loaded.path else None,
+            # Absolute, so a resume from another folder finds (or misses) the same place.
+            scenario_path=str(loaded.path.expanduser().resolve()) if loaded.path else None,
             scenario_yaml=loaded.source_yaml,
             backend=backend.name,
             model=backend.model,
@@ -109,6 +115,8 @@ def start_run(
             fork_turn=fork_turn,
         )
     )
+    import_documents(store, run_id, loaded.documents, texts)
+    return run_id
 
 
 @dataclass
@@ -133,8 +141,13 @@ class Orchestrator:
             store=self.store, num_ctx=self.settings.num_ctx, seed=self.settings.seed,
             prompt_for=self._prompt,
         )
-        # Room for the longest reply any persona may write.
-        self.reply_reserve = max(self._options(p)["num_predict"] for p in scenario.roster)
+        # Room for the longest reply any persona may write; refused now if it cannot fit.
+        replies = reply_budgets(list(scenario.roster), self._options)
+        self.reply_reserve = max(replies.values())
+        check_window(
+            self.loaded, self.backend, layout=self.settings.layout,
+            num_ctx=self.settings.num_ctx, reply_tokens=replies,
+        )
         self.collapser = make_collapser(
             self.loaded, self.backend, self.store, self.settings, self.reply_reserve
         )
@@ -149,6 +162,8 @@ class Orchestrator:
             evaluated_tokens=self.store.totals(run_id).evaluated_tokens,
             started_monotonic=time.monotonic(),
         )
+        # An estimating backend (Ollama, OpenAI) continues from the ratio the stored calls taught.
+        calibrate_from_calls(self.backend, lambda: self.store.calls(run_id))
         import_documents(self.store, run_id, self.loaded.documents)
         try:
             while True:
@@ -181,8 +196,11 @@ class Orchestrator:
                     evaluated_tokens=totals.evaluated_tokens,
                 )
                 yield done
-        except BackendError as exc:
-            self.store.finish_run(run_id, "failed", stop_reason="error", error=str(exc))
+        except PersonaeError as exc:
+            # The model server, the database (disk full) or a rule failed: the run is failed and
+            # resumable once the cause is fixed. A write conflict means another process owns it.
+            if not getattr(exc, "conflict", False):
+                _finish_failed(self.store, run_id, exc)
             raise
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted", stop_reason="interrupted")
@@ -331,6 +349,15 @@ class Orchestrator:
             options["seed"] = self.settings.seed + turn  # deterministic, yet not the same each turn
         options["stop"] = stop
         return options
+
+
+def _finish_failed(store: Store, run_id: int, error: PersonaeError) -> None:
+    """Mark the run failed; if the database refuses even that (a full disk), leave it: its
+    process is about to end, so ``resume`` sees it as stale and continues it all the same."""
+    try:
+        store.finish_run(run_id, "failed", stop_reason="error", error=str(error))
+    except StoreError:
+        pass
 
 
 def persona_options(

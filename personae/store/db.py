@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from alembic import command
 from personae.errors import StoreError, UserError
+from personae.store import failures
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
@@ -48,26 +49,69 @@ class Engines:
     url: str
     notice: str | None = None  # set when opening migrated an older database
 
+    @property
+    def where(self) -> str:
+        """The database as messages name it: its path, or its URL without a password."""
+        return _where(self.url)
+
     def dispose(self) -> None:
         self.write.dispose()
         self.read.dispose()
 
 
 def open_engines(url: str, *, migrate: bool = True) -> Engines:
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    """Both engines on ``url``, the schema brought up to date (``migrate``). Whatever fails, here
+    or in any later statement on these engines, is a ``StoreError`` that names the database and
+    the fix (``personae.store.failures``)."""
+    where = _where(url)
+    try:
+        is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    except Exception as error:  # noqa: BLE001 - an unparsable URL is the user's input
+        raise failures.usage_error(
+            f"--db {url} is not a database Personae can open ({error}). Give a file path, or a "
+            "SQLAlchemy URL such as sqlite:///runs.db or postgresql://user@host/dbname."
+        ) from None
     if is_sqlite:
-        path = Path(make_url(url).database or "")
-        if not path.parent.is_dir():
-            raise StoreError(
-                f"Cannot create the database {path}: the folder {path.parent} does not exist. "
-                "Create it, or point --db / PERSONAE_DB at a writable location."
-            )
-    write = _engine(url, immediate=True) if is_sqlite else create_engine(url)
-    read = _engine(url, immediate=False) if is_sqlite else write
-    engines = Engines(write=write, read=read, url=url)
-    if migrate:
-        engines.notice = upgrade(engines)
-    return engines
+        _check_sqlite_path(Path(make_url(url).database or ""))
+    engines: Engines | None = None
+    try:
+        write = _engine(url, immediate=True) if is_sqlite else create_engine(url)
+        read = _engine(url, immediate=False) if is_sqlite else write
+        for engine in {write, read}:
+            failures.watch(engine, where)
+        engines = Engines(write=write, read=read, url=url)
+        if migrate:
+            engines.notice = upgrade(engines)
+        return engines
+    except Exception as error:  # noqa: BLE001 - every failure to open becomes one paragraph
+        if engines is not None:
+            engines.dispose()
+        raise failures.explain_open(error, where) from error
+
+
+def _where(url: str) -> str:
+    """How messages name the database: its path, or its URL without a password."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001
+        return url
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.database or url
+    return parsed.render_as_string(hide_password=True)
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """Usage errors we can see before SQLite says "unable to open database file"."""
+    if path.is_dir():
+        raise failures.usage_error(
+            f"The database path {path} is a folder, not a file. Name a file inside it "
+            f"(--db {path / 'personae.db'}), or another file."
+        )
+    if not path.parent.is_dir():
+        raise failures.usage_error(
+            f"Cannot create the database {path}: the folder {path.parent} does not exist. "
+            "Create it, or point --db / PERSONAE_DB at a writable location."
+        )
 
 
 def open_readonly(url: str) -> Engines:
@@ -77,18 +121,26 @@ def open_readonly(url: str) -> Engines:
     where Personae looked, a SQLite file is opened read-only (``mode=ro``), and a file that is
     not a Personae database, or not at this version's schema, is named and left as it was:
     upgrading it is a writing command's job (``personae db upgrade``), after a backup."""
-    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    where = _where(url)
+    try:
+        is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    except Exception as error:  # noqa: BLE001 - an unparsable URL is the user's input
+        raise failures.explain_open(error, url) from None
     if is_sqlite:
         path = Path(make_url(url).database or "")
+        if path.is_dir():
+            _check_sqlite_path(path)
         if not path.is_file():
             raise UserError(
                 f"No database at {path}: no run has been stored there yet. Point --db or "
                 "PERSONAE_DB at the file `personae run` wrote (it prints it on its first line), "
                 "or start a run here."
             )
-        engine = _engine(url, immediate=False, readonly=path)
-    else:
-        engine = create_engine(url)
+    try:
+        engine = _engine(url, immediate=False, readonly=path) if is_sqlite else create_engine(url)
+        failures.watch(engine, where)  # every driver error: one paragraph (store/failures.py)
+    except Exception as error:  # noqa: BLE001
+        raise failures.explain_open(error, where) from error
     engines = Engines(write=engine, read=engine, url=url)
     try:
         _require_head(engines)
@@ -203,7 +255,15 @@ def upgrade(engines: Engines, *, to: str = "head") -> str | None:
             f"revision {current}; this version knows up to {scripts.get_current_head()}). "
             "Upgrade Personae (pip install -U personae), or use another --db."
         )
-    has_tables = bool(inspect(engines.read).get_table_names())
+    tables = set(inspect(engines.read).get_table_names())
+    has_tables = bool(tables)
+    clash = sorted(tables & _our_tables()) if current is None else []
+    if clash:
+        raise StoreError(
+            f"The database {display_path(engines.url)} belongs to another program: it has no "
+            f"Personae schema version, yet tables named like ours ({', '.join(clash)}). Personae "
+            "added nothing to it. Point --db / PERSONAE_DB at another file (a new name creates one)."
+        )
     notice = None
     if current is not None or has_tables:
         backup = _backup(engines.url)
@@ -215,6 +275,12 @@ def upgrade(engines: Engines, *, to: str = "head") -> str | None:
         config.attributes["connection"] = connection
         command.upgrade(config, target)
     return notice
+
+
+def _our_tables() -> set[str]:
+    from personae.store.models import Base
+
+    return set(Base.metadata.tables)
 
 
 def _backup(url: str) -> Path | None:

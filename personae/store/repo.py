@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from personae import __version__
-from personae.errors import UserError
+from personae.errors import StoreError, UserError
 from personae.llm.base import ChatMessage
 from personae.store.db import Engines, database_url, display_path, open_engines, open_readonly
 from personae.store.graph import (
@@ -161,7 +161,7 @@ class Store:
         self.url = engines.url
         self.notice = engines.notice
         self._node_ids = NodeIds()  # memory-graph ids every turn needs; see NodeIds
-        self._statements = Statements(engines.write.dialect)  # the per-turn SQL, compiled once
+        self._statements = Statements(engines.write.dialect, engines.where)  # per-turn SQL, compiled once
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
@@ -316,6 +316,29 @@ class Store:
     def finish_run(
         self, run_id: int, status: str, *, stop_reason: str | None = None, error: str | None = None
     ) -> None:
+        try:
+            self._finish(run_id, status, stop_reason, error)
+        except StoreError:
+            # A full disk refuses even this small update while the write-ahead log holds the
+            # run's last pages: fold the log into the file, which frees its space, and try once
+            # more (a run left "running" is resumable too, only less clearly so).
+            if not self._fold_wal():
+                raise
+            self._finish(run_id, status, stop_reason, error)
+
+    def _fold_wal(self) -> bool:
+        if self.engines.write.dialect.name != "sqlite":
+            return False
+        raw = self.engines.write.raw_connection()  # outside any transaction, as SQLite needs
+        try:
+            busy, _log, _moved = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except Exception:  # noqa: BLE001 - no room even for that: the caller's error stands
+            return False
+        finally:
+            raw.close()
+        return not busy
+
+    def _finish(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
         with self.engines.write.begin() as connection:
             connection.execute(
                 update(RUNS)
@@ -327,6 +350,16 @@ class Store:
                     finished_at=utcnow(),
                     pid=None,
                 )
+            )
+
+    def replace_scenario(self, run_id: int, scenario_yaml: str, scenario_path: str | None) -> None:
+        """The scenario a resumed run goes on with (``resume --scenario``, after fixing a rule);
+        stored, so that later resumes and ``replay`` use what the turns were made with."""
+        with self.engines.write.begin() as connection:
+            connection.execute(
+                update(RUNS)
+                .where(RUNS.c.id == run_id)
+                .values(scenario_yaml=scenario_yaml, scenario_path=scenario_path)
             )
 
     def claim_run(self, run_id: int, *, expected_status: str, expected_pid: int | None) -> bool:

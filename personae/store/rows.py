@@ -24,6 +24,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 
+from personae.store import failures
+
 Processor = Callable[[Any], Any]
 
 
@@ -49,8 +51,9 @@ class Statements:
     """The compiled statements of one engine, each made on first use. ``fast`` is False on
     databases other than SQLite: callers then go through Core (see the module docstring)."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, where: str = "the database") -> None:
         self.dialect = dialect
+        self.where = where  # the database's path or URL, for error messages
         self.fast = dialect.name == "sqlite" and dialect.paramstyle == "qmark"
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._others: dict[int, tuple[UpdateBase, Compiled]] = {}
@@ -160,6 +163,7 @@ def _as_sqlalchemy_errors(
     try:
         yield
     except dbapi_error as exc:
-        raise DBAPIError.instance(
-            compiled.sql, params, exc, dbapi_error, dialect=statements.dialect
-        ) from exc
+        error = DBAPIError.instance(compiled.sql, params, exc, dbapi_error, dialect=statements.dialect)
+        # The engines' handle_error does not see statements run on the driver directly: the
+        # same explanation is applied here (personae.store.failures).
+        raise (failures.explain(error, statements.where) or error) from exc
