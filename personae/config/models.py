@@ -11,7 +11,9 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]
@@ -19,6 +21,17 @@ Loc = tuple[str | int, ...]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _printable_name(value: str) -> str:
+    """Names are shown on terminals and in prompts: one visible line (``config/names.py``)."""
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, AfterValidator(_printable_name)]
 
 
 class GenerationOptions(Strict):
@@ -40,7 +53,7 @@ class GenerationOptions(Strict):
 class Persona(Strict):
     """One subpersonality. The same model plays every persona; only these instructions change."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\s:][^:\n]*$")
+    name: Name = Field(min_length=1, max_length=64, pattern=r"^[^\s:][^:\n]*$")
     description: str = Field(
         "", description="One line on what this persona contributes; routers and selectors read it."
     )
@@ -67,11 +80,21 @@ class Persona(Strict):
             )
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if is_reserved(value):
+            raise ValueError(
+                f"the name {quoted_name(value)} is reserved for {HUMAN}, the person taking part (scripted "
+                "`inputs:` and --interactive lines); name the persona something else"
+            )
+        return value
+
 
 class Phase(Strict):
     """One stage of a deliberation: its speakers in turn for `rounds` rounds, or any policy."""
 
-    name: str = Field(min_length=1, pattern=r"^[^/\n]+$")
+    name: Name = Field(min_length=1, pattern=r"^[^/\n]+$")
     speakers: list[str] | None = Field(
         None, min_length=1, description="Who speaks, in this order, each round."
     )
@@ -330,7 +353,7 @@ class ScenarioInput(Strict):
 class Scenario(Strict):
     """A deliberation: the goal, who takes part, who speaks when, memory and stop rules."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     goal: str = Field(min_length=1)
     context: str = ""
     documents: list[str] = Field(
@@ -360,10 +383,18 @@ class Scenario(Strict):
     @field_validator("personas")
     @classmethod
     def _unique_roster(cls, value: list[str | Persona]) -> list[str | Persona]:
+        # Names a reader cannot tell apart (Critic, CRITIC, Crit\u200bic) are one persona.
         names = [p if isinstance(p, str) else p.name for p in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        keys = [canonical_name(n) for n in names]
+        dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
         if dupes:
-            raise ValueError(f"persona listed twice: {', '.join(dupes)}")
+            raise ValueError(f"persona listed twice: {', '.join(map(quoted_name, dupes))}")
+        reserved = [n for n in names if is_reserved(n)]
+        if reserved:
+            raise ValueError(
+                f"{quoted_name(reserved[0])} cannot take part as a persona: {HUMAN} is the person taking "
+                "part (scripted `inputs:` and --interactive lines); remove it from `personas:`"
+            )
         return value
 
     @property
