@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections import Counter
@@ -20,10 +21,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from personae.errors import PersonaeError, UserError
+from personae.terminal import inert
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -31,10 +32,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: ":name:" in a reply or a name stays text (see personae/terminal.py).
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shown(value: object) -> str:
+    """Any text that is not our own, for a rich console: inert and with its markup escaped."""
+    return inert(value, markup=True)
+
+
+def write(text: str) -> None:
+    """Documents we print whole (show, graph, replay --format json) go out inert too."""
+    sys.stdout.write(inert(text))
 
 DbOption = Annotated[
     str | None,
@@ -98,7 +110,7 @@ def user_errors(command: F) -> F:
         except PersonaeError as exc:
             if os.environ.get("PERSONAE_DEBUG"):
                 raise
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/]")
@@ -150,12 +162,12 @@ def run(
     settings = settings_for(
         loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
     )
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     if store.notice:
-        out.print(store.notice)
+        out.print(shown(store.notice))
     run_id = start_run(store, loaded, llm, settings)
     out.print(
-        f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
+        f"run {run_id} · scenario {shown(loaded.scenario.name)} · layout {settings.layout} · "
         f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns"
     )
     orchestrator = Orchestrator(
@@ -177,8 +189,9 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
     from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
 
     interrupts = _Interrupts.install()
-    stream = None if quiet else interrupts.guard(lambda piece: out.print(escape(piece), end=""))
-    db_flag = f" --db {db}" if db else ""  # the commands printed for the user name the same file
+    stream = None if quiet else interrupts.guard(lambda piece: out.print(shown(piece), end=""))
+    # The commands printed for the user name the same file, quoted for a shell to paste into.
+    db_flag = f" --db {shlex.quote(db)}" if db else ""
     resume = f"personae resume {run_id}{db_flag}"
     events = orchestrator.run(run_id, on_token=stream)
     try:
@@ -187,7 +200,7 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 events.throw(KeyboardInterrupt)  # the run loop marks the run interrupted
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
-                out.rule(f"[bold]{event.turn}. {escape(event.persona)}[/]{escape(phase)}", align="left")
+                out.rule(f"[bold]{event.turn}. {shown(event.persona)}[/]{shown(phase)}", align="left")
             elif isinstance(event, TurnDone) and not quiet:
                 u = event.usage
                 out.print(
@@ -197,28 +210,28 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":
                     how = "fallback to default" if route.get("fallback") else "chosen by the model"
-                    out.print(f"[dim]{how}: {escape(route.get('reason') or route.get('problem') or '')}[/]")
+                    out.print(f"[dim]{how}: {shown(route.get('reason') or route.get('problem') or '')}[/]")
             elif isinstance(event, Collapsed) and not quiet:
                 out.print(_collapsed_line(event))
             elif isinstance(event, InputGiven) and not quiet:
                 said = event.utterance
                 out.rule(f"[bold]{said.turn}. User[/]", align="left")
-                out.print(escape(said.content))
+                out.print(shown(said.content))
             elif isinstance(event, Stopped):
-                out.print(f"\nstopped: {event.reason}")
+                out.print(f"\nstopped: {shown(event.reason)}")
     except KeyboardInterrupt:
         err.print(
             f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
-            f"Continue it with: {escape(resume)}"
+            f"Continue it with: {shown(resume)}"
         )
         raise typer.Exit(130) from None
     except PersonaeError as exc:
         if os.environ.get("PERSONAE_DEBUG"):
             raise
-        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+        err.print(f"[bold red]Error:[/] {shown(str(exc))}")
         err.print(
             f"Run {run_id} is saved up to its last complete turn; once the cause is fixed, "
-            f"continue it with: {escape(resume)}"
+            f"continue it with: {shown(resume)}"
         )
         raise typer.Exit(exc.exit_code) from None
     finally:
@@ -284,7 +297,7 @@ def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> A
             err.print("[yellow]The model's reply was empty; asking once more.[/]")
         else:
             err.print(
-                f"[yellow]{escape(str(error))} Retrying in {seconds:.1f} s "
+                f"[yellow]{shown(str(error))} Retrying in {seconds:.1f} s "
                 f"(attempt {attempt + 1} of {policy.attempts}).[/]"
             )
 
@@ -294,17 +307,17 @@ def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> A
 def _summary(store: Any, run_id: int, db_flag: str) -> None:
     run = store.run(run_id)
     messages = store.messages(run_id)
-    table = Table(title=f"Run {run_id}: {run.scenario_name} — {run.status}")
+    table = Table(title=f"Run {run_id}: {shown(run.scenario_name)} — {shown(run.status)}")
     for column in ("persona", "turns", "words"):
         table.add_column(column, justify="left" if column == "persona" else "right")
     counts = Counter(m.persona for m in messages)
     for persona, n in counts.items():
         words = sum(len(m.content.split()) for m in messages if m.persona == persona)
-        table.add_row(persona, str(n), str(words))
+        table.add_row(shown(persona), str(n), str(words))
     out.print(table)
     out.print(
         f"{run.turns} turns · {run.prompt_tokens} prompt tokens, {run.evaluated_tokens} evaluated, "
-        f"{run.completion_tokens} generated · transcript: personae show {run_id}{db_flag}"
+        f"{run.completion_tokens} generated · transcript: {shown(f'personae show {run_id}{db_flag}')}"
     )
 
 
@@ -342,7 +355,7 @@ def resume(
 
     store = Store.open(db)
     if store.notice:
-        out.print(store.notice)
+        out.print(shown(store.notice))
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
@@ -352,10 +365,10 @@ def resume(
     if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
     if note:
-        err.print(f"[yellow]{escape(note)}[/]")
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+        err.print(f"[yellow]{shown(note)}[/]")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     out.print(
-        f"resuming run {run_id} · scenario {loaded.scenario.name} after turn {row.turns} · "
+        f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after turn {row.turns} · "
         f"up to {settings.max_turns} turns"
     )
     orchestrator = Orchestrator(
@@ -405,9 +418,9 @@ def replay(
         report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
         store.close()
         if format is ListFormat.json:
-            sys.stdout.write(replay_json(report) + "\n")
+            write(replay_json(report) + "\n")
         else:
-            out.print(escape(replay_text(report, verbose=verbose)))
+            out.print(shown(replay_text(report, verbose=verbose)))
         if not report.identical:
             raise typer.Exit(1)
         return
@@ -422,7 +435,7 @@ def replay(
         open_backend(kind, chosen, num_ctx=parent.num_ctx, base_url=base_url), retries, retry_delay
     )
     fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     out.print(
         f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
         f"{run_id} (no model call), then it goes on live up to {fork.orchestrator.settings.max_turns} turns"
@@ -432,7 +445,7 @@ def replay(
         first = fork.replay.divergences[0]
         err.print(
             f"[yellow]Note:[/] the copied turns were answered with run {run_id}'s replies, but "
-            f"the prompts now differ from {escape(first.describe())} "
+            f"the prompts now differ from {shown(first.describe())} "
             f"(see `personae replay {run_id}`)."
         )
 
@@ -451,7 +464,7 @@ def runs(
     with Store.open(db) as store:
         rows = store.runs(limit)
     if format is ListFormat.json:
-        out.print_json(json.dumps([run_dict(r) for r in rows], ensure_ascii=False))
+        write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
     table = Table()
     for column in ("id", "scenario", "model", "backend", "turns", "tokens (prompt/eval/gen)", "status", "stopped by", "started"):
@@ -464,9 +477,9 @@ def runs(
         if status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
             status = "stale (resumable)"  # its process died without a word: kill -9, power loss
         table.add_row(
-            f"{r.id}{lineage}", escape(r.scenario_name), escape(r.model), r.backend, str(r.turns),
-            f"{r.prompt_tokens}/{r.evaluated_tokens}/{r.completion_tokens}", status,
-            r.stop_reason or "", r.started_at.strftime("%Y-%m-%d %H:%M"),
+            f"{r.id}{lineage}", shown(r.scenario_name), shown(r.model), shown(r.backend), str(r.turns),
+            f"{r.prompt_tokens}/{r.evaluated_tokens}/{r.completion_tokens}", shown(status),
+            shown(r.stop_reason or ""), r.started_at.strftime("%Y-%m-%d %H:%M"),
         )
     out.print(table)
 
@@ -497,13 +510,13 @@ def show(
         from personae.memory.render import memory_json, memory_text
 
         render = memory_json if format is ShowFormat.json else memory_text
-        sys.stdout.write(render(run_row, nodes, edges) + "\n")
+        write(render(run_row, nodes, edges) + "\n")
     elif format is ShowFormat.json:
-        sys.stdout.write(run_json(run_row, messages) + "\n")
+        write(run_json(run_row, messages) + "\n")
     elif format is ShowFormat.md:
-        sys.stdout.write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
+        write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
     else:
-        sys.stdout.write(run_text(run_row, messages, thoughts=thoughts) + "\n")
+        write(run_text(run_row, messages, thoughts=thoughts) + "\n")
 
 
 @app.command()
@@ -522,14 +535,14 @@ def search(
         hits = store.search(query, run_id=run_id, limit=limit)
         found = store.search_memory(query, run_id=run_id, limit=limit)
     if not hits and not found:
-        out.print(f"Nothing matches {query!r} in messages, memory or documents.")
+        out.print(f"Nothing matches {shown(repr(query))} in messages, memory or documents.")
         raise typer.Exit(1)
     for hit in hits:
-        out.print(f"run {hit.run_id} · turn {hit.turn} · {escape(hit.persona)}: {escape(hit.snippet)}")
+        out.print(f"run {hit.run_id} · turn {hit.turn} · {shown(hit.persona)}: {shown(hit.snippet)}")
     for item in found:
         where = f" · turn {item.turn}" if item.turn else ""
         out.print(
-            f"run {item.run_id} · {item.kind} [{item.node_id}]{where}: {escape(item.snippet)}"
+            f"run {item.run_id} · {shown(item.kind)} \\[{item.node_id}]{where}: {shown(item.snippet)}"
         )
 
 
@@ -558,13 +571,13 @@ def graph(
     with Store.open(db) as store:
         text = export(load_graph(store, run_id), format.value)
     if output is None:
-        sys.stdout.write(text)
+        write(text)
         return
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.")
-    out.print(f"wrote {output} ({format.value})")
+    out.print(f"wrote {shown(output)} ({format.value})")
 
 
 @app.command()
@@ -577,10 +590,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Persona or scenar
     failed = 0
     for path in files:
         try:
-            out.print(f"[green]ok[/] {escape(str(path))}: {escape(validate_file(path))}")
+            out.print(f"[green]ok[/] {shown(str(path))}: {shown(validate_file(path))}")
         except ConfigError as exc:
             failed += 1
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
     if failed:
         raise typer.Exit(2)
 
@@ -597,11 +610,11 @@ def personas(
     for column in ("name", "description", "from"):
         table.add_column(column)
     for persona in builtin_personas().values():
-        table.add_row(persona.name, escape(persona.description), "built-in")
+        table.add_row(shown(persona.name), shown(persona.description), "built-in")
     if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
         for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
             persona = load_persona_file(path)
-            table.add_row(persona.name, escape(persona.description), escape(str(path)))
+            table.add_row(shown(persona.name), shown(persona.description), shown(str(path)))
     out.print(table)
 
 
@@ -627,12 +640,12 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
                 continue
             target = folder / sub / path.relative_to(source / sub)
             if target.exists():
-                out.print(f"kept {target} (already exists)")
+                out.print(f"kept {shown(target)} (already exists)")
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            out.print(f"wrote {target}")
-    out.print(f"Next: personae run {folder / 'scenarios' / 'cache-review.yaml'}")
+            out.print(f"wrote {shown(target)}")
+    out.print(f"Next: personae run {shown(folder / 'scenarios' / 'cache-review.yaml')}")
 
 
 @app.command()
@@ -647,9 +660,9 @@ def doctor(
     usable = True
     for check in run_checks(model=model, db=db):
         mark = "[green]ok[/]" if check.ok else ("[yellow]--[/]" if check.optional else "[red]!![/]")
-        out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
+        out.print(f"{mark} {shown(check.name)}: {shown(check.detail)}")
         if not check.ok and check.fix:
-            out.print(f"   fix: {escape(check.fix)}")
+            out.print(f"   fix: {shown(check.fix)}")
         usable = usable and (check.ok or check.optional)
     if not usable:
         raise typer.Exit(1)
