@@ -613,7 +613,7 @@ def personas(
         table.add_row(shown(persona.name), shown(persona.description), "built-in")
     if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
         for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
-            persona = load_persona_file(path)
+            persona = load_persona_file(path, folder=folder)
             table.add_row(shown(persona.name), shown(persona.description), shown(str(path)))
     out.print(table)
 

@@ -129,10 +129,13 @@ def load_scenario_text(
     )
 
 
-def load_persona_file(path: str | Path) -> Persona:
-    """Read and validate one persona file as written (``extends`` is not applied)."""
+def load_persona_file(path: str | Path, *, folder: Path | None = None) -> Persona:
+    """Read and validate one persona file as written (``extends`` is not applied). Found by
+    listing ``folder``, it must lie inside it (no link leading elsewhere)."""
     file = Path(path).expanduser()
     _require_file(file, Path(path), "persona")
+    if folder is not None:
+        _require_inside(folder, file, "persona file")
     src = _parse(_read_text(file, str(path)), str(path))
     _require_mapping(src, "persona")
     return _validate(Persona, src)
@@ -684,20 +687,29 @@ class _Place:
     """One place personas are looked for: the scenario's inline list, or a folder of YAML files."""
 
     label: str
-    path: Path | None = None  # a folder; None for the inline list
+    path: Path | None = None  # a folder (resolved); None for the inline list
     builtin: bool = False
     inline: dict[str, _Found] = field(default_factory=dict)
     files_by_name: dict[str, list[Path]] | None = None
     broken: dict[Path, ConfigError] = field(default_factory=dict)
+    given: Path | None = None  # the folder as named, before links were followed
 
     def index(self) -> dict[str, list[Path]]:
-        """name -> files defining it, read once, on first use. Unreadable files are set aside."""
+        """name -> files defining it, read once, on first use. Unreadable files are set aside.
+
+        Like documents, persona files are read only from inside their folder, and the folder
+        only from inside the one that holds it: a link in a project someone else wrote must not
+        copy ``~/.ssh`` or ``/etc`` into the run's personas and every prompt."""
         if self.files_by_name is None:
             self.files_by_name = {}
             if self.path is not None and self.path.is_dir():
+                if self.given is not None:
+                    _require_inside(self.given.parent, self.given, "persona folder")
                 for file in sorted(self.path.iterdir()):
                     if file.suffix not in YAML_SUFFIXES or not file.is_file():
                         continue
+                    if not self.builtin:
+                        _require_inside(self.path, file, "persona file")
                     try:
                         data = _parse(_read_text(file, str(file)), str(file)).data
                     except ConfigError as exc:
@@ -836,7 +848,7 @@ def _dir_places(folders: list[Path]) -> list[_Place]:
         resolved = folder.expanduser().resolve()
         if resolved not in seen:
             seen.add(resolved)
-            places.append(_Place(str(resolved), resolved))
+            places.append(_Place(str(resolved), resolved, given=folder.expanduser().absolute()))
     return places
 
 
@@ -876,6 +888,29 @@ def _check_speakers(scenario: Scenario, src: _Source) -> None:
         raise _error(src.label, node, _format_path(problem.loc), problem.problem, problem.fix)
 
 
+def _confined(base: Path, path: Path) -> tuple[Path, bool]:
+    """``path`` with every symbolic link followed, and whether it still lies inside ``base``: the
+    one check documents and persona files share (docs/threat-model.md). May raise OSError or
+    RuntimeError (a name too long, a link loop)."""
+    resolved = path.resolve()
+    return resolved, resolved.is_relative_to(base.resolve())
+
+
+def _require_inside(base: Path, path: Path, what: str) -> None:
+    try:
+        target, inside = _confined(base, path)
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise _error(str(path), None, "", f"the {what} cannot be read: {reason}.", "Fix the link.") from None
+    if not inside:
+        raise _error(
+            str(path), None, "",
+            f"this {what} is a link that leads outside {base.resolve()} (to {target}).",
+            f"Copy the file into {base.resolve()} instead of linking to it: persona files are "
+            "read only from inside their folder, as documents are from the scenario's.",
+        )
+
+
 def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Path, ...]:
     """Documents are files inside the scenario's folder (or below it), named relative to it, so a
     scenario and its documents move together — and a scenario someone else wrote cannot pull
@@ -895,8 +930,8 @@ def _resolve_documents(scenario: Scenario, src: _Source, base: Path) -> tuple[Pa
                 f"document {_show(entry)} is not relative to the scenario's folder.", inside,
             )
         try:
-            path = (base / entry).resolve()
-            outside = not path.is_relative_to(base)
+            path, within = _confined(base, base / entry)
+            outside = not within
             exists = path.exists()
         except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
             reason = getattr(exc, "strerror", None) or str(exc)
