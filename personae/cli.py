@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from personae.errors import PersonaeError, UserError
+from personae.limits import INT64_MAX, MAX_TURNS, SEED_MAX
 from personae.terminal import inert
 
 app = typer.Typer(
@@ -54,10 +55,14 @@ DbOption = Annotated[
 ]
 
 
+# Numbers from the command line are bounded here, at the edge: beyond 64 bits SQLite (and beyond
+# 32 llama.cpp) would fail with an OverflowError deep inside.
+RunArgument = Annotated[int, typer.Argument(metavar="RUN", max=INT64_MAX)]
+
 RetriesOption = Annotated[
     int | None,
     typer.Option(
-        "--retries", min=1,
+        "--retries", min=1, max=1000,
         help="Tries per model call when the server fails transiently (env PERSONAE_RETRIES, "
         "default 5).",
     ),
@@ -65,7 +70,7 @@ RetriesOption = Annotated[
 RetryDelayOption = Annotated[
     float | None,
     typer.Option(
-        "--retry-delay", min=0,
+        "--retry-delay", min=0, max=3600,
         help="First backoff in seconds, doubling up to PERSONAE_RETRY_MAX_DELAY, default 30 "
         "(env PERSONAE_RETRY_DELAY, default 1).",
     ),
@@ -132,9 +137,13 @@ def run(
         typer.Option(help="OpenAI-compatible server for --backend openai [env OPENAI_BASE_URL]."),
     ] = None,
     db: DbOption = None,
-    max_turns: Annotated[int | None, typer.Option(min=1, help="Override termination.max_turns.")] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, max=MAX_TURNS, help="Override termination.max_turns.")
+    ] = None,
     layout: Annotated[Layout | None, typer.Option(help="Prompt layout (default: the scenario's).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable runs.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=SEED_MAX, help="Sampling seed, for repeatable runs.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, no live turns.")] = False,
     retries: RetriesOption = None,
     retry_delay: RetryDelayOption = None,
@@ -145,11 +154,12 @@ def run(
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     from personae.config import load_scenario
-    from personae.llm.select import open_backend
+    from personae.llm.select import check_model_flag, open_backend
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
     loaded = load_scenario(scenario)
+    check_model_flag(backend.value, model)
     chosen_model = model or loaded.scenario.model
     llm = _with_retries(
         open_backend(
@@ -190,8 +200,7 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
 
     interrupts = _Interrupts.install()
     stream = None if quiet else interrupts.guard(lambda piece: out.print(shown(piece), end=""))
-    # The commands printed for the user name the same file, quoted for a shell to paste into.
-    db_flag = f" --db {shlex.quote(db)}" if db else ""
+    db_flag = _db_flag(db)
     resume = f"personae resume {run_id}{db_flag}"
     events = orchestrator.run(run_id, on_token=stream)
     try:
@@ -236,6 +245,11 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
         raise typer.Exit(exc.exit_code) from None
     finally:
         _summary(store, run_id, db_flag)
+
+
+def _db_flag(db: str | None) -> str:
+    """The commands printed for the user name the same file, quoted for a shell to paste."""
+    return f" --db {shlex.quote(db)}" if db else ""
 
 
 def _collapsed_line(event: Any) -> str:
@@ -324,7 +338,7 @@ def _summary(store: Any, run_id: int, db_flag: str) -> None:
 @app.command()
 @user_errors
 def resume(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     db: DbOption = None,
     backend: Annotated[
         BackendName | None, typer.Option(help="Model server (default: the run's own).")
@@ -343,7 +357,7 @@ def resume(
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     from personae.errors import UserError
-    from personae.llm.select import open_backend
+    from personae.llm.select import check_model_flag, open_backend
     from personae.orchestrator.resume import (
         backend_for_run,
         check_resumable,
@@ -359,6 +373,7 @@ def resume(
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
+    check_model_flag(kind, model)
     loaded = reload_scenario(store, row)
     llm = _with_retries(open_backend(kind, chosen, num_ctx=row.num_ctx, base_url=base_url), retries, retry_delay)
     settings = run_settings(row, loaded, llm)
@@ -380,11 +395,11 @@ def resume(
 @app.command()
 @user_errors
 def replay(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     db: DbOption = None,
     fork_at: Annotated[
         int | None,
-        typer.Option("--fork-at", min=0, help="Copy turns 1..N into a new run and continue it live."),
+        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy turns 1..N into a new run and continue it live."),
     ] = None,
     scenario: Annotated[
         Path | None,
@@ -400,7 +415,9 @@ def replay(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Fork: model (default: the run's own).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Fork: server for --backend openai.")] = None,
-    max_turns: Annotated[int | None, typer.Option(min=1, help="Fork: new turn limit.")] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, max=MAX_TURNS, help="Fork: new turn limit.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Fork: only the summary.")] = False,
     retries: RetriesOption = None,
     retry_delay: RetryDelayOption = None,
@@ -425,12 +442,13 @@ def replay(
             raise typer.Exit(1)
         return
 
-    from personae.llm.select import open_backend
+    from personae.llm.select import check_model_flag, open_backend
     from personae.orchestrator.replay import fork_run
     from personae.orchestrator.resume import backend_for_run
 
     parent = store.run(run_id)
     kind, chosen = backend_for_run(parent, backend.value if backend else None, model)
+    check_model_flag(kind, model)
     llm = _with_retries(
         open_backend(kind, chosen, num_ctx=parent.num_ctx, base_url=base_url), retries, retry_delay
     )
@@ -446,7 +464,7 @@ def replay(
         err.print(
             f"[yellow]Note:[/] the copied turns were answered with run {run_id}'s replies, but "
             f"the prompts now differ from {shown(first.describe())} "
-            f"(see `personae replay {run_id}`)."
+            f"(see `{shown(f'personae replay {run_id}{_db_flag(db)}')}`)."
         )
 
 
@@ -455,7 +473,9 @@ def replay(
 def runs(
     db: DbOption = None,
     format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
-    limit: Annotated[int | None, typer.Option(help="Show only the newest N runs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=INT64_MAX, help="Show only the newest N runs.")
+    ] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
     from personae.render import run_dict
@@ -487,7 +507,7 @@ def runs(
 @app.command()
 @user_errors
 def show(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     db: DbOption = None,
     thoughts: Annotated[bool, typer.Option("--thoughts", help="Include hidden thinking.")] = False,
     format: Annotated[ShowFormat, typer.Option("--format", "-f")] = ShowFormat.text,
@@ -524,8 +544,8 @@ def show(
 def search(
     query: Annotated[str, typer.Argument(help="Words to find in every transcript.")],
     db: DbOption = None,
-    run_id: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
-    limit: int = 20,
+    run_id: Annotated[int | None, typer.Option("--run", max=INT64_MAX, help="Only this run.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=INT64_MAX)] = 20,
 ) -> None:
     """Full-text search over transcripts, memory (summaries, facts, decisions, questions) and
     imported documents (SQLite FTS5, best first)."""
@@ -556,7 +576,7 @@ class GraphFormat(str, Enum):
 @app.command()
 @user_errors
 def graph(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.json,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
@@ -634,6 +654,8 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
     from personae.config import builtin_dir
 
     source = builtin_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder. Pass a folder to write the examples into.")
     for sub in ("personas", "scenarios"):
         for path in sorted((source / sub).rglob("*")):
             if not path.is_file() or path.suffix not in {".yaml", ".yml", ".md", ".txt"}:
@@ -642,10 +664,17 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
             if target.exists():
                 out.print(f"kept {shown(target)} (already exists)")
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            except OSError as exc:  # a file where a folder goes, no permission, disk full
+                raise UserError(
+                    f"Cannot write {target}: {exc.strerror or exc}. Choose another folder, or "
+                    "move what is in the way."
+                ) from None
             out.print(f"wrote {shown(target)}")
-    out.print(f"Next: personae run {shown(folder / 'scenarios' / 'cache-review.yaml')}")
+    example = shlex.quote(str(folder / "scenarios" / "cache-review.yaml"))
+    out.print(f"Next: personae run {shown(example)}")
 
 
 @app.command()

@@ -7,6 +7,9 @@ writes is exactly what a terminal would have received, tracebacks included (an e
 escapes the CLI is printed, as the interpreter would).
 
     python -m tests.cli_batch OUTDIR '[["runs"], ["show", "1"]]'
+
+A command may also be ``{"args": [...], "env": {...}}``: its own environment variables, set for it
+alone (``OLLAMA_HOST`` for one command, say).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,10 @@ class Result:
     stderr: str
 
 
-def run_batch(commands: list[list[str]], env: dict[str, str], folder: Path, timeout: float = 300) -> list[Result]:
+Command = list[str] | dict[str, Any]
+
+
+def run_batch(commands: list[Command], env: dict[str, str], folder: Path, timeout: float = 300) -> list[Result]:
     """Run ``commands`` in one subprocess; their results in order."""
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.run(
@@ -42,9 +49,13 @@ def run_batch(commands: list[list[str]], env: dict[str, str], folder: Path, time
         return path.read_bytes().decode("utf-8", errors="surrogateescape")
 
     return [
-        Result(args, int(read(folder / f"{i}.code")), read(folder / f"{i}.out"), read(folder / f"{i}.err"))
-        for i, args in enumerate(commands)
+        Result(_args(c), int(read(folder / f"{i}.code")), read(folder / f"{i}.out"), read(folder / f"{i}.err"))
+        for i, c in enumerate(commands)
     ]
+
+
+def _args(command: Command) -> list[str]:
+    return list(command["args"]) if isinstance(command, dict) else list(command)
 
 
 def _run_one(args: list[str]) -> int:
@@ -63,19 +74,27 @@ def _run_one(args: list[str]) -> int:
 def main() -> None:
     folder, commands = Path(sys.argv[1]), json.loads(sys.argv[2])
     saved = os.dup(1), os.dup(2)
-    for index, args in enumerate(commands):
+    for index, command in enumerate(commands):
+        extra = command.get("env", {}) if isinstance(command, dict) else {}
+        before = {name: os.environ.get(name) for name in extra}
+        os.environ.update(extra)
         sys.stdout.flush()
         sys.stderr.flush()
         with open(folder / f"{index}.out", "wb") as out, open(folder / f"{index}.err", "wb") as err:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             try:
-                code = _run_one(args)
+                code = _run_one(_args(command))
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
+                for name, value in before.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
         (folder / f"{index}.code").write_text(str(code))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +100,9 @@ def hostile_scenario(folder: Path) -> Path:
 
 
 @pytest.fixture
-def scripted_server() -> Iterator[Any]:
-    """An Ollama-compatible server that answers every chat with ``backend.default`` (at first
-    ``HOSTILE_REPLY``), streamed in pieces."""
-    from tests.ollama_server import OllamaTestServer
-
-    with OllamaTestServer(ScriptedBackend(default=HOSTILE_REPLY)) as server:  # type: ignore[arg-type]
-        yield server
+def scripted_server(scripted_ollama_server: Any) -> Any:
+    scripted_ollama_server.backend.default = HOSTILE_REPLY
+    return scripted_ollama_server
 
 
 @pytest.fixture
@@ -200,7 +195,7 @@ hostile_text = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     scenario_name=hostile_text, persona_name=hostile_text, phase_name=hostile_text,
     reply=hostile_text, document=hostile_text, typed_input=hostile_text,

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from personae.config.models import Persona, Scenario
 from personae.config.policy_checks import consensus_refs, policy_problems
 from personae.errors import ConfigError
+from personae.limits import MAX_FILE_BYTES
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -209,10 +210,20 @@ def _require_file(file: Path, as_given: Path, what: str) -> None:
 def _read_text(file: Path, label: str) -> str:
     """Read a file as UTF-8, pointing at the first byte that is not (line and column)."""
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:  # no more than the limit, whatever the size claims
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         problem = f"the file cannot be read: {exc.strerror}."
         raise _error(label, None, "", problem, "Check its permissions.") from None
+    if len(raw) > MAX_FILE_BYTES:
+        # Checked before parsing: a huge file takes minutes and gigabytes to compose.
+        size = max(len(raw), _size(file))
+        raise _error(
+            label, None, "",
+            f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a persona or "
+            "scenario file may have.",
+            "Move long text into `documents:` (files beside the scenario), which are read in parts.",
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -224,6 +235,13 @@ def _read_text(file: Path, label: str) -> str:
             "Save the file with UTF-8 encoding.",
             line=line, column=column,
         ) from None
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
 
 
 def _parse(text: str, label: str) -> _Source:

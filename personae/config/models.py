@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
+from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]
@@ -38,10 +39,12 @@ class GenerationOptions(Strict):
     """Sampling options, in Ollama's names; other backends translate them."""
 
     temperature: float | None = Field(None, ge=0, le=5)
-    num_predict: int | None = Field(None, ge=1, description="Maximum tokens of one reply.")
-    seed: int | None = None
+    num_predict: int | None = Field(
+        None, ge=1, le=INT32_MAX, description="Maximum tokens of one reply."
+    )
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0)
     stop: list[str] | None = None
@@ -108,7 +111,7 @@ class Phase(Strict):
         "built-in mode (plan, critique, debate, brainstorm, review, conclude) or one of `modes:`.",
     )
     turns: int | None = Field(
-        None, ge=1, le=100_000, description="At most this many turns in the phase."
+        None, ge=1, le=MAX_TURNS, description="At most this many turns in the phase."
     )
 
     @model_validator(mode="after")
@@ -252,14 +255,16 @@ class CollapseConfig(Strict):
         0.6, gt=0, le=0.95, description="Collapse when the next prompt would pass this share "
         "of the window."
     )
-    keep_recent: int = Field(4, ge=0, description="Messages kept verbatim after a collapse.")
+    keep_recent: int = Field(
+        4, ge=0, le=MAX_TURNS, description="Messages kept verbatim after a collapse."
+    )
     summarizer: str = Field("Summarizer", description="The persona that writes the collapse.")
     every_turns: int | None = Field(
-        None, ge=1, description="Also collapse after this many turns since the last collapse."
+        None, ge=1, le=MAX_TURNS, description="Also collapse after this many turns since the last collapse."
     )
     on_phase_end: bool = Field(False, description="Also collapse when a phase ends.")
     fan_in: int = Field(
-        4, ge=2, description="When a level holds more summaries than this, merge them one up."
+        4, ge=2, le=MAX_TURNS, description="When a level holds more summaries than this, merge them one up."
     )
     max_tokens: int = Field(
         320, ge=48, le=4096, description="Reply budget of one collapse call; the sizes of the "
@@ -269,7 +274,8 @@ class CollapseConfig(Strict):
 
 class MemoryConfig(Strict):
     num_ctx: int | None = Field(
-        None, ge=256, description="The window actually served; default: the model's metadata."
+        None, ge=256, le=MAX_NUM_CTX,
+        description="The window actually served; default: the model's metadata.",
     )
     collapse: CollapseConfig | None = CollapseConfig()
 
@@ -302,7 +308,9 @@ class _StopRules(Strict):
     consensus: bool | ConsensusConfig | None = Field(
         None, description="Stop when every listed persona's last message agrees."
     )
-    token_budget: int | None = Field(None, ge=1, description="Stop at this many evaluated tokens.")
+    token_budget: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="Stop at this many evaluated tokens."
+    )
     timeout: float | None = Field(
         None, gt=0, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
     )
@@ -322,7 +330,7 @@ class _StopRules(Strict):
 class StopCondition(_StopRules):
     """One item of an `any:` or `all:` list: exactly one rule."""
 
-    max_turns: int | None = Field(None, ge=1, le=100_000)
+    max_turns: int | None = Field(None, ge=1, le=MAX_TURNS)
 
     @model_validator(mode="after")
     def _one_rule(self) -> StopCondition:
@@ -338,13 +346,13 @@ class StopCondition(_StopRules):
 class TerminationConfig(_StopRules):
     """When a run stops. `max_turns` always applies; the other rules stop it earlier."""
 
-    max_turns: int = Field(12, ge=1, le=100_000, description="Turns taken by personas.")
+    max_turns: int = Field(12, ge=1, le=MAX_TURNS, description="Turns taken by personas.")
 
 
 class ScenarioInput(Strict):
     """A message from the user, committed before the persona turn `at_turn`."""
 
-    at_turn: int = Field(ge=1, description="Before the persona turn with this number (1-based).")
+    at_turn: int = Field(ge=1, le=MAX_TURNS, description="Before the persona turn with this number (1-based).")
     from_: Literal["User"] = Field("User", alias="from", description="Inputs come from User.")
     text: str = Field(min_length=1)
     pin: bool = Field(False, description="Keep it in memory as a fact that collapse never drops.")

@@ -47,6 +47,17 @@ def resolve_model_path(model: str | None) -> Path:
                 f"Model file {path} does not exist. Pass the path of a .gguf file with --model, "
                 "or leave --model out to use the bundled SmolLM2-135M-Instruct."
             )
+        try:
+            with path.open("rb") as handle:
+                magic = handle.read(4)
+        except OSError as exc:
+            raise UserError(f"Model file {path} cannot be read: {exc.strerror or exc}.") from None
+        if magic != b"GGUF":  # llama.cpp would fail with a bare ValueError
+            raise UserError(
+                f"Model file {path} is not a GGUF model (it does not start with the GGUF "
+                "signature). Pass a .gguf file made for llama.cpp, or leave --model out to use "
+                "the bundled SmolLM2-135M-Instruct."
+            )
         return path
     path = bundled_model_path()
     if path is None:
@@ -84,13 +95,28 @@ class EmbeddedBackend:
         if not model:
             self.model = self.model_path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
         # n_ctx=0 asks llama.cpp for the model's trained window.
-        self.llm = Llama(
-            model_path=str(self.model_path),
-            n_ctx=num_ctx or 0,
-            n_threads=os.cpu_count() or 2,
-            n_batch=512,
-            verbose=False,
-        )
+        try:
+            self.llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=num_ctx or 0,
+                n_threads=os.cpu_count() or 2,
+                n_batch=512,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+            # llama.cpp says only "Failed to load model from file" or "Failed to create
+            # llama_context" (no memory for the window's KV cache).
+            if "load model" in str(exc):
+                raise UserError(
+                    f"llama.cpp cannot load {self.model_path}: it is not a complete GGUF model "
+                    "it can read. Download the model again, or leave --model out to use the "
+                    "bundled SmolLM2-135M-Instruct."
+                ) from None
+            raise UserError(
+                f"llama.cpp cannot open a window of {num_ctx or 'the trained number of'} tokens "
+                f"for {self.model_path.name} ({exc}): the machine lacks the memory for it. "
+                "Lower memory.num_ctx (e.g. 4096)."
+            ) from None
         self.num_ctx = self.llm.n_ctx()
         self._formatter = _chat_formatter(self.llm)
 
