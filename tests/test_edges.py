@@ -165,3 +165,26 @@ def test_printed_hints_quote_the_database_path_for_a_shell(
     assert f"personae resume 1 --db {quoted}" in result.stderr
     assert f"personae show 1 --db {quoted}" in result.stdout
     assert shlex.split(f"personae resume 1 --db {quoted}")[-1] == str(db)
+
+
+def test_lone_surrogates_from_a_file_or_a_server_never_reach_the_database(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    """JSON and YAML can both escape a lone surrogate ("\\udcff"): no character, and SQLite's
+    UTF-8 cannot store it (the run's commit failed with a UnicodeEncodeError)."""
+    bad = scenario(tmp_path / "bad", SCENARIO + 'inputs: [{at_turn: 1, text: "hi \\udcff"}]\n')
+    good = scenario(tmp_path / "good", SCENARIO.replace("{collapse: null}", "{num_ctx: 2048, collapse: null}"))
+    scripted_ollama_server.backend.default = "half \udcff of a pair"  # sent as JSON: "\udcff"
+    env = {**cli_env, "OLLAMA_HOST": scripted_ollama_server.host}
+    refused, ran, shown = run_batch(
+        [["validate", str(bad)], ["run", str(good), "--backend", "ollama", "--model", "smollm2:135m", "-q"],
+         ["show", "1", "--format", "json"]],
+        env, tmp_path / "out",
+    )
+    assert_clear(refused)
+    assert "line 6" in refused.stderr and "lone surrogate" in refused.stderr
+    assert_clear(ran, code=0)
+    import json
+
+    contents = [m["content"] for m in json.loads(shown.stdout)["messages"]]
+    assert contents and all(c == "half \ufffd of a pair" for c in contents)

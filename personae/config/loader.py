@@ -22,6 +22,7 @@ definition further down that order, which is how a user tweaks a built-in person
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
@@ -253,6 +254,7 @@ def _parse(text: str, label: str) -> _Source:
             data = None
             if node is not None:
                 _reject_duplicate_keys(node, label)
+                _reject_surrogates(node, label)
                 _reject_alias_bombs(node, label)
                 data = loader.construct_document(node)
         finally:
@@ -317,6 +319,33 @@ def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
                         raise _error(label, key, "", problem, "Keep one of them.")
                     first[key.value] = key
                 stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_surrogates(root: yaml.Node, label: str) -> None:
+    """A double-quoted ``"\\udcff"`` is a lone surrogate: no character, not storable as UTF-8
+    (the run's first commit would fail on it). Point at it while the file is still at hand."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            bad = _SURROGATE.search(node.value)
+            if bad:
+                raise _error(
+                    label, node, "", f"the text holds the escape \\u{ord(bad.group()):04x}, a lone "
+                    "surrogate, which is not a character.",
+                    "Remove it, or write the character itself (or its \\U00XXXXXX escape).",
+                )
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
 

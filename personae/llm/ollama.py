@@ -36,7 +36,14 @@ from typing import Any
 import httpx
 
 from personae.errors import BackendError, ModelNotFound
-from personae.llm.base import ChatMessage, ChatRequest, ChatResult, TokenCallback, Usage
+from personae.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    TokenCallback,
+    Usage,
+    server_text,
+)
 
 MAX_AUTO_NUM_CTX = 8192  # a model's trained window can be 128k; the KV cache for it would not fit
 FALLBACK_NUM_CTX = 4096
@@ -162,7 +169,7 @@ class OllamaBackend:
         final: dict[str, Any] | None = None
         with self._translated_errors():
             for part in self._stream_chat(self._chat_body(request)):
-                content = (part.get("message") or {}).get("content") or ""
+                content = server_text((part.get("message") or {}).get("content") or "")
                 if content:
                     pieces.append(content)
                     if on_token:
