@@ -69,6 +69,20 @@ def resolve_model_path(model: str | None) -> Path:
     return path
 
 
+def threads() -> int:
+    """llama.cpp's thread count: PERSONAE_THREADS, else every core. On a loaded machine fewer
+    threads can be faster, since llama.cpp's workers spin while they wait for each other."""
+    value = os.environ.get("PERSONAE_THREADS", "").strip()
+    if not value:
+        return os.cpu_count() or 2
+    if not value.isdigit() or not 1 <= int(value) <= 512:
+        raise UserError(
+            f"PERSONAE_THREADS={value!r} is not a number of threads. Set it to a whole number "
+            "from 1 to the number of cores, or unset it to use every core."
+        )
+    return int(value)
+
+
 def longest_common_prefix(cached: list[int], tokens: list[int]) -> int:
     n = 0
     for a, b in zip(cached, tokens):
@@ -99,7 +113,7 @@ class EmbeddedBackend:
             self.llm = Llama(
                 model_path=str(self.model_path),
                 n_ctx=num_ctx or 0,
-                n_threads=os.cpu_count() or 2,
+                n_threads=threads(),
                 n_batch=512,
                 verbose=False,
             )
