@@ -3,8 +3,9 @@
 Run by ``peers.py`` in the peers venv (never the project venv):
     .venv-peers/bin/python peer_autogen.py SPEC.json OUT.json
 SPEC holds base_url, model, personas [{name, description, system}], task, replies, max_tokens,
-temperature. Writes to OUT.json: wall seconds of ``team.run`` and the usage AutoGen reports per
-message (``models_usage``, from the server's non-streamed replies).
+temperature. Writes to OUT.json: wall seconds of ``team.run``, the usage AutoGen reports per
+message (``models_usage``, from the server's non-streamed replies), and the transcript (who said
+what), which ``peers.py`` scores with Personae's quality scorer.
 
 Each agent gets its own ``OpenAIChatCompletionClient``, as it would in a real team; the model info
 says the model has no tools, vision or JSON mode, so AutoGen sends plain chat requests.
@@ -58,9 +59,14 @@ async def deliberate(spec: dict[str, Any]) -> dict[str, Any]:
         for m in result.messages
         if m.models_usage is not None
     ]
+    transcript = [
+        {"persona": m.source, "content": m.content if isinstance(m.content, str) else str(m.content)}
+        for m in result.messages
+        if m.source != "user"
+    ]
     for c in clients:
         await c.close()
-    return {"wall_s": wall, "calls": calls, "replies": len(calls)}
+    return {"wall_s": wall, "calls": calls, "replies": len(calls), "transcript": transcript}
 
 
 def main() -> None:

@@ -2,8 +2,8 @@
 
 Run by ``peers.py`` in the peers venv (never the project venv):
     .venv-peers/bin/python peer_crewai.py SPEC.json OUT.json
-SPEC as for ``peer_autogen.py``. Writes to OUT.json: wall seconds of ``crew.kickoff()`` and
-CrewAI's own ``usage_metrics``.
+SPEC as for ``peer_autogen.py``. Writes to OUT.json: wall seconds of ``crew.kickoff()``,
+CrewAI's own ``usage_metrics`` and the transcript (each task's output, by its agent).
 
 CrewAI's shape is agents and tasks, not turns: four agents (role = persona name, goal = its
 description, backstory = its system prompt), one task per reply, assigned round-robin, run by the
@@ -65,9 +65,14 @@ def deliberate(spec: dict[str, Any]) -> dict[str, Any]:
     result = crew.kickoff()
     wall = time.perf_counter() - started
     usage = result.token_usage
+    transcript = [
+        {"persona": personas[i % len(personas)]["name"], "content": str(out.raw)}
+        for i, out in enumerate(result.tasks_output)
+    ]
     return {
         "wall_s": wall,
         "replies": len(result.tasks_output),
+        "transcript": transcript,
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,

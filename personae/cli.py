@@ -78,6 +78,8 @@ RetryDelayOption = Annotated[
 
 
 class Layout(str, Enum):
+    transcript = "transcript"
+    named = "named"
     cache_friendly = "cache_friendly"
     classic = "classic"
 
@@ -180,6 +182,11 @@ def run(
         f"run {run_id} · scenario {shown(loaded.scenario.name)} · layout {settings.layout} · "
         f"window {settings.num_ctx} tokens · up to {settings.max_turns} turns"
     )
+    from personae.orchestrator.plan import shortfall
+
+    short = shortfall(loaded.scenario.policy, settings.max_turns)
+    if short is not None:
+        err.print(f"[yellow]Note:[/] {shown(short.message())}")
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
@@ -196,7 +203,14 @@ def _ask_user(state: Any) -> str | None:
 
 
 def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str | None) -> None:
-    from personae.orchestrator.state import Collapsed, InputGiven, Stopped, TurnDone, TurnStarted
+    from personae.orchestrator.state import (
+        Collapsed,
+        InputGiven,
+        Retrying,
+        Stopped,
+        TurnDone,
+        TurnStarted,
+    )
 
     interrupts = _Interrupts.install()
     stream = None if quiet else interrupts.guard(lambda piece: out.print(shown(piece), end=""))
@@ -210,11 +224,18 @@ def _drive(orchestrator: Any, store: Any, run_id: int, *, quiet: bool, db: str |
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
                 out.rule(f"[bold]{event.turn}. {shown(event.persona)}[/]{shown(phase)}", align="left")
+            elif isinstance(event, Retrying) and not quiet:
+                why = ", ".join(p.replace("_", " ") for p in event.problems)
+                copied = f", {event.copied:.0%} said before" if "copy" in event.problems else ""
+                out.print(f"\n[yellow]↻ asking again ({why}{copied}): attempt {event.attempt + 1}[/]")
             elif isinstance(event, TurnDone) and not quiet:
                 u = event.usage
+                if event.attempts > 1 and event.kept != event.attempts - 1:
+                    out.print(f"\n[yellow]kept attempt {event.kept + 1}:[/]\n{shown(event.utterance.content)}")
+                cut = " · [yellow]cut at num_predict[/]" if event.truncated else ""
                 out.print(
                     f"\n[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
-                    f"{u.completion_tokens} generated, {event.seconds:.1f} s[/]"
+                    f"{u.completion_tokens} generated, {event.seconds:.1f} s[/]{cut}"
                 )
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":
@@ -598,6 +619,57 @@ def graph(
     except OSError as exc:
         raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.")
     out.print(f"wrote {shown(output)} ({format.value})")
+
+
+@app.command()
+@user_errors
+def score(
+    run_id: RunArgument,
+    db: DbOption = None,
+    format: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.table,
+) -> None:
+    """Score a run's replies: good, or empty / copy / off topic / other voice; cut at
+    num_predict; whether each persona kept its checkable contract (benchmarks/quality.py's
+    scorer, on one run)."""
+    from personae.quality import summarize
+    from personae.quality.runs import score_run
+    from personae.store.repo import Store
+
+    with Store.open(db) as store:
+        store.run(run_id)  # a clear error for a run that does not exist
+        scores = score_run(store, run_id)
+    summary = summarize(scores)
+    if format is ListFormat.json:
+        rows = [
+            {
+                "turn": s.reply.turn, "persona": s.reply.persona, "good": s.good,
+                "failures": s.failures, "copied": round(s.copied, 3),
+                "shared_content_words": s.shared_content, "cut": s.cut, "contract": s.contract,
+            }
+            for s in scores
+        ]
+        totals = {
+            "replies": summary.replies, "good": summary.good, "good_ratio": summary.good_ratio,
+            "counts": summary.counts, "contract_rate": summary.contract_rate,
+        }
+        payload = {"run": run_id, "replies": rows, "summary": totals}
+        write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table()
+    for column in ("turn", "persona", "verdict", "copied", "topic words", "cut", "contract"):
+        table.add_column(column)
+    for s in scores:
+        verdict = "good" if s.good else ", ".join(s.failures)
+        contract = "" if s.contract is None else ("kept" if s.contract else "missed")
+        table.add_row(
+            str(s.reply.turn), shown(s.reply.persona), verdict, f"{s.copied:.0%}",
+            str(s.shared_content), "cut" if s.cut else "", contract,
+        )
+    out.print(table)
+    counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in summary.counts.items())
+    rate = summary.contract_rate
+    kept = f" · contracts kept {summary.contracts_kept}/{summary.contracts}" if rate is not None else ""
+    out.print(f"{summary.good}/{summary.replies} good ({summary.good_ratio:.0%}) · {counts}{kept}")
 
 
 @app.command()

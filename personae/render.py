@@ -53,8 +53,21 @@ def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = Fals
         lines += [f"## {m.turn}. {m.persona}{phase}", ""]
         if thoughts and m.thinking:
             lines += ["> " + line for line in m.thinking.splitlines()] + [""]
-        lines += [m.content or "_(empty reply)_", ""]
+        lines += [(m.content or "_(empty reply)_") + _marks(m), ""]
     return "\n".join(lines)
+
+
+def _marks(m: Message) -> str:
+    """What a reader should know about how a message came about: cut short at num_predict, or
+    asked for again by the reply guard."""
+    meta = m.meta or {}
+    marks = []
+    if meta.get("truncated"):
+        marks.append("cut at num_predict")
+    guard = meta.get("guard") or {}
+    if guard.get("attempts", 1) > 1:
+        marks.append(f"attempt {guard.get('kept', 0) + 1} of {guard['attempts']} kept")
+    return f"\n({'; '.join(marks)})" if marks else ""
 
 
 def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
@@ -69,7 +82,7 @@ def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -
         block = f"[{m.turn}] {m.persona}{phase}:"
         if thoughts and m.thinking:
             block += "\n  (thinking) " + m.thinking.replace("\n", "\n  ")
-        block += "\n" + (m.content or "(empty reply)")
+        block += "\n" + (m.content or "(empty reply)") + _marks(m)
         blocks.append(block)
     if run.error:
         blocks.append(f"error: {run.error}")

@@ -26,7 +26,7 @@ personas:
 def scenario_text(extra: str = "", *, num_predict: int = 8, name: str = "durable") -> str:
     """A small scenario with inline personas, so the tests do not depend on persona files."""
     return (
-        f"name: {name}\ngoal: Decide whether to add a cache.\ncontext: p99 is 900 ms.\n"
+        f"name: {name}\ngoal: Decide whether to add a cache.\nguard: {{enabled: false}}\ncontext: p99 is 900 ms.\n"
         + PERSONAS.replace("NP", str(num_predict))
         + "options: {temperature: 0}\n"
         + extra
@@ -86,3 +86,12 @@ def table_counts(db: Path) -> dict[str, int]:
             )
         ]
         return {n: connection.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
+
+
+def speaker_of(request: Any) -> str:
+    """Whose turn a scripted request asks for, in any layout: the speaker-last cue ("Now it is
+    Critic's turn.") or the cache-friendly one ("It is your turn. You are Critic.")."""
+    last = request.messages[-1].content
+    if "Now it is " in last:
+        return last.rsplit("Now it is ", 1)[1].split("'s turn.", 1)[0]
+    return last.split("You are ", 1)[1].split(".", 1)[0]

@@ -29,6 +29,7 @@ def scenario(extra: str = "", collapse: str = "{at_fraction: 0.6, keep_recent: 3
              turns: int = 60) -> str:
     return f"""name: collapse-test
 goal: Decide on a cache for the orders API.
+guard: {{enabled: false}}
 personas:
   - {{name: Planner, description: plans, system: Plan., options: {{num_predict: 40}}}}
   - {{name: Critic, description: flaws, system: Attack., options: {{num_predict: 40}}}}

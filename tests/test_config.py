@@ -6,6 +6,8 @@ runs from an empty current folder, so a ``personas/`` folder in the repo never l
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -105,8 +107,8 @@ def test_russian_scenario_is_all_inline_and_russian() -> None:
     loaded = load_scenario(builtin_dir() / "scenarios" / "zapusk-produkta.yaml")
     assert set(loaded.persona_sources.values()) == {"inline"}
     assert loaded.scenario.language == "ru"
-    for persona in loaded.personas.values():
-        assert persona.system and "по-русски" in persona.system
+    for persona in loaded.personas.values():  # Russian instructions; the cue asks for Russian
+        assert persona.system and re.search("[а-яё]{4}", persona.system)
     assert loaded.scenario.memory.collapse is not None
     assert loaded.scenario.memory.collapse.summarizer in loaded.roster
 
@@ -118,9 +120,9 @@ def test_builtin_personas_are_short_distinct_roles() -> None:
     assert len(systems) == 4
     for persona in personas.values():
         assert persona.description
-        assert persona.system and 3 <= len(persona.system.strip().splitlines()) <= 6
-        assert "120 words" in persona.system and "never another persona" in persona.system
-        assert persona.options.num_predict is not None and 160 <= persona.options.num_predict <= 200
+        # short and concrete, for small models: a few lines, a reply that fits its num_predict
+        assert persona.system and 2 <= len(persona.system.strip().splitlines()) <= 4
+        assert persona.options.num_predict is not None and 120 <= persona.options.num_predict <= 300
         assert persona.options.temperature is not None
         assert validate_file(builtin_dir() / "personas" / f"{persona.name.lower()}.yaml") == (
             f"persona '{persona.name}'"

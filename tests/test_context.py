@@ -15,6 +15,7 @@ from personae.orchestrator.state import Speaker, Utterance
 
 SCENARIO = """name: t
 goal: Decide on a cache.
+guard: {enabled: false}
 personas:
   - {name: Planner, system: Plan concretely.}
   - {name: Critic, system: Attack the weakest claim., thinking: visible}

@@ -18,6 +18,7 @@ from tests.durable_support import run_events
 
 BASE = """name: inputs-test
 goal: Decide on a cache.
+guard: {enabled: false}
 personas:
   - {name: Planner, system: Plan.}
   - {name: Analyst, system: Count.}

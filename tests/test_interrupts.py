@@ -20,6 +20,7 @@ from personae.store.repo import Store
 
 SCENARIO = """name: t
 goal: Decide on a cache.
+guard: {enabled: false}
 personas:
   - {name: Planner, system: Plan.}
   - {name: Critic, system: Attack.}

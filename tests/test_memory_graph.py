@@ -173,6 +173,7 @@ def test_relevant_document_chunks_enter_the_memory_block(tmp_path: Path) -> None
     (tmp_path / "orders.md").write_text(DOC, encoding="utf-8")
     text = """name: doc-test
 goal: Decide on LRU eviction for the Redis cache.
+guard: {enabled: false}
 documents: [orders.md]
 personas:
   - {name: Planner, description: plans, system: Plan.}

@@ -25,7 +25,7 @@ personas:
 
 
 def scenario(extra: str = "", personas: str = PERSONAS) -> str:
-    return f"name: test\ngoal: Decide on a cache.\ncontext: p99 is 900 ms.\n{personas}{extra}"
+    return f"name: test\ngoal: Decide on a cache.\nguard: {{enabled: false}}\ncontext: p99 is 900 ms.\n{personas}{extra}"
 
 
 def run_all(text: str, backend: ScriptedBackend, db: Path, **overrides: object) -> tuple[Store, int, list]:
@@ -73,7 +73,7 @@ def test_stop_phrase_ends_the_run(tmp_path: Path) -> None:
 
 def test_prompt_holds_goal_transcript_and_speaker_last(tmp_path: Path) -> None:
     backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
-    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db")
+    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db", layout="cache_friendly")
     third = backend.requests[2]
     roles = [m.role for m in third.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
@@ -97,7 +97,7 @@ def test_cache_friendly_prompt_extends_the_previous_prompt_and_reply(tmp_path: P
     server's prefix cache re-reads only the new cue."""
     replies = ["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data.", "Summary."]
     backend = ScriptedBackend(list(replies))
-    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db")
+    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db", layout="cache_friendly")
     prompts = [r.messages for r in backend.requests]
     for before, reply, after in zip(prompts, replies, prompts[1:]):
         assert after[: len(before)] == before
@@ -160,7 +160,7 @@ def test_visible_thinking_is_shown_to_others(tmp_path: Path) -> None:
     personas = PERSONAS.replace("system: Plan concretely.}", "system: Plan concretely., thinking: visible}")
     backend = ScriptedBackend(["<thinking>why</thinking>Plan."])
     run_all(scenario("termination: {max_turns: 2}\n", personas), backend, tmp_path / "t.db")
-    assert "<thinking>why</thinking>" in backend.requests[1].messages[2].content
+    assert "<thinking>why</thinking>\nPlan." in "\n".join(m.content for m in backend.requests[1].messages)
 
 
 def test_seed_is_sent_and_varies_per_turn(tmp_path: Path) -> None:
@@ -221,3 +221,54 @@ def test_turn_done_events_carry_usage(tmp_path: Path) -> None:
     _, _, events = run_all(scenario("termination: {max_turns: 2}\n"), ScriptedBackend(), tmp_path / "t.db")
     done = [e for e in events if isinstance(e, TurnDone)]
     assert len(done) == 2 and all(e.usage.prompt_tokens > 0 for e in done)
+
+
+@pytest.mark.parametrize("layout", ["transcript", "named"])
+def test_speaker_last_layouts_end_with_the_speaker_and_show_turns_as_named_text(
+    tmp_path: Path, layout: str
+) -> None:
+    replies = ["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data.", "Summary."]
+    backend = ScriptedBackend(list(replies))
+    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db", layout=layout)
+    prompts = [r.messages for r in backend.requests]
+    for prompt in prompts:
+        assert prompt[0].role == "system" and "Decide on a cache." in prompt[0].content
+        assert all(m.role != "assistant" for m in prompt)  # nobody's turn reads as the model's own
+    third = prompts[2]
+    last = third[-1].content
+    cue = last[last.rindex("Now it is Critic's turn."):]  # the end of the prompt
+    assert "Attack the weakest claim." in cue and "Goal: Decide on a cache." in cue
+    assert "Hit rate 80%." not in cue
+    assert "Plan concretely." not in cue  # only the speaker's instructions
+    text = "\n".join(m.content for m in third)
+    assert "Planner: Plan: cache reads." in text and "Analyst: Hit rate 80%." in text
+    # Each prompt extends the previous one up to the end of its transcript: the cue goes, the
+    # reply comes as named text, then the new cue.
+    for k, (before, after) in enumerate(zip(prompts, prompts[1:])):
+        if layout == "named":
+            assert after[: len(before) - 1] == before[:-1]
+            assert after[len(before) - 1].content.endswith(replies[k])
+            assert len(after) == len(before) + 1
+        else:
+            kept = before[1].content[: before[1].content.rindex("Now it is ")]
+            assert len(after) == 2 and after[1].content.startswith(kept)
+            assert replies[k] in after[1].content[len(kept):]
+    assert backend.requests[0].options["stop"]  # other speakers' tags still stop a reply
+
+
+def test_speaker_last_layouts_cost_about_a_reply_and_a_cue_per_turn(tmp_path: Path) -> None:
+    """The price of showing replies as text: the server re-reads the last reply and the new cue,
+    never the whole transcript (linear in turns, unlike classic)."""
+    evaluated = {}
+    for layout in ("transcript", "classic"):
+        backend = ScriptedBackend(default="word " * 30)
+        store, run_id, _ = run_all(
+            scenario("termination: {max_turns: 12}\n"), backend, tmp_path / f"{layout}.db", layout=layout
+        )
+        calls = store.calls(run_id)
+        evaluated[layout] = sum(c.evaluated_tokens for c in calls[2:])
+        if layout == "transcript":
+            last = [c.prompt[-1]["content"] for c in calls]
+            cue = max(len(text[text.rindex("Now it is "):].split()) for text in last)
+            assert all(c.evaluated_tokens <= 30 + cue + 10 for c in calls[1:])
+    assert evaluated["classic"] > 3 * evaluated["transcript"]

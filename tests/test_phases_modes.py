@@ -22,6 +22,7 @@ from personae.orchestrator.run import (
 )
 from personae.store.repo import Store
 from tests.conftest import personae_cmd
+from tests import durable_support
 from tests.durable_support import run_to_end
 
 PERSONAS = """
@@ -59,7 +60,7 @@ termination: {max_turns: 40}
 
 
 def speaker_of(request: ChatRequest) -> str:
-    return request.messages[-1].content.split("You are ", 1)[1].split(".", 1)[0]
+    return durable_support.speaker_of(request)
 
 
 def reply(request: ChatRequest) -> str:
@@ -79,7 +80,7 @@ def run_all(text: str, db: Path, **overrides: object) -> tuple[Store, int, Scrip
 
 
 def scenario(policy: str) -> str:
-    return f"name: phases-test\ngoal: Decide.\n{PERSONAS}{policy}"
+    return f"name: phases-test\ngoal: Decide.\nguard: {{enabled: false}}\n{PERSONAS}{policy}"
 
 
 def test_plan_debate_review_conclude(tmp_path: Path) -> None:
@@ -204,9 +205,12 @@ def test_the_example_scenario_validates_and_runs_all_four_phases(
     def answer(request: ChatRequest) -> str:
         if request.schema and "next" in request.schema["properties"]:
             return json.dumps({"next": request.schema["properties"]["next"]["enum"][0], "reason": "r"})
+        if request.schema and "decision" in request.schema["properties"]:  # the Summarizer's
+            return json.dumps({"agreed": ["ship"], "still_open": [], "next_step": "QA owns the rollout",
+                               "decision": "ship it to everyone"})
         if request.schema:
             return json.dumps({"approve": True, "issues": []})
-        return "FINAL DECISION: ship it." if "You are Summarizer" in request.messages[-1].content else "ok"
+        return "FINAL DECISION: ship it." if speaker_of(request) == "Summarizer" else "ok"
 
     store, run_id = run_to_end(tmp_path / "e.db", path, ScriptedBackend(default=answer))
     phases = [m.phase for m in store.messages(run_id)]
@@ -214,3 +218,22 @@ def test_the_example_scenario_validates_and_runs_all_four_phases(
         "plan", "debate", None, "debate", "review", "conclude",  # None: the scripted User input
     ]
     assert store.run(run_id).stop_reason == "stop_phrase"
+
+
+def test_a_run_that_max_turns_cuts_short_says_so_before_and_after(tmp_path: Path) -> None:
+    from personae.orchestrator.plan import shortfall
+
+    policy = (
+        "policy:\n  type: phases\n  phases:\n    - {name: plan, speakers: [Planner]}\n"
+        "    - {name: debate, speakers: [Critic, Planner], rounds: 2}\n"
+        "    - {name: conclude, speakers: [Summarizer]}\n"
+    )
+    loaded = load_scenario_text(scenario(policy), base_dir=tmp_path)
+    assert shortfall(loaded.scenario.policy, 6) is None  # 1 + 4 + 1 turns: enough
+    cut = shortfall(loaded.scenario.policy, 5)
+    assert cut is not None and (cut.phase, cut.needed, cut.starts) == ("conclude", 6, False)
+    assert "before phase 'conclude'" in cut.message() and "to 6" in cut.message()
+    inside = shortfall(loaded.scenario.policy, 3)
+    assert inside is not None and (inside.phase, inside.starts) == ("debate", True)
+    store, run_id, _ = run_all(scenario(policy), tmp_path / "c.db", max_turns=5)
+    assert store.run(run_id).stop_reason == "max_turns (in phase conclude)"

@@ -25,7 +25,7 @@ personas:
 
 def scenario(max_rounds: int = 3, extra: str = "") -> str:
     return (
-        f"name: reflect-test\ngoal: A rollout plan for the cache.\n{PERSONAS}"
+        f"name: reflect-test\ngoal: A rollout plan for the cache.\nguard: {{enabled: false}}\n{PERSONAS}"
         f"policy: {{type: reflect, author: Planner, critic: Critic, max_rounds: {max_rounds}}}\n"
         f"termination: {{max_turns: 50}}\n{extra}"
     )
@@ -49,7 +49,8 @@ def test_reflect_ends_when_the_critic_approves(tmp_path: Path) -> None:
     backend = scripted(
         [{"approve": False, "issues": ["No owner.", "No date."]}, {"approve": True, "issues": []}]
     )
-    store, run_id = run_all(scenario(), backend, tmp_path / "a.db")
+    # the cache-friendly layout, whose transcript re-renders each turn's cue word for word
+    store, run_id = run_all(scenario(extra="layout: cache_friendly\n"), backend, tmp_path / "a.db")
     messages = store.messages(run_id)
     roles = [(m.persona, m.meta["reflect"], m.meta["round"]) for m in messages]
     assert roles == [

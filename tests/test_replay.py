@@ -56,7 +56,7 @@ def test_replay_of_a_finished_run_is_identical_and_writes_nothing(tmp_path: Path
 
 def test_replay_reports_the_first_turn_whose_persona_changed(tmp_path: Path) -> None:
     folder = tmp_path / "project"
-    path = write_scenario(folder, scenario_text(PHASES))
+    path = write_scenario(folder, scenario_text(PHASES) + "layout: cache_friendly\n")
     store, run_id = run_to_end(tmp_path / "p.db", path, numbered())
     path.write_text(
         path.read_text().replace("Attack the weakest claim.", "Praise every claim."), encoding="utf-8"
@@ -74,10 +74,11 @@ def test_replay_reports_the_first_turn_whose_persona_changed(tmp_path: Path) -> 
     assert report.turns == 0  # it stopped at the difference
 
 
-def test_replay_classic_reports_the_first_turn_whose_persona_changed(tmp_path: Path) -> None:
-    """In the classic layout only the speaker's own instructions are in its prompt: an edit to
-    the Critic first shows at the Critic's first turn."""
-    path = write_scenario(tmp_path / "project", scenario_text(PHASES) + "layout: classic\n")
+@pytest.mark.parametrize("layout", ["classic", "transcript", "named"])
+def test_replay_classic_reports_the_first_turn_whose_persona_changed(tmp_path: Path, layout: str) -> None:
+    """In the classic and speaker-last layouts only the speaker's own instructions are in its
+    prompt: an edit to the Critic first shows at the Critic's first turn."""
+    path = write_scenario(tmp_path / "project", scenario_text(PHASES) + f"layout: {layout}\n")
     store, run_id = run_to_end(tmp_path / "p.db", path, numbered())
     path.write_text(path.read_text().replace("Attack the weakest claim.", "Praise every claim."), encoding="utf-8")
     report = replay_run(store, run_id, scenario_file=path)
@@ -87,12 +88,14 @@ def test_replay_classic_reports_the_first_turn_whose_persona_changed(tmp_path: P
 
 
 def test_replay_all_lists_every_differing_turn(tmp_path: Path) -> None:
-    for layout, differing in (("classic", [2, 4]), ("cache_friendly", [1, 2, 3, 4, 5, 6])):
+    for layout, differing in (
+        ("classic", [2, 4]), ("transcript", [2, 4]), ("cache_friendly", [1, 2, 3, 4, 5, 6]),
+    ):
         path = write_scenario(tmp_path / layout, scenario_text(PHASES) + f"layout: {layout}\n")
         store, run_id = run_to_end(tmp_path / f"{layout}.db", path, numbered())
         path.write_text(path.read_text().replace("Bring numbers.", "Bring anecdotes."), encoding="utf-8")
         report = replay_run(store, run_id, scenario_file=path, keep_going=True)
-        # classic: the Analyst's turns only; cache_friendly: the header of every prompt
+        # classic, transcript: the Analyst's turns only; cache_friendly: the header of every prompt
         assert sorted(d.turn for d in report.divergences) == differing
         assert report.turns == 6 and not report.content_changes
 
@@ -106,7 +109,7 @@ def test_replay_detects_a_prompt_recorded_by_different_code(tmp_path: Path) -> N
             "select prompt from llm_calls where run_id = ? and turn = 4", (run_id,)
         ).fetchone()
         prompt = json.loads(prompt_json)
-        prompt[-1]["content"] = prompt[-1]["content"].replace("It is your turn.", "Your turn now.")
+        prompt[-1]["content"] = prompt[-1]["content"].replace("Now it is ", "Your turn now. ")
         new_hash = prompt_hash(tuple(ChatMessage(m["role"], m["content"]) for m in prompt))
         connection.execute(
             "update llm_calls set prompt = ?, prompt_hash = ? where run_id = ? and turn = 4",
@@ -232,7 +235,7 @@ def test_fork_copies_turns_then_goes_on_live(tmp_path: Path) -> None:
     assert [t[3] for t in transcript(db, fork.run_id)[3:]] == ["Live reply."] * 3
     # The model was asked only for the new turns, and saw the copied transcript.
     assert len(live.requests) == 3
-    assert "Point 3: the p99 matters." in [m.content for m in live.requests[0].messages]
+    assert "Point 3: the p99 matters." in "\n".join(m.content for m in live.requests[0].messages)
     calls = store.calls(fork.run_id)
     assert [(c.turn, c.backend) for c in calls] == [
         (1, "replay"), (2, "replay"), (3, "replay"), (4, "scripted"), (5, "scripted"), (6, "scripted")
@@ -276,7 +279,7 @@ def test_cli_replay_reports_identical_then_the_first_differing_turn(
         personae_cmd("replay", "1", "--scenario", str(path)), capture_output=True, text=True, env=cli_env, timeout=120
     )
     assert changed.returncode == 1
-    assert "First difference at turn 1." in changed.stdout
+    assert "First difference at turn 3." in changed.stdout  # the Critic's first turn
     assert "-Attack the weakest claim." in changed.stdout and "+Agree." in changed.stdout
 
     as_json = subprocess.run(

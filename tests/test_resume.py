@@ -138,7 +138,7 @@ def test_resume_uses_the_personas_frozen_at_the_start(tmp_path: Path) -> None:
     personas = folder / "personas"
     personas.mkdir(parents=True)
     (personas / "sage.yaml").write_text("name: Sage\ndescription: wise\nsystem: Speak slowly.\n")
-    path = write_scenario(folder, "name: s\ngoal: g\npersonas: [Sage, Critic]\nmemory: {collapse: null}\n")
+    path = write_scenario(folder, "name: s\ngoal: g\nguard: {enabled: false}\npersonas: [Sage, Critic]\nmemory: {collapse: null}\n")
     store, run_id, orchestrator = start(tmp_path / "p.db", path, interrupt_at(2))
     with pytest.raises(KeyboardInterrupt):
         for _ in orchestrator.run(run_id):

@@ -18,6 +18,7 @@ from personae.orchestrator.router import Router
 from personae.orchestrator.selector import read_choice, selection_schema
 from personae.orchestrator.state import Utterance
 from personae.store.repo import Store
+from tests import durable_support
 from tests.durable_support import run_to_end, start
 
 PERSONAS = """
@@ -30,7 +31,7 @@ personas:
 
 
 def scenario(policy: str, extra: str = "") -> str:
-    return f"name: router-test\ngoal: Decide on a cache.\n{PERSONAS}{policy}{extra}"
+    return f"name: router-test\ngoal: Decide on a cache.\nguard: {{enabled: false}}\n{PERSONAS}{policy}{extra}"
 
 
 def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
@@ -38,7 +39,7 @@ def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
 
 
 def speaker_of(request: ChatRequest) -> str:
-    return request.messages[-1].content.split("You are ", 1)[1].split(".", 1)[0]
+    return durable_support.speaker_of(request)
 
 
 def by_speaker(lines: dict[str, list[str]]):
@@ -177,7 +178,7 @@ def test_selector_picks_where_no_rule_matches_and_is_stored_with_the_turn(tmp_pa
     # whole transcript prefix for the selection, and again for the turn it chose.
     for select, turn in zip(calls[::2], calls[1::2]):
         assert select.prompt[0] == turn.prompt[0]
-        shared = turn.prompt[-1]["content"].split("It is your turn.")[0]
+        shared = turn.prompt[-1]["content"].rsplit("Now it is ", 1)[0]
         assert select.prompt[-1]["content"].startswith(shared)
         assert select.prompt[-1]["content"][len(shared):].startswith("Choose who speaks next.")
     assert select.manifest[-1] == {"section": "selection", "candidates": ["Planner", "Analyst"]}

@@ -75,14 +75,17 @@ def test_persona_text_is_never_rendered_as_a_template(tmp_path: Path) -> None:
         f"  - {{name: Planner, system: {json.dumps(tricky)}}}\n"
         "  - {name: Critic, system: Attack.}\n"
     )
-    text = f"name: t\ngoal: {json.dumps('Goal ' + tricky)}\n{personas}memory: {{collapse: null}}\ntermination: {{max_turns: 2}}\n"
+    text = (
+        f"name: t\ngoal: {json.dumps('Goal ' + tricky)}\n{personas}memory: {{collapse: null}}\n"
+        "termination: {max_turns: 2}\nguard: {enabled: false}\n"
+    )
     backend = ScriptedBackend(default=lambda _r: "Reply {{ 6*7 }}.")
     run_to_end(tmp_path / "p.db", text, backend)
     first, second = backend.requests
     sent = "\n".join(m.content for m in first.messages)
     assert tricky in first.messages[0].content and "Goal " + tricky in first.messages[0].content
     assert "49" not in sent and "looploop" not in sent
-    assert "Reply {{ 6*7 }}." in [m.content for m in second.messages]  # model text passes as text
+    assert "Planner: Reply {{ 6*7 }}." in "\n".join(m.content for m in second.messages)  # as text
 
 
 # -- paths: documents stay inside the scenario's folder; nothing is written elsewhere ---------------

@@ -22,6 +22,7 @@ TRANSITIONS = {
 SCENARIO = """
 name: selector-real
 goal: Decide whether the orders API needs a Redis cache.
+guard: {enabled: false}
 context: p99 latency is 900 ms against a 300 ms target; the database CPU is at 85%.
 personas:
   - {name: Planner, description: Turns the discussion into steps., system: Propose a step., options: {num_predict: 8}}

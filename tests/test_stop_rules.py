@@ -118,7 +118,7 @@ any:
 
 
 def test_yaml_errors_for_stop_rules() -> None:
-    base = "name: t\ngoal: g\npersonas: [Planner, Critic]\n"
+    base = "name: t\ngoal: g\nguard: {enabled: false}\npersonas: [Planner, Critic]\n"
     for termination, expected in [
         ("{any: [{stop_phrase: X, approved: true}]}", "exactly one rule"),
         ("{any: [{stop_phrse: X}]}", "did you mean 'stop_phrase'"),
@@ -133,7 +133,7 @@ def test_yaml_errors_for_stop_rules() -> None:
 
 def run_scenario(termination: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
     text = (
-        "name: stop-test\ngoal: g\npersonas:\n  - {name: A, system: a}\n  - {name: B, system: b}\n"
+        "name: stop-test\ngoal: g\nguard: {enabled: false}\npersonas:\n  - {name: A, system: a}\n  - {name: B, system: b}\n"
         f"termination: {termination}\n"
     )
     return run_to_end(db, text, backend)

@@ -138,6 +138,7 @@ def test_the_commit_returns_the_totals_it_wrote(tmp_path: Path) -> None:
 SCENARIO = """
 name: budget
 goal: Decide whether the orders API needs a cache.
+guard: {enabled: false}
 personas:
   - {name: Planner, description: plans, system: Plan., options: {num_predict: 16}}
   - {name: Critic, description: doubts, system: Doubt., options: {num_predict: 16}}

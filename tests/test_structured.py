@@ -64,7 +64,7 @@ def scenario(num_predict: int = 200) -> str:
         "options": {"num_predict": num_predict, "temperature": 0.2},
     }
     return (
-        "name: structured-test\ngoal: Decide on a cache.\ncontext: p99 is 900 ms; 80% reads.\n"
+        "name: structured-test\ngoal: Decide on a cache.\nguard: {enabled: false}\ncontext: p99 is 900 ms; 80% reads.\n"
         f"personas:\n  - {json.dumps(persona)}\n  - {{name: Critic, system: Attack., options: {{num_predict: 20}}}}\n"
         "termination: {max_turns: 2}\nmemory: {num_ctx: 2048, collapse: null}\n"
     )
@@ -89,7 +89,8 @@ def test_structured_turn_is_constrained_validated_stored_and_rendered(tmp_path: 
     calls = store.calls(run_id)
     assert calls[0].schema == SCHEMA and calls[1].schema is None
     # the other personas read the rendered text, not the JSON
-    assert second.messages[-2] == ChatMessage("assistant", analyst.content)
+    shown = "\n".join(m.content for m in second.messages)
+    assert f"Analyst: {analyst.content}" in shown and json.dumps(reply) not in shown
 
 
 def test_an_invalid_structured_reply_is_kept_and_flagged(tmp_path: Path) -> None:

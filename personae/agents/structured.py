@@ -130,9 +130,13 @@ def _inline(value: Any) -> str:
 
 
 def schema_hint(schema: dict[str, Any]) -> str:
-    """One line telling the model what the JSON holds (Ollama's docs advise saying it too)."""
+    """One line telling the model what the JSON holds (Ollama's docs advise saying it too). A
+    field's own ``description`` says it best; otherwise its type does."""
     fields = []
     for key, sub in schema.get("properties", {}).items():
+        if sub.get("description"):
+            fields.append(f"{key} ({sub['description'].strip().rstrip('.')})")
+            continue
         kind = sub.get("type", "value")
         if kind == "array":
             kind = f"a list of {sub.get('items', {}).get('type', 'value')}s"

@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
 from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
+from personae.agents.template import check_template
+
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]
 
@@ -72,6 +74,19 @@ class Persona(Strict):
         description="JSON Schema (an object) for structured replies: constrained decoding, "
         "validated, stored as JSON; fields claims/decisions/questions feed the memory graph.",
     )
+
+    output_template: str | None = Field(
+        None,
+        description="How a structured reply reads to the others: a Jinja template over its "
+        "fields (rendered in a sandbox), e.g. `FINAL DECISION: {{ decision }}`.",
+    )
+
+    @field_validator("output_template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
 
     @field_validator("output_schema")
     @classmethod
@@ -349,6 +364,21 @@ class TerminationConfig(_StopRules):
     max_turns: int = Field(12, ge=1, le=MAX_TURNS, description="Turns taken by personas.")
 
 
+class GuardConfig(Strict):
+    """The reply guard: a reply that is empty, copied or in another persona's voice is asked for
+    again (another seed, a stronger repetition penalty, a note of what was wrong), at most
+    `retries` times; every attempt is stored, the best one is kept."""
+
+    enabled: bool = Field(True, description="Check each persona reply before others see it.")
+    retries: int = Field(2, ge=0, le=10, description="Extra attempts for one turn, at most.")
+    copy_threshold: float = Field(
+        0.5, gt=0, le=1,
+        description="Share of a reply's word 4-grams already said (or given in the prompt) "
+        "that makes it a copy.",
+    )
+    min_words: int = Field(5, ge=0, le=1000, description="Fewer words than this is empty.")
+
+
 class ScenarioInput(Strict):
     """A message from the user, committed before the persona turn `at_turn`."""
 
@@ -371,7 +401,11 @@ class Scenario(Strict):
         min_length=1, description="Names of personas, or inline persona definitions."
     )
     model: str | None = Field(None, description="Model name (Ollama) or a .gguf path (embedded).")
-    layout: Literal["cache_friendly", "classic"] = "cache_friendly"
+    layout: Literal["transcript", "named", "cache_friendly", "classic"] = Field(
+        "transcript",
+        description="How turns are laid out in the prompt: transcript (default) and named end "
+        "with the speaker's cue; cache_friendly and classic are kept for comparison and replay.",
+    )
     policy: Policy = RoundRobinPolicy()
     memory: MemoryConfig = MemoryConfig()
     termination: TerminationConfig = TerminationConfig()
@@ -386,6 +420,10 @@ class Scenario(Strict):
     )
     inputs: list[ScenarioInput] = Field(
         default_factory=list, description="Scripted messages from User at given turns."
+    )
+    guard: GuardConfig = Field(
+        default_factory=GuardConfig,
+        description="Re-ask for replies that are empty, copied or in another persona's voice.",
     )
 
     @field_validator("personas")

@@ -537,7 +537,7 @@ def make_collapser(
     header = backend.count_text_tokens(layout_header(scenario, personas, layout))
     instructions = max(
         backend.count_text_tokens(
-            instructions_text(personas[name], Speaker(name, "phase"), layout)
+            instructions_text(scenario, personas[name], Speaker(name, "phase"), layout)
         )
         for name in scenario.roster
     )

@@ -19,6 +19,24 @@ every later prompt: a full set of instructions per turn would cost ~100 tokens o
 and be re-read on every call. Messages from ``User`` (scripted inputs, --interactive) go into the
 user message before the next cue.
 
+``transcript`` and ``named`` put what small models need *last*: they weight the end of the prompt
+and copy whatever reads as their own earlier words. The header (goal, context, roster) stays
+first and stable; every turn is shown as text with its author's name — never as the model's own
+assistant message — and the prompt ends with the speaker's cue: who speaks now, that persona's
+instructions, the goal, the turn's extra instructions::
+
+    system     header: goal, context, participants
+    user       Transcript so far:  Planner: …  Analyst: …   +   the cue   (``transcript``)
+    -- or --
+    user       Planner: …          one message per turn, then             (``named``)
+    user       Analyst: …
+    user       the cue
+
+The cue is not kept once the turn is over, so each prompt extends the previous one up to the end
+of the transcript, and the server re-reads the last reply (it was generated as an assistant
+message, it is now text in a user message) and the new cue: about a reply and a cue per turn,
+still linear in the number of turns (``docs/performance.md`` has the numbers).
+
 ``classic`` puts the speaking persona's system prompt first and the transcript in one user
 message, as AutoGen and CrewAI do; it is kept for comparison, and its cost shows in
 ``llm_calls.evaluated_tokens``: a changed first message makes the server re-read everything.
@@ -38,6 +56,11 @@ from personae.orchestrator.state import Speaker, Utterance
 TRANSCRIPT_HEADING = "Transcript so far:"
 CACHE_FRIENDLY = "cache_friendly"
 CLASSIC = "classic"
+TRANSCRIPT = "transcript"
+NAMED = "named"
+LAYOUTS = (TRANSCRIPT, NAMED, CACHE_FRIENDLY, CLASSIC)
+DEFAULT_LAYOUT = TRANSCRIPT
+SPEAKER_LAST = (TRANSCRIPT, NAMED)  # the layouts that end with the speaker's cue
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,7 @@ class Prompt:
     manifest: list[dict[str, Any]]
     tokens: int
     full_tokens: int = 0  # before any last-resort dropping: what collapse is triggered on
+    cue: str = ""  # the text the last message ends with that hands the turn over, if any
 
 
 def header_text(
@@ -120,6 +144,26 @@ def persona_text(persona: Persona, speaker: Speaker) -> str:
     return turn_cue(persona.name, speaker.phase, speaker.instructions)
 
 
+def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
+    """What ends the prompt in the speaker-last layouts: who speaks now, what that persona does,
+    the goal, and the turn's own extra instructions (mode, reflect role, schema) last. Short on
+    purpose: a small model follows three plain lines better than ten."""
+    name = persona.name
+    lines = [f"Now it is {name}'s turn."]
+    role = (persona.system or "").strip() or persona.description.strip()
+    if role:
+        lines.append(role)
+    lines.append(f"Goal: {scenario.goal.strip()}")
+    if scenario.language:
+        lines.append(f"Answer in this language: {scenario.language}.")
+    lines.append(f"Write {name}'s reply in your own words, and say something not said yet.")
+    if speaker.phase:
+        lines.append(f"Current phase: {speaker.phase}.")
+    if speaker.instructions:
+        lines.append(speaker.instructions.strip())
+    return "\n".join(lines)
+
+
 def _classic_tail(persona: Persona, speaker: Speaker) -> str:
     """What ends a classic prompt, after the transcript."""
     tail = f"Write {persona.name}'s next message only, without a name prefix."
@@ -136,17 +180,19 @@ def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
     return "\n".join(lines)
 
 
-def instructions_text(persona: Persona, speaker: Speaker, layout: str) -> str:
-    """The speaking persona's part of the prompt, in either layout (for budgets)."""
+def instructions_text(scenario: Scenario, persona: Persona, speaker: Speaker, layout: str) -> str:
+    """The speaking persona's part of the prompt, in any layout (for budgets)."""
     if layout == CLASSIC:
         return _classic_instructions(persona, speaker)
+    if layout in SPEAKER_LAST:
+        return speaker_cue(scenario, persona, speaker)
     return persona_text(persona, speaker)
 
 
 def layout_header(scenario: Scenario, personas: Mapping[str, Persona], layout: str) -> str:
     """The header a layout's prompts start with (cache-friendly: with every persona's
     instructions; classic: the roster, the speaker's own instructions go before it)."""
-    return header_text(scenario, personas, instructions=layout != CLASSIC)
+    return header_text(scenario, personas, instructions=layout == CACHE_FRIENDLY)
 
 
 def build_prompt(
@@ -170,9 +216,10 @@ def build_prompt(
     stable = f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
     if memory is not None:  # collapsed turns are in the memory block, not the transcript
         history = [u for u in history if u.turn > memory.after_turn]
-    instructions = instructions_text(persona, speaker, layout)
+    instructions = instructions_text(scenario, persona, speaker, layout)
     # Render every entry once; the loop below only slices (a full window may take ~14 tries).
-    if layout == CLASSIC:
+    as_text = layout != CACHE_FRIENDLY  # every turn shown as named text
+    if as_text:
         entries = [render_utterance(u, personas) for u in history]
         starts = list(range(len(history)))
     else:
@@ -186,6 +233,10 @@ def build_prompt(
     while True:
         if layout == CLASSIC:
             messages = _classic(stable, entries[unit:], persona, speaker)
+        elif layout == TRANSCRIPT:
+            messages = _transcript(stable, entries[unit:], instructions)
+        elif layout == NAMED:
+            messages = _named(stable, entries[unit:], instructions)
         else:
             messages = (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
         tokens = backend.count_tokens(messages)
@@ -195,7 +246,7 @@ def build_prompt(
         unit += max(1, (len(starts) - unit) // 8)
     kept_from = starts[unit] if unit < len(starts) else len(history)
     kept = history[kept_from:]
-    if layout == CLASSIC:
+    if as_text:
         shown = "\n\n".join(entries[unit:])
     else:
         shown = "\n\n".join(m.content for m in messages[1:-1])
@@ -214,7 +265,8 @@ def build_prompt(
         transcript = next(e for e in manifest if e["section"] == "transcript")
         transcript["dropped_turns"] = [u.turn for u in history[:kept_from]]
         transcript["last_resort"] = True
-    return Prompt(messages=messages, manifest=manifest, tokens=tokens, full_tokens=full_tokens)
+    cue = "" if layout == CLASSIC else instructions
+    return Prompt(messages, manifest, tokens, full_tokens=full_tokens, cue=cue)
 
 
 @dataclass(frozen=True)
@@ -291,8 +343,8 @@ def render_transcript(
 
 def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, backend: Backend) -> int:
     """Roughly what one more transcript entry adds to a prompt (collapse's budgets)."""
-    if layout == CLASSIC or u.persona not in personas:
-        return backend.count_text_tokens(render_utterance(u, personas)) + 2
+    if layout != CACHE_FRIENDLY or u.persona not in personas:
+        return backend.count_text_tokens(render_utterance(u, personas)) + (6 if layout == NAMED else 2)
     cue = turn_cue(u.persona, u.phase, (u.meta or {}).get("instructions"))
     return backend.count_text_tokens(cue) + backend.count_text_tokens(_said(u, personas)) + 10
 
@@ -305,3 +357,16 @@ def _classic(
     tail = _classic_tail(persona, speaker)
     body = f"{transcript}\n\n{tail}" if transcript else tail
     return (ChatMessage("system", system), ChatMessage("user", body))
+
+
+def _transcript(stable: str, entries: Sequence[str], cue: str) -> tuple[ChatMessage, ...]:
+    body = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) + f"\n\n{cue}" if entries else cue
+    return (ChatMessage("system", stable), ChatMessage("user", body))
+
+
+def _named(stable: str, entries: Sequence[str], cue: str) -> tuple[ChatMessage, ...]:
+    return (
+        ChatMessage("system", stable),
+        *(ChatMessage("user", entry) for entry in entries),
+        ChatMessage("user", cue),
+    )

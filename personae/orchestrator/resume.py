@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from personae.config.loader import LoadedScenario, load_scenario, load_scenario_text
-from personae.config.models import Persona, Scenario
+from personae.config.models import GuardConfig, Persona, Scenario
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
 from personae.llm.base import Backend
@@ -39,7 +39,34 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
     instead (replay uses this to show where an edit would change a run).
     """
     if scenario_file is not None:
-        return load_scenario(scenario_file)
+        return as_it_ran(run, load_scenario(scenario_file))
+    return as_it_ran(run, _stored_scenario(store, run))
+
+
+# The first version with a reply guard. A run started before it had none, and a scenario without
+# a `guard:` key must not gain one when it is resumed or replayed: its prompts would change.
+GUARD_SINCE = (0, 2, 0)
+
+
+def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
+    """The scenario with the defaults of the version that started ``run``."""
+    if _version(run.personae_version) >= GUARD_SINCE:
+        return loaded
+    if "guard" in (yaml.safe_load(loaded.source_yaml) or {}):
+        return loaded
+    scenario = loaded.scenario.model_copy(update={"guard": GuardConfig(enabled=False)})
+    return replace(loaded, scenario=scenario)
+
+
+def _version(text: str | None) -> tuple[int, ...]:
+    parts = []
+    for piece in (text or "0").split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     frozen = {
         p.name: Persona.model_validate(p.definition) for p in store.run_personas(run.id)
     }

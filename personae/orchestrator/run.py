@@ -8,23 +8,32 @@ continued by ``resume`` in another process.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
 from personae.errors import BackendError
-from personae.llm.base import Backend, ChatRequest, TokenCallback
+from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.memory.documents import import_documents
 from personae.orchestrator.collapse import make_collapser
 from personae.orchestrator.context import Prompt, RenderCache, build_prompt
+from personae.orchestrator.guard import (
+    Check,
+    ReplyGuard,
+    best_attempt,
+    retry_messages,
+    retry_note,
+    retry_options,
+)
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
 from personae.orchestrator.policies import finish_reason, make_policy
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
     Event,
     InputGiven,
+    Retrying,
     RunState,
     Speaker,
     Stopped,
@@ -33,7 +42,7 @@ from personae.orchestrator.state import (
     Utterance,
 )
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
-from personae.orchestrator.turns import interpret, prepare
+from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -114,6 +123,7 @@ class Orchestrator:
         scenario = self.loaded.scenario
         self._fixed_options: dict[str, tuple[dict[str, Any], list[str]]] = {}  # see _options
         self._rendered = RenderCache()  # each committed turn is rendered once, not per prompt
+        self.guard = ReplyGuard.for_scenario(scenario, self.loaded.personas)
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
             scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
@@ -144,6 +154,10 @@ class Orchestrator:
             while True:
                 reason = self.stop_rule.check(state)
                 speaker = None if reason else self.policy.next_speaker(state.history)
+                if reason == "max_turns":  # cut short? say where
+                    pending = self.policy.next_speaker(state.history)
+                    if pending is not None and pending.phase:
+                        reason = f"max_turns (in phase {pending.phase})"
                 if speaker is None:
                     reason = reason or finish_reason(self.policy, state.history)
                     self.store.finish_run(run_id, "completed", stop_reason=reason)
@@ -160,7 +174,7 @@ class Orchestrator:
                 if self.collapser is not None:
                     yield from self.collapser.before_turn(state, speaker, self._prompt)
                 yield TurnStarted(state.turn + 1, speaker.persona, speaker.phase)
-                done, totals = self._take_turn(state, speaker, on_token, chosen_by)
+                done, totals = yield from self._take_turn(state, speaker, on_token, chosen_by)
                 state = replace(
                     state,
                     history=state.history + (done.utterance,),
@@ -180,8 +194,10 @@ class Orchestrator:
         speaker: Speaker,
         on_token: TokenCallback | None,
         chosen_by: tuple[CallRecord, ...] = (),
-    ) -> tuple[TurnDone, RunTotals]:
-        """One model turn, committed; with the run's totals as the commit left them."""
+    ) -> Generator[Retrying, None, tuple[TurnDone, RunTotals]]:
+        """One model turn, checked by the reply guard and committed with every attempt; returns
+        the event and the run's totals as the commit left them (``yield from`` it: retries are
+        announced as they start)."""
         personas = self.loaded.personas
         turn = state.turn + 1
         speaker = prepare(speaker, personas[speaker.persona])  # schema and its instructions
@@ -189,30 +205,89 @@ class Orchestrator:
         options = self._options(speaker.persona, turn=turn)
         if speaker.schema is not None:  # the grammar ends the JSON; a "\nCritic:" stop would cut it
             options.pop("stop", None)
-        request = ChatRequest(messages=prompt.messages, options=options, schema=speaker.schema)
-        call = CallRecord(
-            purpose="turn",
-            persona=speaker.persona,
-            backend=self.backend.name,
-            model=self.backend.model,
-            options=options,
-            prompt=prompt.messages,
-            manifest=prompt.manifest,
-            response=None,
-            schema=speaker.schema,
+        guard = self.loaded.scenario.guard
+        attempts: list[tuple[CallRecord, ChatResult, TurnOutput]] = []
+        checks: list[Check] = []
+        messages, attempt_options = prompt.messages, options
+        for attempt in range(1 + (guard.retries if guard.enabled else 0)):
+            if attempt:
+                last = checks[-1]
+                yield Retrying(turn, speaker.persona, attempt, last.problems, last.copied)
+                messages = retry_messages(prompt.messages, retry_note(last, speaker.persona))
+                attempt_options = retry_options(options, attempt)
+            call, result = self._call(
+                state.run_id, ChatRequest(messages, attempt_options, speaker.schema), on_token,
+                CallRecord(
+                    purpose="retry" if attempt else "turn", persona=speaker.persona,
+                    backend=self.backend.name, model=self.backend.model,
+                    options=attempt_options, prompt=messages, manifest=prompt.manifest,
+                    response=None, schema=speaker.schema, turn=turn,
+                ),
+            )
+            parsed = interpret(result.text, speaker, self.loaded.scenario.roster)
+            attempts.append((call, result, parsed))
+            if not guard.enabled:
+                break
+            checks.append(self.guard.check(parsed.content, speaker.persona, state.history, messages))
+            if checks[-1].ok:
+                break
+        kept = best_attempt(checks) if checks else 0
+        _, result, parsed = attempts[kept]
+        meta = dict(parsed.meta or {})
+        if not result.text.strip():  # kept, and flagged
+            meta["empty_reply"] = True
+        if result.done_reason == "length":
+            meta["truncated"] = True
+        if len(attempts) > 1 or (checks and not checks[kept].ok):
+            meta["guard"] = {
+                "attempts": len(attempts),
+                "kept": kept,
+                "checks": [c.as_meta(i) for i, c in enumerate(checks)],
+            }
+        record = TurnRecord(
             turn=turn,
+            persona=speaker.persona,
+            phase=speaker.phase,
+            content=parsed.content,
+            thinking=parsed.thinking,
+            raw=result.text,
+            cut=parsed.cut,
+            structured=parsed.structured,
+            meta=meta or None,
         )
+        calls = [*chosen_by, *(call for call, _, _ in attempts)]
+        committed = self.store.write_turn(state.run_id, record, calls)
+        utterance = Utterance(
+            turn=turn,
+            persona=speaker.persona,
+            phase=speaker.phase,
+            content=parsed.content,
+            thinking=parsed.thinking,
+            id=committed.message_id,
+            structured=record.structured,
+            meta=record.meta,
+        )
+        seconds = sum(call.wall_ns for call, _, _ in attempts) / 1e9
+        done = TurnDone(
+            utterance, result.usage, seconds, cut=parsed.cut,
+            truncated=result.done_reason == "length", attempts=len(attempts), kept=kept,
+        )
+        return done, committed.totals
+
+    def _call(
+        self, run_id: int, request: ChatRequest, on_token: TokenCallback | None, call: CallRecord
+    ) -> tuple[CallRecord, ChatResult]:
+        """One timed model call and its record; a failed call is stored before it is raised."""
         started = time.perf_counter_ns()
         try:
             result = self.backend.chat(request, on_token=on_token)
         except BackendError as exc:
             wall = time.perf_counter_ns() - started
-            self.store.record_call(state.run_id, replace(call, error=str(exc), wall_ns=wall))
+            self.store.record_call(run_id, replace(call, error=str(exc), wall_ns=wall))
             raise
         wall = time.perf_counter_ns() - started
-        parsed = interpret(result.text, speaker, self.loaded.scenario.roster)
         usage = result.usage
-        call = replace(
+        return replace(
             call,
             response=result.text,
             done_reason=result.done_reason,
@@ -224,32 +299,7 @@ class Orchestrator:
             prompt_eval_ns=usage.prompt_eval_ns,
             eval_ns=usage.eval_ns,
             wall_ns=wall,
-        )
-        record = TurnRecord(
-            turn=turn,
-            persona=speaker.persona,
-            phase=speaker.phase,
-            content=parsed.content,
-            thinking=parsed.thinking,
-            raw=result.text,
-            cut=parsed.cut,
-            structured=parsed.structured,
-            # An empty reply (after the retry wrapper asked again) is kept, and flagged.
-            meta=(parsed.meta or {}) | ({} if result.text.strip() else {"empty_reply": True})
-            or None,
-        )
-        committed = self.store.write_turn(state.run_id, record, [*chosen_by, call])
-        utterance = Utterance(
-            turn=turn,
-            persona=speaker.persona,
-            phase=speaker.phase,
-            content=parsed.content,
-            thinking=parsed.thinking,
-            id=committed.message_id,
-            structured=record.structured,
-            meta=record.meta,
-        )
-        return TurnDone(utterance, usage, wall / 1e9, cut=parsed.cut), committed.totals
+        ), result
 
     def _prompt(self, state: RunState, speaker: Speaker) -> Prompt:
         """Rebuild: header, memory block (as of the last collapse), recent turns, instructions."""

@@ -35,7 +35,6 @@ from personae.orchestrator.context import (
     TRANSCRIPT_HEADING,
     Prompt,
     header_text,
-    persona_text,
     render_utterance,
 )
 from personae.orchestrator.state import RunState, Speaker, Utterance
@@ -128,8 +127,8 @@ def from_turn_prompt(
     """The turn prompt with its trailing persona instructions swapped for the selection's, or
     None when the prompt does not end with them (the classic layout)."""
     *head, last = prompt.messages
-    instructions = persona_text(persona, speaker)
-    if last.role != "user" or not last.content.endswith(instructions):
+    instructions = prompt.cue
+    if not instructions or last.role != "user" or not last.content.endswith(instructions):
         return None
     body = last.content[: len(last.content) - len(instructions)] + selection_text(names, personas)
     manifest = [s for s in prompt.manifest if s.get("section") != "persona"]

@@ -32,6 +32,7 @@ class Speaker:
     mode: str | None = None  # the phase's mode, recorded in messages.meta
     instructions: str | None = None  # added after the persona's own (mode, reflect role)
     schema: dict[str, Any] | None = None  # constrain this reply (a verdict); else the persona's
+    template: str | None = None  # how the structured reply reads: the persona's output_template
     meta: dict[str, Any] | None = None  # goes into messages.meta (route taken, reflect links)
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
@@ -67,6 +68,20 @@ class TurnDone:
     usage: Usage
     seconds: float
     cut: str | None = None
+    truncated: bool = False  # generation stopped at num_predict
+    attempts: int = 1  # model calls the reply guard made for this turn
+    kept: int = 0  # which of them became the message
+
+
+@dataclass(frozen=True)
+class Retrying:
+    """The reply guard rejected an attempt at this turn and asks again (``orchestrator/guard.py``)."""
+
+    turn: int
+    persona: str
+    attempt: int  # the attempt about to start, 1 for the first retry
+    problems: tuple[str, ...]
+    copied: float
 
 
 @dataclass(frozen=True)
@@ -101,4 +116,4 @@ class Stopped:
     extra: dict[str, object] = field(default_factory=dict)
 
 
-Event = TurnStarted | TurnDone | InputGiven | Collapsed | Stopped
+Event = TurnStarted | Retrying | TurnDone | InputGiven | Collapsed | Stopped

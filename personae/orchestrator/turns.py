@@ -15,6 +15,7 @@ from typing import Any
 
 from personae.agents import structured
 from personae.agents.reply import parse_reply
+from personae.agents.template import render_template
 from personae.config.models import Persona
 from personae.orchestrator.reflect import render_verdict
 from personae.orchestrator.state import Speaker
@@ -35,7 +36,9 @@ def prepare(speaker: Speaker, persona: Persona) -> Speaker:
     if schema is None:
         return speaker
     instructions = "\n".join(t for t in (speaker.instructions, structured.schema_hint(schema)) if t)
-    return replace(speaker, schema=schema, instructions=instructions)
+    own = speaker.schema is None  # the persona's own schema, so its own template
+    template = persona.output_template if own else None
+    return replace(speaker, schema=schema, instructions=instructions, template=template)
 
 
 def interpret(raw: str, speaker: Speaker, roster: Sequence[str]) -> TurnOutput:
@@ -47,6 +50,11 @@ def interpret(raw: str, speaker: Speaker, roster: Sequence[str]) -> TurnOutput:
         if data is not None:
             verdict = meta.get("reflect") == "verdict"
             content = render_verdict(data) if verdict else structured.render(data)
+            if speaker.template and not verdict:
+                try:
+                    content = render_template(speaker.template, data)
+                except ValueError as exc:  # recorded; the plain rendering stands in
+                    meta["template_error"] = str(exc)
             return TurnOutput(content, structured=data, meta=meta or None)
         meta["structured_error"] = error
     parsed = parse_reply(raw, speaker.persona, roster)

@@ -48,7 +48,9 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text, comment="the failure message, if failed")
     backend: Mapped[str] = mapped_column(String, comment="embedded | ollama | openai | replay")
     model: Mapped[str] = mapped_column(Text, comment="model name or GGUF file that played all personas")
-    layout: Mapped[str] = mapped_column(String, comment="cache_friendly | classic")
+    layout: Mapped[str] = mapped_column(
+        String, comment="transcript | named | cache_friendly | classic: how prompts were laid out"
+    )
     num_ctx: Mapped[int] = mapped_column(Integer, comment="the window served, in tokens")
     max_turns: Mapped[int] = mapped_column(Integer, comment="effective limit (scenario or --max-turns)")
     seed: Mapped[int | None] = mapped_column(Integer, comment="sampling seed, if fixed")

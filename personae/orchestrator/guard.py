@@ -1,0 +1,148 @@
+"""The reply guard: a reply is checked before the other personas see it.
+
+Small models repeat: the previous message, the goal, their own instructions. A reply that is
+empty, mostly copied, or written as another persona is asked for again — with another seed, a
+stronger repetition penalty and one line saying what was wrong — at most ``guard.retries`` times
+(DSPy's ``Refine``/``BestOfN`` shape: regenerate until a check passes, within a budget). Every
+attempt is an ``llm_calls`` row (the first ``turn``, the others ``retry``); the message's
+``meta["guard"]`` says why each retry happened and which attempt was kept. Nothing is rewritten:
+the kept reply is one the model wrote.
+
+The checks are the quality scorer's own (``personae/quality/scoring.py``), so what the guard
+retries is what the benchmark counts as a failure. They read only the committed transcript and
+the prompt, so a resumed run checks exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from personae.config.models import GuardConfig, Persona, Scenario
+from personae.llm.base import ChatMessage
+from personae.orchestrator.state import Utterance
+from personae.quality.scoring import ngrams, speaks_as, words
+
+Gram = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    problems: tuple[str, ...]  # of "empty", "copy", "other_voice"
+    copied: float  # share of the reply's 4-grams said or given before
+    voice: str | None = None  # the persona it spoke as
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_meta(self, attempt: int) -> dict[str, Any]:
+        entry: dict[str, Any] = {"attempt": attempt, "problems": list(self.problems)}
+        entry["copied"] = round(self.copied, 2)
+        if self.voice:
+            entry["voice"] = self.voice
+        return entry
+
+
+@dataclass
+class ReplyGuard:
+    config: GuardConfig
+    roster: tuple[str, ...]
+    given: frozenset[Gram]  # goal, context and every persona's instructions
+    _said: set[Gram] = field(default_factory=set)  # 4-grams of the transcript so far …
+    _said_ids: tuple[int | None, int] = (None, 0)  # … as of (first message id, count)
+
+    @classmethod
+    def for_scenario(cls, scenario: Scenario, personas: Mapping[str, Persona]) -> ReplyGuard:
+        texts = [scenario.goal, scenario.context]
+        for name in scenario.roster:
+            persona = personas[name]
+            texts += [persona.description, persona.system or ""]
+        given: set[Gram] = set()
+        for text in texts:
+            given.update(ngrams(words(text)))
+        return cls(scenario.guard, tuple(scenario.roster), frozenset(given))
+
+    def check(
+        self, content: str, persona: str, history: Sequence[Utterance], prompt: Sequence[ChatMessage]
+    ) -> Check:
+        tokens = words(content)
+        if len(tokens) < self.config.min_words:
+            return Check(("empty",), 0.0)
+        grams = ngrams(tokens)
+        said = self._transcript_grams(history)
+        in_prompt: set[Gram] = set()
+        for message in prompt:
+            in_prompt.update(ngrams(words(message.content)))
+        copied = (
+            sum(g in said or g in self.given or g in in_prompt for g in grams) / len(grams)
+            if grams else 0.0
+        )
+        voice = speaks_as(content, persona, self.roster)
+        problems = tuple(
+            name
+            for name, failed in (("copy", copied >= self.config.copy_threshold), ("other_voice", voice))
+            if failed
+        )
+        return Check(problems, copied, voice)
+
+    def _transcript_grams(self, history: Sequence[Utterance]) -> set[Gram]:
+        """The 4-grams of every committed message, kept between turns (the transcript only
+        grows at its end; anything else starts the set again)."""
+        first = history[0].id if history else None
+        known_first, count = self._said_ids
+        if known_first != first or count > len(history):
+            self._said, count = set(), 0
+        for u in history[count:]:
+            self._said.update(ngrams(words(u.content)))
+        self._said_ids = (first, len(history))
+        return self._said
+
+
+def retry_note(check: Check, persona: str) -> str:
+    """One line telling the model what was wrong with its last attempt."""
+    if "empty" in check.problems:
+        return f"Your last attempt was empty. Write {persona}'s message: at least two full sentences."
+    if "other_voice" in check.problems:
+        return f"Your last attempt spoke as {check.voice}. Write only as {persona}, in the first person."
+    return (
+        "Your last attempt repeated what was already said. Say something new, in your own words: "
+        "a point, number or step nobody has given yet."
+    )
+
+
+def retry_options(options: Mapping[str, Any], attempt: int) -> dict[str, Any]:
+    """Another seed, a stronger repetition penalty and a little more temperature per attempt."""
+    changed = dict(options)
+    if "seed" in changed:
+        changed["seed"] = int(changed["seed"]) + 7919 * attempt
+    changed["repeat_penalty"] = round(float(options.get("repeat_penalty", 1.1)) + 0.15 * attempt, 3)
+    changed["temperature"] = round(min(1.0, float(options.get("temperature", 0.8)) + 0.2 * attempt), 3)
+    return changed
+
+
+def retry_messages(
+    messages: tuple[ChatMessage, ...], note: str
+) -> tuple[ChatMessage, ...]:
+    """The same prompt with the note at its very end, where a small model heeds it; everything
+    before it is unchanged, so a prefix-caching server re-reads only the note."""
+    *head, last = messages
+    if last.role != "user":
+        return (*messages, ChatMessage("user", note))
+    return (*head, ChatMessage("user", f"{last.content}\n{note}"))
+
+
+# When no attempt passed: nothing is worse than an empty reply, then one in another voice.
+SEVERITY = {"empty": 4, "other_voice": 2, "copy": 1}
+
+
+def best_attempt(checks: Sequence[Check]) -> int:
+    """The first attempt that passed, else the least bad one (then the least copied)."""
+    for index, check in enumerate(checks):
+        if check.ok:
+            return index
+    return min(
+        range(len(checks)),
+        key=lambda i: (sum(SEVERITY[p] for p in checks[i].problems), checks[i].copied),
+    )

@@ -1,0 +1,95 @@
+"""The reply guard on a scripted model: a bad reply is asked for again, every attempt is a stored
+model call, the message says which attempt was kept and why the others were rejected."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from personae.llm.scripted import ScriptedBackend
+from personae.orchestrator.state import Retrying, TurnDone
+from tests.durable_support import run_events
+
+SCENARIO = """name: guard-test
+goal: Decide whether the orders API needs a Redis cache.
+context: p99 latency is 900 ms at 1,200 requests per second.
+personas:
+  - {name: Planner, description: plans, system: Plan concretely., options: {seed: 5}}
+  - {name: Critic, description: finds flaws, system: Attack the weakest claim.}
+termination: {max_turns: 2}
+"""
+FIRST = "Put a Redis cache in front of order reads and expire entries after thirty seconds."
+NEW = "Stale orders after a refund are the risk; measure how often an order changes in a minute."
+
+
+def test_a_copy_is_retried_and_both_calls_are_stored(tmp_path: Path) -> None:
+    backend = ScriptedBackend([FIRST, FIRST, NEW])
+    store, run_id, events = run_events(tmp_path / "g.db", SCENARIO, backend)
+    [planner, critic] = store.messages(run_id)
+    assert planner.content == FIRST and "guard" not in (planner.meta or {})
+    assert critic.content == NEW
+    guard = critic.meta["guard"]
+    assert guard["attempts"] == 2 and guard["kept"] == 1
+    assert guard["checks"][0]["problems"] == ["copy"] and guard["checks"][0]["copied"] >= 0.5
+    assert guard["checks"][1]["problems"] == []
+    calls = [(c.turn, c.purpose, c.response) for c in store.calls(run_id)]
+    assert calls == [(1, "turn", FIRST), (2, "turn", FIRST), (2, "retry", NEW)]
+    # the retry is the same prompt with one note at its end, another seed, a stronger penalty
+    first, retry = backend.requests[1], backend.requests[2]
+    assert retry.messages[:-1] == first.messages[:-1]
+    assert retry.messages[-1].content.startswith(first.messages[-1].content)
+    assert "repeated what was already said" in retry.messages[-1].content
+    assert retry.options["repeat_penalty"] > first.options.get("repeat_penalty", 1.1)
+    retrying = [e for e in events if isinstance(e, Retrying)]
+    assert [(e.turn, e.attempt, e.problems) for e in retrying] == [(2, 1, ("copy",))]
+    done = [e for e in events if isinstance(e, TurnDone)][-1]
+    assert (done.attempts, done.kept) == (2, 1)
+    # retries count in the run's totals
+    run = store.run(run_id)
+    assert run.evaluated_tokens == sum(c.evaluated_tokens for c in store.calls(run_id))
+
+
+def test_when_every_attempt_fails_the_best_is_kept_and_the_problem_recorded(tmp_path: Path) -> None:
+    backend = ScriptedBackend([FIRST, "Planner: I say so.", "ok", FIRST])
+    store, run_id, _ = run_events(tmp_path / "g.db", SCENARIO, backend)
+    critic = store.messages(run_id)[1]
+    guard = critic.meta["guard"]
+    assert guard["attempts"] == 3
+    # the first attempt spoke only as Planner: cut, nothing left; the second is too short
+    assert [c["problems"] for c in guard["checks"]] == [["empty"], ["empty"], ["copy"]]
+    assert len(store.calls(run_id, "retry")) == 2
+    assert guard["kept"] == 2 and critic.content == FIRST  # a copy is worth more than nothing
+
+
+def test_the_guard_can_be_turned_off_and_tuned(tmp_path: Path) -> None:
+    off = SCENARIO + "guard: {enabled: false}\n"
+    backend = ScriptedBackend([FIRST, FIRST])
+    store, run_id, _ = run_events(tmp_path / "off.db", off, backend)
+    assert [c.purpose for c in store.calls(run_id)] == ["turn", "turn"]
+    assert "guard" not in (store.messages(run_id)[1].meta or {})
+    one = SCENARIO + "guard: {retries: 1, copy_threshold: 0.9, min_words: 2}\n"
+    backend = ScriptedBackend([FIRST, "ok", "Refunds make cached orders stale quickly."])
+    store, run_id, _ = run_events(tmp_path / "one.db", one, backend)
+    assert [c.purpose for c in store.calls(run_id)] == ["turn", "turn", "retry"]
+
+
+def test_runs_and_replays_keep_the_guard_they_were_made_with(tmp_path: Path) -> None:
+    """A run started before the guard existed (version 0.1.0, no `guard:` in its scenario)
+    replays without retries; a guarded run replays its retries exactly."""
+    from personae.orchestrator.replay import replay_run
+
+    db = tmp_path / "g.db"
+    store, guarded, _ = run_events(db, SCENARIO, ScriptedBackend([FIRST, FIRST, NEW]))
+    report = replay_run(store, guarded)
+    assert report.identical and [a.purpose for a in report.answered] == ["turn", "turn", "retry"]
+
+    store, old, _ = run_events(db, SCENARIO + "guard: {enabled: false}\n", ScriptedBackend([FIRST, "ok"]))
+    with sqlite3.connect(db) as raw:  # as an older Personae stored it
+        yaml_text = raw.execute("select scenario_yaml from runs where id = ?", (old,)).fetchone()[0]
+        raw.execute(
+            "update runs set personae_version = '0.1.0', scenario_yaml = ? where id = ?",
+            (yaml_text.replace("guard: {enabled: false}\n", ""), old),
+        )
+    report = replay_run(store, old)
+    assert report.identical, report
+    assert [a.purpose for a in report.answered] == ["turn", "turn"]
