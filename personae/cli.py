@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections import Counter
@@ -20,25 +21,38 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from personae.errors import PersonaeError, UserError
+from personae.limits import INT64_MAX, MAX_TURNS, SEED_MAX
 from personae.tabular import Format
-from personae.words import count
 from personae.tabular import render as render_rows
+from personae.terminal import inert
 from personae.views import runs_table
+from personae.words import count
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: ":name:" in a reply or a name stays text (see personae/terminal.py).
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shown(value: object) -> str:
+    """Any text that is not our own, for a rich console: inert and with its markup escaped."""
+    return inert(value, markup=True)
+
+
+def write(text: str) -> None:
+    """Documents we print whole (show, graph, export, replay --format json|csv|tsv, the
+    listings' json|csv|tsv) go out inert too; files written with -o keep the text as stored."""
+    sys.stdout.write(inert(text))
 
 
 def _flags_without_type_labels() -> None:
@@ -97,10 +111,14 @@ DbOption = Annotated[
 ]
 
 
+# Numbers from the command line are bounded here, at the edge: beyond 64 bits SQLite (and beyond
+# 32 llama.cpp) would fail with an OverflowError deep inside.
+RunArgument = Annotated[int, typer.Argument(metavar="RUN", max=INT64_MAX)]
+
 RetriesOption = Annotated[
     int | None,
     typer.Option(
-        "--retries", min=1,
+        "--retries", min=1, max=1000,
         help="Tries per model call when the server fails transiently (env PERSONAE_RETRIES, "
         "default 5).",
     ),
@@ -108,7 +126,7 @@ RetriesOption = Annotated[
 RetryDelayOption = Annotated[
     float | None,
     typer.Option(
-        "--retry-delay", min=0,
+        "--retry-delay", min=0, max=3600,
         help="First backoff in seconds, doubling up to PERSONAE_RETRY_MAX_DELAY, default 30 "
         "(env PERSONAE_RETRY_DELAY, default 1).",
     ),
@@ -153,7 +171,7 @@ def user_errors(command: F) -> F:
         except PersonaeError as exc:
             if os.environ.get("PERSONAE_DEBUG"):
                 raise
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/]")
@@ -177,9 +195,13 @@ def run(
         typer.Option(help="OpenAI-compatible server for --backend openai [env OPENAI_BASE_URL]."),
     ] = None,
     db: DbOption = None,
-    max_turns: Annotated[int | None, typer.Option(min=1, help="Override termination.max_turns.")] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, max=MAX_TURNS, help="Override termination.max_turns.")
+    ] = None,
     layout: Annotated[Layout | None, typer.Option(help="Prompt layout (default: the scenario's).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed, for repeatable runs.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=SEED_MAX, help="Sampling seed, for repeatable runs.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only the summary, no live turns.")] = False,
     retries: RetriesOption = None,
     retry_delay: RetryDelayOption = None,
@@ -192,12 +214,14 @@ def run(
     """Run a scenario, streaming each turn to the terminal."""
     _Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
     from personae.config import load_scenario
+    from personae.llm.select import check_model_flag
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
     from personae.config.catalog import find_scenario
 
     loaded = load_scenario(find_scenario(scenario), allowed_dirs=allow_dir or ())
+    check_model_flag(backend.value, model)
     chosen_model = model or loaded.scenario.model
     llm = _backend(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
@@ -207,14 +231,14 @@ def run(
     settings = settings_for(
         loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
     )
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     if store.notice:
-        out.print(store.notice)
+        out.print(shown(store.notice))
     from personae.orchestrator.plan import shortfall
 
     short = shortfall(loaded.scenario.policy, settings.max_turns)
     if short is not None:
-        err.print(f"[yellow]Note:[/] {escape(short.message())}")
+        err.print(f"[yellow]Note:[/] {shown(short.message())}")
     # Before the run row exists: a scenario that cannot fit the window leaves no run behind.
     orchestrator = Orchestrator(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
@@ -227,7 +251,7 @@ def run(
     try:
         _drive(
             orchestrator, store, run_id, quiet=quiet, db=db,
-            announce=f"run {run_id} · scenario {loaded.scenario.name} · layout {settings.layout} · "
+            announce=f"run {run_id} · scenario {shown(loaded.scenario.name)} · layout {settings.layout} · "
             f"window {settings.num_ctx} tokens · up to {count(settings.max_turns, 'turn')}",
         )
     except KeyboardInterrupt:
@@ -268,8 +292,8 @@ def _drive(
 
     interrupts = _Interrupts.install()
     line = _OpenLine()
-    stream = None if quiet else interrupts.guard(line.writer(lambda piece: out.print(escape(piece), end="")))
-    db_flag = f" --db {db}" if db else ""  # the commands printed for the user name the same file
+    stream = None if quiet else interrupts.guard(line.writer(lambda piece: out.print(shown(piece), end="")))
+    db_flag = _db_flag(db)
     resume = f"personae resume {run_id}{db_flag}"
     row = store.run(run_id)
     copied_upto = row.fork_turn if row.parent_run_id is not None else 0  # a fork's copied turns
@@ -283,7 +307,7 @@ def _drive(
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
                 copied = f" · copied from run {row.parent_run_id}" if event.turn <= (copied_upto or 0) else ""
-                out.rule(f"[bold]{event.turn}. {escape(event.persona)}[/]{escape(phase)}{copied}", align="left")
+                out.rule(f"[bold]{event.turn}. {shown(event.persona)}[/]{shown(phase)}{copied}", align="left")
             elif isinstance(event, Retrying) and not quiet:
                 line.close()
                 why = ", ".join(p.replace("_", " ") for p in event.problems)
@@ -292,22 +316,22 @@ def _drive(
             elif isinstance(event, TurnDone) and not quiet:
                 line.close()
                 if event.attempts > 1 and event.kept != event.attempts - 1:
-                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{escape(event.utterance.content)}")
+                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{shown(event.utterance.content)}")
                 out.print(_done_line(event, copied=event.utterance.turn <= (copied_upto or 0)))
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":
                     how = "fallback to default" if route.get("fallback") else "chosen by the model"
-                    out.print(f"[dim]{how}: {escape(route.get('reason') or route.get('problem') or '')}[/]")
+                    out.print(f"[dim]{how}: {shown(route.get('reason') or route.get('problem') or '')}[/]")
             elif isinstance(event, Collapsed) and not quiet:
                 out.print(_collapsed_line(event))
             elif isinstance(event, InputGiven) and not quiet:
                 said = event.utterance
                 copied = f" · copied from run {row.parent_run_id}" if said.turn <= (copied_upto or 0) else ""
                 out.rule(f"[bold]{said.turn}. User[/]{copied}", align="left")
-                out.print(escape(said.content))
+                out.print(shown(said.content))
             elif isinstance(event, Stopped):
                 line.close()
-                out.print(f"\nstopped: {event.reason}")
+                out.print(f"\nstopped: {shown(event.reason)}")
     except KeyboardInterrupt:
         line.close()  # "Interrupted." on a line of its own, not after half a reply
         now = store.run(run_id)  # interrupted before the run loop began: mark it here
@@ -315,17 +339,17 @@ def _drive(
             store.finish_run(run_id, "interrupted", stop_reason="interrupted")
         err.print(
             f"[yellow]Interrupted.[/] Run {run_id} is saved up to its last complete turn. "
-            f"Continue it with: {escape(resume)}"
+            f"Continue it with: {shown(resume)}"
         )
         raise typer.Exit(130) from None
     except PersonaeError as exc:
         line.close()
         if os.environ.get("PERSONAE_DEBUG"):
             raise
-        err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+        err.print(f"[bold red]Error:[/] {shown(str(exc))}")
         err.print(
             f"Run {run_id} is saved up to its last complete turn; once the cause is fixed, "
-            f"continue it with: {escape(resume)}"
+            f"continue it with: {shown(resume)}"
         )
         raise typer.Exit(exc.exit_code) from None
     finally:
@@ -363,6 +387,11 @@ def _done_line(event: Any, *, copied: bool) -> str:
         f"[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
         f"{u.completion_tokens} generated{rate}, {event.seconds:.1f} s[/]{cut}"
     )
+
+
+def _db_flag(db: str | None) -> str:
+    """The commands printed for the user name the same file, quoted for a shell to paste."""
+    return f" --db {shlex.quote(db)}" if db else ""
 
 
 def _collapsed_line(event: Any) -> str:
@@ -442,7 +471,7 @@ def _with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> A
             err.print("[yellow]The model's reply was empty; asking once more.[/]")
         else:
             err.print(
-                f"[yellow]{escape(str(error))} Retrying in {seconds:.1f} s "
+                f"[yellow]{shown(str(error))} Retrying in {seconds:.1f} s "
                 f"(attempt {attempt + 1} of {policy.attempts}).[/]"
             )
 
@@ -454,20 +483,20 @@ def _summary(store: Any, run_id: int, db_flag: str) -> None:
 
     run = store.run(run_id)
     messages = store.messages(run_id)
-    table = Table(title=Text(f"Run {run_id}: {run.scenario_name} — {run.status}"))
+    table = Table(title=Text(f"Run {run_id}: {inert(run.scenario_name)} — {inert(run.status)}"))
     for column in ("persona", "turns", "words"):
         table.add_column(column, justify="left" if column == "persona" else "right")
     counts = Counter(m.persona for m in messages)
     for persona, n in counts.items():
         words = sum(len(m.content.split()) for m in messages if m.persona == persona)
-        table.add_row(Text(persona), str(n), str(words))
+        table.add_row(Text(inert(persona)), str(n), str(words))
     out.print(table)
     said = counts.get("User", 0)  # input is not a turn: max_turns and policies count personas only
     user = f" (and {count(said, 'message')} from User)" if said else ""
     out.print(
         f"{count(len(messages) - said, 'turn')}{user} · {run.prompt_tokens} prompt tokens, "
         f"{run.evaluated_tokens} evaluated, {run.completion_tokens} generated · transcript: "
-        f"personae show {run_id}{db_flag}",
+        f"{inert(f'personae show {run_id}{db_flag}')}",
         markup=False,
     )
 
@@ -475,7 +504,7 @@ def _summary(store: Any, run_id: int, db_flag: str) -> None:
 @app.command(rich_help_panel="Run")
 @user_errors
 def resume(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     db: DbOption = None,
     backend: Annotated[
         BackendName | None, typer.Option(help="Model server (default: the run's own).")
@@ -500,6 +529,7 @@ def resume(
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     _Interrupts.install()
     from personae.errors import UserError
+    from personae.llm.select import check_model_flag
     from personae.orchestrator.resume import (
         backend_for_run,
         check_resumable,
@@ -511,10 +541,11 @@ def resume(
 
     store = Store.open(db)
     if store.notice:
-        out.print(store.notice)
+        out.print(shown(store.notice))
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)
+    check_model_flag(kind, model)
     loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = _backend(
         kind, chosen, num_ctx=row.num_ctx, base_url=base_url, retries=retries,
@@ -525,8 +556,8 @@ def resume(
         loaded, llm, store, settings, ask_user=_ask_user if interactive else None
     )
     if note:
-        err.print(f"[yellow]{escape(note)}[/]")
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+        err.print(f"[yellow]{shown(note)}[/]")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     if not store.claim_run(run_id, expected_status=row.status, expected_pid=row.pid):
         raise UserError(f"Run {run_id} changed while resuming it (another `personae resume`?).")
     if scenario is not None:
@@ -534,7 +565,7 @@ def resume(
     try:
         _drive(
             orchestrator, store, run_id, quiet=quiet, db=db,
-            announce=f"resuming run {run_id} · scenario {loaded.scenario.name} after turn "
+            announce=f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after turn "
             f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
         )
     except KeyboardInterrupt:
@@ -545,11 +576,11 @@ def resume(
 @app.command(rich_help_panel="Run")
 @user_errors
 def replay(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     db: DbOption = None,
     fork_at: Annotated[
         int | None,
-        typer.Option("--fork-at", min=0, help="Copy turns 1..N into a new run and continue it live."),
+        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy turns 1..N into a new run and continue it live."),
     ] = None,
     scenario: Annotated[
         Path | None,
@@ -567,7 +598,9 @@ def replay(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Fork: model (default: the run's own).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Fork: server for --backend openai.")] = None,
-    max_turns: Annotated[int | None, typer.Option(min=1, help="Fork: new turn limit.")] = None,
+    max_turns: Annotated[
+        int | None, typer.Option(min=1, max=MAX_TURNS, help="Fork: new turn limit.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Fork: only the summary.")] = False,
     retries: RetriesOption = None,
     retry_delay: RetryDelayOption = None,
@@ -585,26 +618,28 @@ def replay(
         report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
         store.close()
         if format is Format.json:
-            sys.stdout.write(replay_json(report) + "\n")
+            write(replay_json(report) + "\n")
         elif format is not Format.table:
-            sys.stdout.write(render_rows(replay_rows(report), REPLAY_COLUMNS, format))
+            write(render_rows(replay_rows(report), REPLAY_COLUMNS, format))
         else:
-            out.print(escape(replay_text(report, verbose=verbose)))
+            out.print(shown(replay_text(report, verbose=verbose)))
         if not report.identical:
             raise typer.Exit(1)
         return
 
+    from personae.llm.select import check_model_flag
     from personae.orchestrator.replay import fork_run
     from personae.orchestrator.resume import backend_for_run
 
     parent = store.run(run_id)
     kind, chosen = backend_for_run(parent, backend.value if backend else None, model)
+    check_model_flag(kind, model)
     llm = _backend(
         kind, chosen, num_ctx=parent.num_ctx, base_url=base_url, retries=retries,
         retry_delay=retry_delay, quiet=quiet,
     )
     fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
-    out.print(f"backend: {llm.name} · model: {llm.model} · db: {store.path}")
+    out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     out.print(
         f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
         f"{run_id} (no model call), then it goes on live up to {count(fork.orchestrator.settings.max_turns, 'turn')}"
@@ -614,8 +649,8 @@ def replay(
         first = fork.replay.divergences[0]
         err.print(
             f"[yellow]Note:[/] the copied turns were answered with run {run_id}'s replies, but "
-            f"the prompts now differ from {escape(first.describe())} "
-            f"(see `personae replay {run_id}`)."
+            f"the prompts now differ from {shown(first.describe())} "
+            f"(see `{shown(f'personae replay {run_id}{_db_flag(db)}')}`)."
         )
 
 
@@ -648,7 +683,10 @@ RUN_COLUMNS = (
 def runs(
     db: DbOption = None,
     format: FormatOption = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Show only the newest N runs.")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="Show only the newest N runs."),
+    ] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
     from personae.liveness import process_alive
@@ -659,7 +697,7 @@ def runs(
         rows = store.runs(limit)
     fmt = _format(format)
     if fmt is Format.json:
-        sys.stdout.write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
+        write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
     listed = []
     for r in rows:
@@ -674,18 +712,41 @@ def runs(
             "parent_run_id": r.parent_run_id, "fork_turn": r.fork_turn,
         })
     if fmt is not Format.table:
-        sys.stdout.write(render_rows(listed, RUN_COLUMNS, fmt))
+        write(render_rows(listed, RUN_COLUMNS, fmt))
         return
     out.print(runs_table(listed, out.width))
 
 
+def _run_refs(value: Any) -> Any:
+    """RUN as typed, checked at the edge like ``RunArgument``: an id from 0 to 2**63-1 (beyond 64
+    bits SQLite would fail with an OverflowError deep inside) or ``last``; anything else is a
+    usage error before any database is opened."""
+    for ref in value if isinstance(value, list) else [value]:
+        if ref is None or ref.strip().lower() == "last":
+            continue
+        try:
+            number = int(ref)
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected a run id or `last`, not {ref!r}. List the runs with: personae runs"
+            ) from None
+        if not 0 <= number <= INT64_MAX:
+            raise typer.BadParameter(f"{ref} is not a run id: ids run from 0 to {INT64_MAX}.")
+    return value
+
+
 RunArg = Annotated[
-    str | None, typer.Argument(metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False)
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False,
+        callback=_run_refs,
+    ),
 ]
 
 
 def _run_id(store: Any, ref: str | None, *, last: bool = False) -> int:
-    """RUN as typed: an id, or ``last`` (also ``--last``) for the newest run in the database."""
+    """RUN (checked by ``_run_refs``) as an id: ``last`` (also ``--last``) is the newest run in
+    the database."""
     if last or (ref or "").strip().lower() == "last":
         newest = store.runs(1)
         if not newest:
@@ -693,12 +754,7 @@ def _run_id(store: Any, ref: str | None, *, last: bool = False) -> int:
         return int(newest[0].id)
     if ref is None:
         raise UserError("Name a run: personae show RUN (an id from `personae runs`, or `last`).")
-    try:
-        return int(ref)
-    except ValueError:
-        raise UserError(
-            f"RUN must be a run id or `last`, not {ref!r}. List the runs with: personae runs"
-        ) from None
+    return int(ref)
 
 
 @app.command(rich_help_panel="Inspect")
@@ -747,20 +803,20 @@ def show(
         from personae.memory.render import memory_json, memory_text
 
         render = memory_json if format is ShowFormat.json else memory_text
-        sys.stdout.write(render(run_row, nodes, edges) + "\n")
+        write(render(run_row, nodes, edges) + "\n")
     elif format is ShowFormat.json:
-        sys.stdout.write(run_json(run_row, messages) + "\n")
+        write(run_json(run_row, messages) + "\n")
     elif format is ShowFormat.md:
-        sys.stdout.write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
+        write(run_markdown(run_row, messages, thoughts=thoughts) + "\n")
     elif format in (ShowFormat.csv, ShowFormat.tsv):
         rows = [{"run_id": run_id, **message_dict(m)} for m in messages]
-        sys.stdout.write(render_rows(rows, ("run_id", *MESSAGE_FIELDS), Format(format.value)))
+        write(render_rows(rows, ("run_id", *MESSAGE_FIELDS), Format(format.value)))
     elif out.is_terminal:
         from personae.views import transcript
 
         out.print(transcript(run_row, messages, thoughts=thoughts))
     else:
-        sys.stdout.write(run_text(run_row, messages, thoughts=thoughts) + "\n")
+        write(run_text(run_row, messages, thoughts=thoughts) + "\n")
 
 
 SEARCH_COLUMNS = ("run_id", "where", "turn", "persona", "kind", "node_id", "snippet", "also_in_runs")
@@ -777,8 +833,10 @@ def search(
         ),
     ],
     db: DbOption = None,
-    run_id: Annotated[int | None, typer.Option("--run", help="Only this run.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most N hits of each kind.")] = 20,
+    run_id: Annotated[int | None, typer.Option("--run", max=INT64_MAX, help="Only this run.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="At most N hits of each kind.")
+    ] = 20,
     format: Annotated[
         Format, typer.Option("--format", "-f", help="table (one line per hit), json, csv or tsv.")
     ] = Format.table,
@@ -793,7 +851,7 @@ def search(
         hits = group_hits(store.search(query, run_id=run_id, limit=wide), lambda h: (h.persona, h.text), limit)
         found = group_hits(store.search_memory(query, run_id=run_id, limit=wide), lambda h: (h.kind, h.text), limit)
     if not hits and not found:
-        err.print(f"Nothing matches {query!r} in messages, memory or documents.", markup=False)
+        err.print(f"Nothing matches {inert(repr(query))} in messages, memory or documents.", markup=False)
         raise typer.Exit(1)
     rows = [
         {"run_id": g.first.run_id, "where": "message", "turn": g.first.turn, "persona": g.first.persona,
@@ -807,7 +865,7 @@ def search(
         for g in found
     ]
     if format is not Format.table:
-        sys.stdout.write(render_rows(rows, SEARCH_COLUMNS, format))
+        write(render_rows(rows, SEARCH_COLUMNS, format))
         return
     from personae.views import search_line
 
@@ -823,7 +881,7 @@ class ExportFormat(str, Enum):
 @app.command(rich_help_panel="Inspect")
 @user_errors
 def export(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or `last`.")],
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or `last`.", callback=_run_refs)],
     format: Annotated[
         ExportFormat,
         typer.Option("--format", "-f", help="json: everything stored (run, personas, messages, "
@@ -854,21 +912,24 @@ def export(
 
 
 def _write_out(text: str, output: Path | None, what: str) -> None:
-    """stdout, or the file of ``-o`` (a short note on stdout then)."""
+    """stdout (inert, as every document we print), or the file of ``-o`` as stored (a short note
+    on stdout then)."""
     if output is None:
-        sys.stdout.write(text)
+        write(text)
         return
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.") from None
-    out.print(f"wrote {output} ({what})", markup=False)
+    out.print(f"wrote {inert(output)} ({what})", markup=False)
 
 
 @app.command(rich_help_panel="Manage")
 @user_errors
 def delete(
-    run_refs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Run ids (or `last`).")],
+    run_refs: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="Run ids (or `last`).", callback=_run_refs)
+    ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
     db: DbOption = None,
 ) -> None:
@@ -887,14 +948,14 @@ def delete(
                 f"Run {', '.join(map(str, live))} is running in process {rows[ids.index(live[0])].pid}; "
                 "stop it (Ctrl-C) before deleting it. Nothing was deleted."
             )
-        listing = ", ".join(f"{r.id} ({r.scenario_name}, {count(r.turns, 'turn')})" for r in rows)
+        listing = ", ".join(f"{r.id} ({inert(r.scenario_name)}, {count(r.turns, 'turn')})" for r in rows)
         if not yes:
             if not sys.stdin.isatty():
                 raise UserError(
                     f"Deleting {listing} needs a yes: pass --yes (standard input is not a "
                     "terminal to ask on). Nothing was deleted."
                 )
-            if not typer.confirm(f"Delete run {listing} from {store.path}?", default=False):
+            if not typer.confirm(f"Delete run {listing} from {inert(store.path)}?", default=False):
                 out.print("Nothing was deleted.")
                 raise typer.Exit(1)
         store.delete_runs(ids)
@@ -911,7 +972,7 @@ class GraphFormat(str, Enum):
 @app.command(rich_help_panel="Inspect")
 @user_errors
 def graph(
-    run_id: Annotated[int, typer.Argument(metavar="RUN")],
+    run_id: RunArgument,
     format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.json,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
@@ -926,13 +987,13 @@ def graph(
     with Store.open_readonly(db) as store:
         text = export(load_graph(store, run_id), format.value)
     if output is None:
-        sys.stdout.write(text)
+        write(text)
         return
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.")
-    out.print(f"wrote {output} ({format.value})")
+    out.print(f"wrote {shown(output)} ({format.value})")
 
 
 SCORE_COLUMNS = (
@@ -975,17 +1036,17 @@ def score(
             "counts": summary.counts, "contract_rate": summary.contract_rate,
         }
         payload = {"run": run_id, "replies": rows, "summary": totals}
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
         return
     if fmt is not Format.table:
-        sys.stdout.write(render_rows(rows, SCORE_COLUMNS, fmt))
+        write(render_rows(rows, SCORE_COLUMNS, fmt))
         return
     table = Table()
     for column in ("turn", "persona", "verdict", "copied", "topic words", "cut", "contract"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            str(row["turn"]), Text(row["persona"]), "good" if row["good"] else row["failures"],
+            str(row["turn"]), Text(inert(row["persona"])), "good" if row["good"] else row["failures"],
             f"{row['copied']:.0%}", str(row["topic_words"]), "cut" if row["cut"] else "",
             row["contract"] or "",
         )
@@ -1009,10 +1070,10 @@ def validate(
     failed = 0
     for path in files:
         try:
-            out.print(f"[green]ok[/] {escape(str(path))}: {escape(validate_file(path, allowed_dirs=allow_dir or ()))}")
+            out.print(f"[green]ok[/] {shown(str(path))}: {shown(validate_file(path, allowed_dirs=allow_dir or ()))}")
         except ConfigError as exc:
             failed += 1
-            err.print(f"[bold red]Error:[/] {escape(str(exc))}")
+            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
     if failed:
         raise typer.Exit(2)
 
@@ -1028,18 +1089,24 @@ def personas(
 
     local = []
     if folder.is_dir() and folder.resolve() != (builtin_dir() / "personas").resolve():
-        local = [(path, load_persona_file(path)) for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])]
+        local = [
+            (path, load_persona_file(path, folder=folder))
+            for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+        ]
     local_names = {persona.name: path for path, persona in local}
     table = Table()
     for column in ("name", "description", "from"):
         table.add_column(column)
     for path, persona in local:
         note = " (used instead of the built-in)" if persona.name in builtin_personas() else ""
-        table.add_row(Text(persona.name), Text(persona.description), Text(f"{path}{note}"))
+        table.add_row(Text(inert(persona.name)), Text(inert(persona.description)), Text(inert(f"{path}{note}")))
     for persona in builtin_personas().values():
         shadow = local_names.get(persona.name)
-        where = f"built-in (not used: {shadow} has this name)" if shadow else "built-in"
-        table.add_row(Text(persona.name), Text(persona.description), Text(where, style="dim" if shadow else ""))
+        where = f"built-in (not used: {inert(shadow)} has this name)" if shadow else "built-in"
+        table.add_row(
+            Text(inert(persona.name)), Text(inert(persona.description)),
+            Text(where, style="dim" if shadow else ""),
+        )
     out.print(table)
 
 
@@ -1068,7 +1135,7 @@ def scenarios(
             where = f"built-in (not used: {shadow} has this name)" if shadow else "built-in"
         else:
             where = str(file.path)
-        table.add_row(Text(file.name), Text(goal), Text(where))
+        table.add_row(Text(inert(file.name)), Text(inert(goal)), Text(inert(where)))
     out.print(table)
 
 
@@ -1088,18 +1155,27 @@ def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
     from personae.config import builtin_dir
 
     source = builtin_dir()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder. Pass a folder to write the examples into.")
     for sub in ("personas", "scenarios"):
         for path in sorted((source / sub).rglob("*")):
             if not path.is_file() or path.suffix not in {".yaml", ".yml", ".md", ".txt"}:
                 continue
             target = folder / sub / path.relative_to(source / sub)
             if target.exists():
-                out.print(f"kept {target} (already exists)")
+                out.print(f"kept {shown(target)} (already exists)")
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-            out.print(f"wrote {target}")
-    out.print(f"Next: personae run {folder / 'scenarios' / 'cache-review.yaml'}")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+            except OSError as exc:  # a file where a folder goes, no permission, disk full
+                raise UserError(
+                    f"Cannot write {target}: {exc.strerror or exc}. Choose another folder, or "
+                    "move what is in the way."
+                ) from None
+            out.print(f"wrote {shown(target)}")
+    example = shlex.quote(str(folder / "scenarios" / "cache-review.yaml"))
+    out.print(f"Next: personae run {shown(example)}")
 
 
 class NewKind(str, Enum):
@@ -1141,7 +1217,11 @@ def new(
             schema.write_text(json.dumps(json_schema(kind.value), indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         raise UserError(f"Cannot write {target}: {exc.strerror or exc}. Choose another --folder.") from None
-    out.print(f"wrote {target} (and {schema} for editors); check it with: personae validate {target}", markup=False)
+    out.print(
+        f"wrote {inert(target)} (and {inert(schema)} for editors); check it with: "
+        f"{inert(f'personae validate {shlex.quote(str(target))}')}",
+        markup=False,
+    )
 
 
 @app.command(rich_help_panel="Setup")
@@ -1156,9 +1236,9 @@ def doctor(
     usable = True
     for check in run_checks(model=model, db=db):
         mark = "[green]ok[/]" if check.ok else ("[yellow]--[/]" if check.optional else "[red]!![/]")
-        out.print(f"{mark} {escape(check.name)}: {escape(check.detail)}")
+        out.print(f"{mark} {shown(check.name)}: {shown(check.detail)}")
         if not check.ok and check.fix:
-            out.print(f"   fix: {escape(check.fix)}")
+            out.print(f"   fix: {shown(check.fix)}")
         usable = usable and (check.ok or check.optional)
     if not usable:
         raise typer.Exit(1)
@@ -1190,10 +1270,10 @@ def db_upgrade(db: DbOption = None) -> None:
 
     url = database_url(db)
     if _require_personae_database(db):
-        out.print(f"{escape(display_path(url))} is already at this version's schema.")
+        out.print(f"{shown(display_path(url))} is already at this version's schema.")
         return
     with Store.open(db) as store:
-        out.print(escape(store.notice or f"{store.path} is at this version's schema."))
+        out.print(shown(store.notice or f"{store.path} is at this version's schema."))
 
 
 def _require_personae_database(db: str | None) -> bool:

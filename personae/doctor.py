@@ -20,17 +20,23 @@ def run_checks(*, model: str | None = None, db: str | None = None) -> list[Check
     from personae.llm.select import DEFAULT_OLLAMA_MODEL, ollama_answers, ollama_host
 
     checks: list[Check] = []
-    host = ollama_host()
-    ollama_ok = ollama_answers(host, timeout=1.0)
-    checks.append(
-        Check(
-            "ollama server",
-            ollama_ok,
-            f"answers at {host}" if ollama_ok else f"no answer at {host}",
-            "start it with `ollama serve`, or set OLLAMA_HOST; the embedded backend works without it",
-            optional=True,
+    try:
+        host = ollama_host()
+    except PersonaeError as exc:  # a malformed OLLAMA_HOST is a failed check, not the end
+        host, ollama_ok = "", False
+        checks.append(Check("ollama server", False, str(exc), "fix or unset OLLAMA_HOST", optional=True))
+    else:
+        ollama_ok = ollama_answers(host, timeout=1.0)
+        checks.append(
+            Check(
+                "ollama server",
+                ollama_ok,
+                f"answers at {host}" if ollama_ok else f"no answer at {host}",
+                "start it with `ollama serve`, or set OLLAMA_HOST; the embedded backend works "
+                "without it",
+                optional=True,
+            )
         )
-    )
     if ollama_ok:
         checks.append(_ollama_model(host, model or DEFAULT_OLLAMA_MODEL))
     embedded = _embedded()

@@ -1,5 +1,6 @@
 """What the CLI draws in a terminal (rich renderables), apart from the plain text and files that
-``render.py`` makes. Stored text (names, replies) goes in as ``rich.text.Text``, never as markup.
+``render.py`` makes. Stored text (names, replies) goes in as ``rich.text.Text``, never as markup,
+and through ``terminal.inert`` first: ``Text`` keeps ESC and the other controls as they are.
 
 The runs table fits the terminal: below 130 columns it drops the columns a person reads least
 (backend, the token counts), below 100 the model too, and folds a long scenario name rather than
@@ -16,6 +17,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 from rich.text import Text
+
+from personae.terminal import inert
 
 # (column, the narrowest terminal that shows it)
 _RUN_COLUMNS: tuple[tuple[str, int], ...] = (
@@ -47,15 +50,15 @@ def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
         started: datetime = r["started"]
         cells = {
             "id": f"{r['id']}{lineage}",
-            "scenario": Text(r["scenario"]),
-            "model": Text(short_model(r["model"])),
-            "backend": r["backend"],
+            "scenario": Text(inert(r["scenario"])),
+            "model": Text(inert(short_model(r["model"]))),
+            "backend": Text(inert(r["backend"])),
             "turns": str(r["turns"]),
             "tokens prompt/eval/gen": (
                 f"{r['prompt_tokens']}/{r['evaluated_tokens']}/{r['completion_tokens']}"
             ),
-            "status": r["status"],
-            "stopped by": Text(r.get("stop_reason") or ""),
+            "status": Text(inert(r["status"])),
+            "stopped by": Text(inert(r.get("stop_reason") or "")),
             "started": started.strftime("%Y-%m-%d %H:%M" if width >= 130 else "%m-%d %H:%M"),
         }
         table.add_row(*(cells[name] for name in shown))
@@ -78,33 +81,34 @@ def persona_colours(names: Sequence[str]) -> dict[str, str]:
 
 def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> Text:
     """``show`` in a terminal: the text of ``render.run_text``, each speaker's label in its colour.
-    Stored text is appended as plain ``Text``: markup in a reply stays characters."""
+    Stored text is appended inert, as plain ``Text``: markup in a reply stays characters and
+    control characters are shown, not obeyed."""
     from personae.render import marks
     from personae.words import count
 
     colours = persona_colours([m.persona for m in messages])
     out = Text()
     out.append(f"Run {run.id} · ", style="bold")
-    out.append(run.scenario_name, style="bold")
+    out.append(inert(run.scenario_name), style="bold")
     stop = f" ({run.stop_reason})" if run.stop_reason else ""
-    out.append(f" · {run.status}{stop} · ")
-    out.append(run.model)
-    out.append(f" via {run.backend} · {count(run.turns, 'turn')}\n")
+    out.append(inert(f" · {run.status}{stop} · "))
+    out.append(inert(run.model))
+    out.append(inert(f" via {run.backend} · ") + count(run.turns, "turn") + "\n")
     for m in messages:
         out.append("\n")
         out.append(f"[{m.turn}] ", style="dim")
-        out.append(m.persona, style=f"bold {colours.get(m.persona, '')}".strip())
+        out.append(inert(m.persona), style=f"bold {colours.get(m.persona, '')}".strip())
         if m.phase:
-            out.append(f" ({m.phase})", style="dim")
+            out.append(inert(f" ({m.phase})"), style="dim")
         out.append(":\n")
         if thoughts and m.thinking:
-            out.append("  (thinking) " + m.thinking.replace("\n", "\n  ") + "\n", style="dim italic")
-        out.append((m.content or "(empty reply)") + "\n")
+            out.append("  (thinking) " + inert(m.thinking).replace("\n", "\n  ") + "\n", style="dim italic")
+        out.append(inert(m.content or "(empty reply)") + "\n")
         noted = marks(m)
         if noted:
-            out.append(noted.lstrip("\n") + "\n", style="yellow")
+            out.append(inert(noted.lstrip("\n")) + "\n", style="yellow")
     if run.error:
-        out.append(f"\nerror: {run.error}\n", style="red")
+        out.append(f"\nerror: {inert(run.error)}\n", style="red")
     return out
 
 
@@ -115,13 +119,13 @@ def search_line(row: Mapping[str, Any]) -> Text:
     line.append(f"run {row['run_id']}", style="bold")
     if row["where"] == "message":
         line.append(f" · turn {row['turn']} · ")
-        line.append(row["persona"] or "")
+        line.append(inert(row["persona"] or ""))
     else:
-        line.append(f" · {row['kind']} [{row['node_id']}]")
+        line.append(inert(f" · {row['kind']} [{row['node_id']}]"))
         if row["turn"]:
             line.append(f" · turn {row['turn']}")
     line.append(": ")
-    line.append(row["snippet"])
+    line.append(inert(row["snippet"]))
     also = row["also_in_runs"]
     if also:
         runs = ", ".join(map(str, also[:8])) + (", …" if len(also) > 8 else "")

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,3 +34,16 @@ def cli_env(isolated_env: Path) -> dict[str, str]:
 
 def personae_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "personae", *args]
+
+
+@pytest.fixture
+def scripted_ollama_server() -> Iterator[Any]:
+    """An Ollama-compatible HTTP server (``tests/ollama_server.py``) answering from a
+    ``ScriptedBackend`` instead of the model: instant, for CLI runs as subprocesses. Each chat
+    gets ``server.backend.default`` (a text, or a function of the request), streamed in pieces;
+    a scenario run against it must set ``memory.num_ctx`` (there is no model to ask)."""
+    from personae.llm.scripted import ScriptedBackend
+    from tests.ollama_server import OllamaTestServer
+
+    with OllamaTestServer(ScriptedBackend(default="ok")) as server:  # type: ignore[arg-type]
+        yield server

@@ -128,6 +128,56 @@ def test_documents_inside_the_scenario_folder_resolve_relative_to_it(
     assert load_scenario(path).documents == ((project / "docs" / "notes.md").resolve(),) * 2
 
 
+def _persona_link_project(tmp_path: Path, how: str) -> Path:
+    """A project whose personas/ holds (or is) a link leading out of it, to a persona file
+    that carries a secret: issue 11, defect 11."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "critic.yaml").write_text("name: Critic\nsystem: 'the key is 1234'\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    if how == "file":
+        (project / "personas").mkdir()
+        os.symlink(outside / "critic.yaml", project / "personas" / "critic.yaml")
+    else:
+        os.symlink(outside, project / "personas")
+    return write_scenario(project, "name: x\ngoal: g\npersonas: [Critic]\n")
+
+
+@pytest.mark.parametrize("how", ["file", "folder"])
+def test_persona_files_outside_their_folder_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = _persona_link_project(tmp_path, how)
+    with pytest.raises(ConfigError, match="is a link that leads outside") as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert "personas" in message and str(tmp_path / "elsewhere") in message
+    assert "Copy the file into" in message and "1234" not in message
+
+
+def test_a_persona_link_outside_is_refused_by_the_cli_and_stores_nothing(
+    tmp_path: Path, cli_env: dict[str, str], isolated_env: Path
+) -> None:
+    path = _persona_link_project(tmp_path, "file")
+    for command in (["run", str(path), "--backend", "embedded"], ["personas", "--folder", str(path.parent / "personas")]):
+        result = subprocess.run(personae_cmd(*command), capture_output=True, text=True, env=cli_env, timeout=60)
+        assert result.returncode == 2, result
+        assert "leads outside" in result.stderr and "Traceback" not in result.stderr
+        assert "1234" not in result.stdout + result.stderr
+    assert not isolated_env.exists()
+
+
+def test_links_inside_the_persona_folder_are_followed(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "personas" / "shared").mkdir(parents=True)
+    (project / "personas" / "shared" / "c.yaml").write_text("name: Critic\nsystem: mine\n")
+    os.symlink(project / "personas" / "shared" / "c.yaml", project / "personas" / "critic.yaml")
+    path = write_scenario(project, "name: x\ngoal: g\npersonas: [Critic]\n")
+    assert load_scenario(path).personas["Critic"].system == "mine"
+
+
 HOSTILE = """\
 name: ../../../../tmp/evil-name
 goal: Write to /tmp/evil-goal and ../../evil-goal

@@ -12,6 +12,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from personae.config.names import HUMAN, canonical_name, reader_view
+
 # One pass over every thinking tag; a lazy ``<think>(.*?)</think>`` pattern rescans the rest of
 # the reply from each unclosed opener, which is quadratic (minutes for a reply of many openers).
 _THINK_TAG = re.compile(r"<(?:(thinking|think)>|/(thinking|think)\s*>)", re.IGNORECASE)
@@ -79,31 +81,67 @@ def _remove_blocks(text: str) -> tuple[str, list[str]]:
     return "".join(kept), parts
 
 
-def _name_prefix(names: Sequence[str]) -> re.Pattern[str]:
-    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    # "Critic:", "**Critic**:", "Critic (debate):", "[Critic]:" at the start of a line, after any
-    # blank space but a line break ([^\S\n]: tabs, no-break and ideographic spaces too). The
-    # possessive quantifiers (*+) never give back spaces: two adjacent runs of the same class
-    # would otherwise be tried at every split, which is quadratic on a long run of spaces.
+@dataclass(frozen=True)
+class OtherSpeaker:
+    """Where a reply starts speaking as someone else, and as whom (a roster name, or User)."""
+
+    start: int  # index into the text given: the start of the line that speaks as ``persona``
+    persona: str
+
+
+def speaks_as_other(text: str, speaker: str, roster: Sequence[str]) -> OtherSpeaker | None:
+    """The first line of ``text`` written as another persona (or as User), if there is one.
+
+    Names are matched as a reader sees them (``config/names.py``): case and width folded,
+    invisible characters ignored, so ``Crit\u200bic:`` and ``ＣＲＩＴＩＣ:`` are the Critic. A line
+    counts when it opens with the name as a speaker label: ``Critic:``, ``**Critic**:``,
+    ``[Critic]:``, ``Critic (debate):``, and the headers ``personae show`` prints,
+    ``[2] Critic:`` and ``## 2. Critic``."""
+    own = canonical_name(speaker)
+    others = {canonical_name(n): n for n in {*roster, HUMAN}}
+    others.pop(own, None)
+    if not others:
+        return None
+    folded, origin = reader_view(text)
+    match = _name_prefix(list(others)).search(folded)
+    if match is None:
+        return None
+    # The line starts right after what precedes it, invisible characters before the label too.
+    start = origin[match.start() - 1] + 1 if match.start() else 0
+    return OtherSpeaker(start=start, persona=others[match.group("name")])
+
+
+def _name_prefix(folded_names: Sequence[str]) -> re.Pattern[str]:
+    """A speaker label at the start of a line of folded text (``names.reader_view``)."""
     space = r"[^\S\n]*+"
+    alternatives = "|".join(
+        r"[^\S\n]+".join(re.escape(word) for word in name.split(" "))
+        for name in sorted(folded_names, key=len, reverse=True)
+    )
+    # After any blank space but a line break ([^\S\n]: tabs, no-break and ideographic spaces
+    # too): a Markdown heading, a turn number as `show` prints it ("[2] ", "2. "), bold or a
+    # bracket, the name, a closing mark, a phase in brackets, then a colon -- or, under a
+    # heading, the end of the line (or " · phase"). The possessive quantifiers (*+, ++) never
+    # give back characters: two adjacent runs of one class would otherwise be tried at every
+    # split, which is quadratic on a long run of spaces.
     return re.compile(
-        rf"^{space}(?:[\*_\[#]+{space})?({alternatives})"
-        rf"{space}[\*_\]]*+{space}(\([^)\n]*+\))?{space}[\*_]*+:",
-        re.IGNORECASE | re.MULTILINE,
+        rf"^{space}(?P<heading>#++{space})?(?:(?:\[\d++\]|\d++\.){space})?"
+        rf"(?:[\*_\[#]++{space})?(?P<name>{alternatives})"
+        rf"{space}[\*_\]]*+{space}(\([^)\n]*+\))?{space}[\*_]*+"
+        rf"(?::|(?(heading){space}(?:·[^\n]*+)?$|(?!)))",
+        re.MULTILINE,
     )
 
 
 def _strip_own_prefix(text: str, speaker: str) -> str:
     stripped = text.lstrip()
-    match = _name_prefix([speaker]).match(stripped)
-    return stripped[match.end() :] if match else text
+    folded, origin = reader_view(stripped)
+    match = _name_prefix([canonical_name(speaker)]).match(folded)
+    return stripped[origin[match.end()] :] if match else text
 
 
 def _cut_other_speakers(text: str, speaker: str, roster: Sequence[str]) -> tuple[str, str | None]:
-    others = [n for n in {*roster, "User"} if n.lower() != speaker.lower()]
-    if not others:
+    found = speaks_as_other(text, speaker, roster)
+    if found is None:
         return text, None
-    match = _name_prefix(others).search(text)
-    if not match:
-        return text, None
-    return text[: match.start()], text[match.start() :].strip() or None
+    return text[: found.start], text[found.start :].strip() or None

@@ -22,6 +22,7 @@ definition further down that order, which is how a user tweaks a built-in person
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from dataclasses import dataclass, field, replace
 from importlib.resources import files
@@ -36,6 +37,7 @@ from personae.config.models import Persona, Scenario
 from personae.config.roots import describe, document_roots, root_of
 from personae.config.policy_checks import consensus_refs, policy_problems
 from personae.errors import ConfigError
+from personae.limits import MAX_FILE_BYTES
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -135,10 +137,13 @@ def load_scenario_text(
     )
 
 
-def load_persona_file(path: str | Path) -> Persona:
-    """Read and validate one persona file as written (``extends`` is not applied)."""
+def load_persona_file(path: str | Path, *, folder: Path | None = None) -> Persona:
+    """Read and validate one persona file as written (``extends`` is not applied). Found by
+    listing ``folder``, it must lie inside it (no link leading elsewhere)."""
     file = Path(path).expanduser()
     _require_file(file, Path(path), "persona")
+    if folder is not None:
+        _require_inside(folder, file, "persona file")
     src = _parse(_read_text(file, str(path)), str(path))
     _require_mapping(src, "persona")
     return _validate(Persona, src)
@@ -212,10 +217,20 @@ def _require_file(file: Path, as_given: Path, what: str) -> None:
 def _read_text(file: Path, label: str) -> str:
     """Read a file as UTF-8, pointing at the first byte that is not (line and column)."""
     try:
-        raw = file.read_bytes()
+        with file.open("rb") as handle:  # no more than the limit, whatever the size claims
+            raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         problem = f"the file cannot be read: {exc.strerror}."
         raise _error(label, None, "", problem, "Check its permissions.") from None
+    if len(raw) > MAX_FILE_BYTES:
+        # Checked before parsing: a huge file takes minutes and gigabytes to compose.
+        size = max(len(raw), _size(file))
+        raise _error(
+            label, None, "",
+            f"the file is {size:,} bytes, more than the {MAX_FILE_BYTES:,} a persona or "
+            "scenario file may have.",
+            "Move long text into `documents:` (files beside the scenario), which are read in parts.",
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -229,6 +244,13 @@ def _read_text(file: Path, label: str) -> str:
         ) from None
 
 
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except OSError:
+        return 0
+
+
 def _parse(text: str, label: str) -> _Source:
     """Compose the node tree and construct plain data from it with the SafeLoader, in one pass."""
     try:
@@ -238,6 +260,7 @@ def _parse(text: str, label: str) -> _Source:
             data = None
             if node is not None:
                 _reject_duplicate_keys(node, label)
+                _reject_surrogates(node, label)
                 _reject_alias_bombs(node, label)
                 data = loader.construct_document(node)
         finally:
@@ -302,6 +325,33 @@ def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
                         raise _error(label, key, "", problem, "Keep one of them.")
                     first[key.value] = key
                 stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_surrogates(root: yaml.Node, label: str) -> None:
+    """A double-quoted ``"\\udcff"`` is a lone surrogate: no character, not storable as UTF-8
+    (the run's first commit would fail on it). Point at it while the file is still at hand."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            bad = _SURROGATE.search(node.value)
+            if bad:
+                raise _error(
+                    label, node, "", f"the text holds the escape \\u{ord(bad.group()):04x}, a lone "
+                    "surrogate, which is not a character.",
+                    "Remove it, or write the character itself (or its \\U00XXXXXX escape).",
+                )
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
 
@@ -690,20 +740,29 @@ class _Place:
     """One place personas are looked for: the scenario's inline list, or a folder of YAML files."""
 
     label: str
-    path: Path | None = None  # a folder; None for the inline list
+    path: Path | None = None  # a folder (resolved); None for the inline list
     builtin: bool = False
     inline: dict[str, _Found] = field(default_factory=dict)
     files_by_name: dict[str, list[Path]] | None = None
     broken: dict[Path, ConfigError] = field(default_factory=dict)
+    given: Path | None = None  # the folder as named, before links were followed
 
     def index(self) -> dict[str, list[Path]]:
-        """name -> files defining it, read once, on first use. Unreadable files are set aside."""
+        """name -> files defining it, read once, on first use. Unreadable files are set aside.
+
+        Like documents, persona files are read only from inside their folder, and the folder
+        only from inside the one that holds it: a link in a project someone else wrote must not
+        copy ``~/.ssh`` or ``/etc`` into the run's personas and every prompt."""
         if self.files_by_name is None:
             self.files_by_name = {}
             if self.path is not None and self.path.is_dir():
+                if self.given is not None:
+                    _require_inside(self.given.parent, self.given, "persona folder")
                 for file in sorted(self.path.iterdir()):
                     if file.suffix not in YAML_SUFFIXES or not file.is_file():
                         continue
+                    if not self.builtin:
+                        _require_inside(self.path, file, "persona file")
                     try:
                         data = _parse(_read_text(file, str(file)), str(file)).data
                     except ConfigError as exc:
@@ -842,7 +901,7 @@ def _dir_places(folders: list[Path]) -> list[_Place]:
         resolved = folder.expanduser().resolve()
         if resolved not in seen:
             seen.add(resolved)
-            places.append(_Place(str(resolved), resolved))
+            places.append(_Place(str(resolved), resolved, given=folder.expanduser().absolute()))
     return places
 
 
@@ -880,6 +939,30 @@ def _check_speakers(scenario: Scenario, src: _Source) -> None:
     for problem in policy_problems(scenario):
         node, _ = _node_at(src.node, problem.loc)
         raise _error(src.label, node, _format_path(problem.loc), problem.problem, problem.fix)
+
+
+def _confined(base: Path, path: Path) -> tuple[Path, bool]:
+    """``path`` with every symbolic link followed, and whether it still lies inside ``base``: the
+    check that confines persona files to their folder, as ``roots.py`` confines documents to
+    their roots (docs/threat-model.md). May raise OSError or RuntimeError (a name too long, a
+    link loop)."""
+    resolved = path.resolve()
+    return resolved, resolved.is_relative_to(base.resolve())
+
+
+def _require_inside(base: Path, path: Path, what: str) -> None:
+    try:
+        target, inside = _confined(base, path)
+    except (OSError, RuntimeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise _error(str(path), None, "", f"the {what} cannot be read: {reason}.", "Fix the link.") from None
+    if not inside:
+        raise _error(
+            str(path), None, "",
+            f"this {what} is a link that leads outside {base.resolve()} (to {target}).",
+            f"Copy the file into {base.resolve()} instead of linking to it: persona files are "
+            "read only from inside their folder, as documents are from the scenario's.",
+        )
 
 
 def _resolve_documents(

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import regex
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -21,6 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
+from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
 from personae.agents.template import check_template
 
@@ -32,14 +36,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _printable_name(value: str) -> str:
+    """Names are shown on terminals and in prompts: one visible line (``config/names.py``)."""
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+Name = Annotated[str, AfterValidator(_printable_name)]
+
+
 class GenerationOptions(Strict):
     """Sampling options, in Ollama's names; other backends translate them."""
 
     temperature: float | None = Field(None, ge=0, le=5)
-    num_predict: int | None = Field(None, ge=1, description="Maximum tokens of one reply.")
-    seed: int | None = None
+    num_predict: int | None = Field(
+        None, ge=1, le=INT32_MAX, description="Maximum tokens of one reply."
+    )
+    seed: int | None = Field(None, ge=0, le=SEED_MAX)
     top_p: float | None = Field(None, gt=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, ge=0)
     stop: list[str] | None = None
@@ -51,7 +68,7 @@ class GenerationOptions(Strict):
 class Persona(Strict):
     """One subpersonality. The same model plays every persona; only these instructions change."""
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[^\s:][^:\n]*$")
+    name: Name = Field(min_length=1, max_length=64, pattern=r"^[^\s:][^:\n]*$")
     description: str = Field(
         "", description="One line on what this persona contributes; routers and selectors read it."
     )
@@ -95,11 +112,21 @@ class Persona(Strict):
             check_output_schema(value)
         return value
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if is_reserved(value):
+            raise ValueError(
+                f"the name {quoted_name(value)} is reserved for {HUMAN}, the person taking part (scripted "
+                "`inputs:` and --interactive lines); name the persona something else"
+            )
+        return value
+
 
 class Phase(Strict):
     """One stage of a deliberation: its speakers in turn for `rounds` rounds, or any policy."""
 
-    name: str = Field(min_length=1, pattern=r"^[^/\n]+$")
+    name: Name = Field(min_length=1, pattern=r"^[^/\n]+$")
     speakers: list[str] | None = Field(
         None, min_length=1, description="Who speaks, in this order, each round."
     )
@@ -113,7 +140,7 @@ class Phase(Strict):
         "built-in mode (plan, critique, debate, brainstorm, review, conclude) or one of `modes:`.",
     )
     turns: int | None = Field(
-        None, ge=1, le=100_000, description="At most this many turns in the phase."
+        None, ge=1, le=MAX_TURNS, description="At most this many turns in the phase."
     )
 
     @model_validator(mode="after")
@@ -257,14 +284,16 @@ class CollapseConfig(Strict):
         0.6, gt=0, le=0.95, description="Collapse when the next prompt would pass this share "
         "of the window."
     )
-    keep_recent: int = Field(4, ge=0, description="Messages kept verbatim after a collapse.")
+    keep_recent: int = Field(
+        4, ge=0, le=MAX_TURNS, description="Messages kept verbatim after a collapse."
+    )
     summarizer: str = Field("Summarizer", description="The persona that writes the collapse.")
     every_turns: int | None = Field(
-        None, ge=1, description="Also collapse after this many turns since the last collapse."
+        None, ge=1, le=MAX_TURNS, description="Also collapse after this many turns since the last collapse."
     )
     on_phase_end: bool = Field(False, description="Also collapse when a phase ends.")
     fan_in: int = Field(
-        4, ge=2, description="When a level holds more summaries than this, merge them one up."
+        4, ge=2, le=MAX_TURNS, description="When a level holds more summaries than this, merge them one up."
     )
     max_tokens: int = Field(
         320, ge=48, le=4096, description="Reply budget of one collapse call; the sizes of the "
@@ -274,7 +303,8 @@ class CollapseConfig(Strict):
 
 class MemoryConfig(Strict):
     num_ctx: int | None = Field(
-        None, ge=256, description="The window actually served; default: the model's metadata."
+        None, ge=256, le=MAX_NUM_CTX,
+        description="The window actually served; default: the model's metadata.",
     )
     collapse: CollapseConfig | None = CollapseConfig()
 
@@ -327,7 +357,9 @@ class _StopRules(Strict):
     consensus: bool | ConsensusConfig | None = Field(
         None, description="Stop when every listed persona's last message agrees."
     )
-    token_budget: int | None = Field(None, ge=1, description="Stop at this many evaluated tokens.")
+    token_budget: int | None = Field(
+        None, ge=1, le=INT64_MAX, description="Stop at this many evaluated tokens."
+    )
     timeout: Duration | None = Field(
         None, description="Stop after this long in one process: seconds, or 90s, 5m, 1h."
     )
@@ -341,7 +373,7 @@ class _StopRules(Strict):
 class StopCondition(_StopRules):
     """One item of an `any:` or `all:` list: exactly one rule."""
 
-    max_turns: int | None = Field(None, ge=1, le=100_000)
+    max_turns: int | None = Field(None, ge=1, le=MAX_TURNS)
 
     @model_validator(mode="after")
     def _one_rule(self) -> StopCondition:
@@ -357,7 +389,7 @@ class StopCondition(_StopRules):
 class TerminationConfig(_StopRules):
     """When a run stops. `max_turns` always applies; the other rules stop it earlier."""
 
-    max_turns: int = Field(12, ge=1, le=100_000, description="Turns taken by personas.")
+    max_turns: int = Field(12, ge=1, le=MAX_TURNS, description="Turns taken by personas.")
 
 
 class GuardConfig(Strict):
@@ -378,7 +410,7 @@ class GuardConfig(Strict):
 class ScenarioInput(Strict):
     """A message from the user, committed before the persona turn `at_turn`."""
 
-    at_turn: int = Field(ge=1, description="Before the persona turn with this number (1-based).")
+    at_turn: int = Field(ge=1, le=MAX_TURNS, description="Before the persona turn with this number (1-based).")
     from_: Literal["User"] = Field("User", alias="from", description="Inputs come from User.")
     text: str = Field(min_length=1)
     pin: bool = Field(False, description="Keep it in memory as a fact that collapse never drops.")
@@ -387,7 +419,7 @@ class ScenarioInput(Strict):
 class Scenario(Strict):
     """A deliberation: the goal, who takes part, who speaks when, memory and stop rules."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1, max_length=200)
     goal: str = Field(min_length=1)
     context: str = ""
     documents: list[str] = Field(
@@ -425,10 +457,18 @@ class Scenario(Strict):
     @field_validator("personas")
     @classmethod
     def _unique_roster(cls, value: list[str | Persona]) -> list[str | Persona]:
+        # Names a reader cannot tell apart (Critic, CRITIC, Crit\u200bic) are one persona.
         names = [p if isinstance(p, str) else p.name for p in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        keys = [canonical_name(n) for n in names]
+        dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
         if dupes:
-            raise ValueError(f"persona listed twice: {', '.join(dupes)}")
+            raise ValueError(f"persona listed twice: {', '.join(map(quoted_name, dupes))}")
+        reserved = [n for n in names if is_reserved(n)]
+        if reserved:
+            raise ValueError(
+                f"{quoted_name(reserved[0])} cannot take part as a persona: {HUMAN} is the person taking "
+                "part (scripted `inputs:` and --interactive lines); remove it from `personas:`"
+            )
         return value
 
     @property

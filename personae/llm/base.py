@@ -8,6 +8,7 @@ measurable, so every backend reports it as exactly as its server allows.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -19,6 +20,16 @@ Role = Literal["system", "user", "assistant"]
 Options = dict[str, Any]
 
 TokenCallback = Callable[[str], None]
+
+
+def server_text(text: str) -> str:
+    """Text a server sent as JSON, made storable: JSON may escape a lone surrogate
+    (``"\\udcff"``), which is no character, cannot be encoded as UTF-8 and would fail the
+    run's commit. Each becomes U+FFFD, as invalid bytes do when the embedded backend decodes."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)

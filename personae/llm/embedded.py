@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def resolve_model_path(model: str | None) -> Path:
             raise UserError(
                 f"Model file {path} does not exist. Pass the path of a .gguf file with --model, "
                 "or leave --model out to use the bundled SmolLM2-135M-Instruct."
+            )
+        try:
+            with path.open("rb") as handle:
+                magic = handle.read(4)
+        except OSError as exc:
+            raise UserError(f"Model file {path} cannot be read: {exc.strerror or exc}.") from None
+        if magic != b"GGUF":  # llama.cpp would fail with a bare ValueError
+            raise UserError(
+                f"Model file {path} is not a GGUF model (it does not start with the GGUF "
+                "signature). Pass a .gguf file made for llama.cpp, or leave --model out to use "
+                "the bundled SmolLM2-135M-Instruct."
             )
         return path
     path = bundled_model_path()
@@ -97,13 +109,28 @@ class EmbeddedBackend:
         if not model:
             self.model = self.model_path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
         # n_ctx=0 asks llama.cpp for the model's trained window.
-        self.llm = Llama(
-            model_path=str(self.model_path),
-            n_ctx=num_ctx or 0,
-            n_threads=threads(),
-            n_batch=512,
-            verbose=False,
-        )
+        try:
+            self.llm = Llama(
+                model_path=str(self.model_path),
+                n_ctx=num_ctx or 0,
+                n_threads=threads(),
+                n_batch=512,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
+            # llama.cpp says only "Failed to load model from file" or "Failed to create
+            # llama_context" (no memory for the window's KV cache).
+            if "load model" in str(exc):
+                raise UserError(
+                    f"llama.cpp cannot load {self.model_path}: it is not a complete GGUF model "
+                    "it can read. Download the model again, or leave --model out to use the "
+                    "bundled SmolLM2-135M-Instruct."
+                ) from None
+            raise UserError(
+                f"llama.cpp cannot open a window of {num_ctx or 'the trained number of'} tokens "
+                f"for {self.model_path.name} ({exc}): the machine lacks the memory for it. "
+                "Lower memory.num_ctx (e.g. 4096)."
+            ) from None
         self.num_ctx = self.llm.n_ctx()
         self._formatter = _chat_formatter(self.llm)
 
@@ -116,10 +143,15 @@ class EmbeddedBackend:
         return self._formatter([m.to_dict() for m in messages])
 
     def tokenize(self, text: str) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        """Text as plain text: ``<|im_end|>`` written in it is those characters, not the token."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def prompt_tokens(self, messages: tuple[ChatMessage, ...]) -> list[int]:
+        """The tokens of the prompt these messages make (see ``prompt_token_ids``)."""
+        return prompt_token_ids(self.llm, self._formatter, messages)
 
     def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
-        return len(self.tokenize(self.render(messages)))
+        return len(self.prompt_tokens(messages))
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenize(text))
@@ -128,7 +160,7 @@ class EmbeddedBackend:
         from llama_cpp import LlamaGrammar
 
         options = request.options
-        tokens = self.tokenize(self.render(request.messages))
+        tokens = self.prompt_tokens(request.messages)
         max_tokens = int(options.get("num_predict") or DEFAULT_NUM_PREDICT)
         if len(tokens) + 1 > self.num_ctx:
             raise BackendError(
@@ -211,6 +243,49 @@ class EmbeddedBackend:
 def _first_stop(text: str, stops: list[str]) -> int | None:
     positions = [text.find(s) for s in stops if s in text]
     return min(positions) if positions else None
+
+
+def chat_pieces(
+    render: Callable[[list[dict[str, str]]], str], messages: tuple[ChatMessage, ...]
+) -> list[tuple[str, bool]]:
+    """The prompt as (text, from_the_template) pieces, in order.
+
+    A reply, a document or a scenario may contain the template's own control tokens
+    (``<|im_end|>``, ``<|im_start|>system``); tokenized with special tokens parsed, they would
+    close the message and open a new role. So the template is rendered with a marker in place of
+    each content, and only the template's pieces are tokenized with special tokens; each content
+    goes in as plain text, exactly as given."""
+    salt = 0
+    while True:
+        markers = [f"\ue000personae-content-{salt}-{i}\ue001" for i in range(len(messages))]
+        if not any(m in msg.content for m in markers for msg in messages):
+            break
+        salt += 1
+    rendered = render([{**m.to_dict(), "content": marker} for m, marker in zip(messages, markers)])
+    pieces: list[tuple[str, bool]] = []
+    rest = rendered
+    for message, marker in zip(messages, markers):
+        before, found, rest = rest.partition(marker)
+        if not found or marker in rest:
+            raise BackendError(
+                "The model's chat template does not place each message's content once, as "
+                "written; Personae cannot keep contents from being read as control tokens."
+            )
+        pieces += [(before, True), (message.content, False)]
+    pieces.append((rest, True))
+    return [(text, template) for text, template in pieces if text]
+
+
+def prompt_token_ids(
+    llm: Any, render: Callable[[list[dict[str, str]]], str], messages: tuple[ChatMessage, ...]
+) -> list[int]:
+    """The prompt's tokens: the template's pieces with special tokens, contents as plain text.
+    Counting (``count_tokens``, replay's counter) and generation both use this, so the counts
+    and the prefix reuse they report are those of the prompt actually evaluated."""
+    tokens: list[int] = []
+    for text, template in chat_pieces(render, messages):
+        tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=template)
+    return tokens
 
 
 def _chat_formatter(llm: Any):

@@ -18,6 +18,11 @@ The released ``ollama`` client (0.6.x) parses replies into pydantic models that 
 does not know, ``prompt_eval_cached_count`` among them, so we ask the client's own request method
 (``Client._request``, stable since 0.4) for plain dicts. That keeps the client's host parsing,
 headers and error types, and tolerates servers older or newer than the client.
+
+The ``ollama`` package is imported where it is used, never when this module is: importing it
+builds a default client from ``OLLAMA_HOST``, which fails with a bare ValueError when the variable
+is malformed, and this module is also imported for its token estimator alone (the OpenAI
+backend, replay). ``select.ollama_host`` checks the variable first, with a clear message.
 """
 
 from __future__ import annotations
@@ -29,10 +34,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import ollama
 
 from personae.errors import BackendError, ModelNotFound
-from personae.llm.base import ChatMessage, ChatRequest, ChatResult, TokenCallback, Usage
+from personae.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    TokenCallback,
+    Usage,
+    server_text,
+)
 
 MAX_AUTO_NUM_CTX = 8192  # a model's trained window can be 128k; the KV cache for it would not fit
 FALLBACK_NUM_CTX = 4096
@@ -138,6 +149,8 @@ class OllamaBackend:
         self._num_ctx = num_ctx
         self._show: Mapping[str, Any] | None = None
         self._estimator = CharTokenEstimator()
+        import ollama  # here, not at the top: see the module docstring
+
         # A dead host should fail in seconds; a slow model may take minutes between chunks.
         self._client = ollama.Client(
             host=host, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0))
@@ -174,7 +187,7 @@ class OllamaBackend:
         final: dict[str, Any] | None = None
         with self._translated_errors():
             for part in self._stream_chat(self._chat_body(request)):
-                content = (part.get("message") or {}).get("content") or ""
+                content = server_text((part.get("message") or {}).get("content") or "")
                 if content:
                     pieces.append(content)
                     if on_token:
@@ -243,6 +256,8 @@ class OllamaBackend:
     @contextmanager
     def _translated_errors(self) -> Iterator[None]:
         """Every failure of the server or the network becomes one of our errors, with the fix."""
+        import ollama
+
         try:
             yield
         except ollama.ResponseError as exc:
@@ -272,7 +287,7 @@ class OllamaBackend:
                 transient=True,
             ) from None
 
-    def _response_error(self, exc: ollama.ResponseError) -> BackendError:
+    def _response_error(self, exc: Any) -> BackendError:  # an ollama.ResponseError
         status = exc.status_code
         if status == 404:
             return ModelNotFound(

@@ -34,7 +34,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from personae.errors import BackendError, ModelNotFound, UserError
-from personae.llm.base import ChatMessage, ChatRequest, ChatResult, TokenCallback, Usage
+from personae.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ChatResult,
+    TokenCallback,
+    Usage,
+    server_text,
+)
 from personae.llm.ollama import CharTokenEstimator
 
 DEFAULT_API_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one
@@ -236,7 +243,7 @@ class OpenAIBackend:
             )
         choice = response.choices[0]
         return (
-            choice.message.content or "",
+            server_text(choice.message.content or ""),
             choice.finish_reason,
             response.usage,
             response.model,
@@ -259,7 +266,7 @@ class OpenAIBackend:
                 if chunk.usage is not None:
                     reported = chunk.usage
                 for choice in chunk.choices:
-                    content = choice.delta.content if choice.delta else None
+                    content = server_text(choice.delta.content or "") if choice.delta else None
                     if content:
                         pieces.append(content)
                         on_token(content)

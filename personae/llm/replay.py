@@ -418,7 +418,7 @@ def _gguf_counter(gguf: str | None) -> _Counter | None:
     try:
         from llama_cpp import Llama
 
-        from personae.llm.embedded import _chat_formatter, resolve_model_path
+        from personae.llm.embedded import _chat_formatter, prompt_token_ids, resolve_model_path
     except ImportError:
         return None
     try:
@@ -437,10 +437,10 @@ def _gguf_counter(gguf: str | None) -> _Counter | None:
     except Exception:  # noqa: BLE001 - no tokenizer: fall back to the estimate
         return None
 
-    def tokens(text: str) -> int:
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+    def tokens(text: str) -> int:  # as EmbeddedBackend counts: text is plain text
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def prompt(messages: tuple[ChatMessage, ...]) -> int:
-        return tokens(render([m.to_dict() for m in messages]))
+        return len(prompt_token_ids(llm, render, messages))
 
     return _Counter(prompt, tokens)

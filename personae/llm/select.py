@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 
 from personae.errors import UserError
 from personae.llm.base import Backend
@@ -12,10 +13,44 @@ DEFAULT_OLLAMA_MODEL = "llama3.2:3b"
 
 
 def ollama_host() -> str:
-    host = os.environ.get("OLLAMA_HOST", "").strip() or "127.0.0.1:11434"
+    """``OLLAMA_HOST`` as a base URL (default 127.0.0.1:11434), or a UserError saying why the
+    value cannot be one: the ollama client and httpx would fail on it with a bare ValueError."""
+    given = os.environ.get("OLLAMA_HOST", "").strip()
+    host = given or "127.0.0.1:11434"
     if "://" not in host:
         host = f"http://{host}"
-    return host.rstrip("/")
+    host = host.rstrip("/")
+    problem = None
+    try:
+        parts = urlsplit(host)
+        parts.port  # noqa: B018 - parsing the port is the check
+        (parts.hostname or "").encode("idna")  # a label too long, or not a host name at all
+    except ValueError as exc:  # UnicodeError is one
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = f"the scheme must be http or https, not {parts.scheme!r}"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif any(c.isspace() or not c.isprintable() for c in host):
+            problem = "it contains a space or a control character"
+    if problem:
+        raise UserError(
+            f"OLLAMA_HOST={given!r} is not a server address ({problem}). Set it to host:port or "
+            "a URL, e.g. 127.0.0.1:11434 or http://gpu-box:11434, or unset it."
+        )
+    return host
+
+
+def check_model_flag(kind: str, model: str | None) -> None:
+    """``--model`` given with ``--backend embedded`` must be a .gguf file: a name (an Ollama
+    tag) would otherwise be ignored in favour of the bundled model without a word."""
+    if kind == "embedded" and model and not model.endswith(".gguf"):
+        raise UserError(
+            f"--model {model!r} is not a .gguf file, and the embedded backend runs only GGUF "
+            "models. Pass the path of a .gguf file, leave --model out to use the bundled "
+            "SmolLM2-135M-Instruct, or choose --backend ollama for an Ollama model name."
+        )
 
 
 def ollama_answers(host: str, timeout: float = 0.5) -> bool:
@@ -24,7 +59,7 @@ def ollama_answers(host: str, timeout: float = 0.5) -> bool:
 
     try:
         return httpx.get(f"{host}/api/version", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError):
         return False
 
 
@@ -45,9 +80,10 @@ def open_backend(
         looks_like_gguf = bool(model and model.endswith(".gguf"))
         kind = "ollama" if not looks_like_gguf and ollama_answers(ollama_host()) else "embedded"
     if kind == "ollama":
+        host = ollama_host()  # before the ollama package is imported: it parses OLLAMA_HOST too
         from personae.llm.ollama import OllamaBackend
 
-        return OllamaBackend(model or DEFAULT_OLLAMA_MODEL, host=ollama_host(), num_ctx=num_ctx)
+        return OllamaBackend(model or DEFAULT_OLLAMA_MODEL, host=host, num_ctx=num_ctx)
     from personae.llm.embedded import EmbeddedBackend
 
     gguf = model if model and model.endswith(".gguf") else None

@@ -23,9 +23,8 @@ from personae.config.models import (
 from personae.config.models import (
     Policy as PolicyConfig,
 )
+from personae.config.names import HUMAN  # the input author; policies count only persona turns
 from personae.orchestrator.state import Speaker, Utterance
-
-HUMAN = "User"
 
 
 class Policy(Protocol):

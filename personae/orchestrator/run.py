@@ -42,7 +42,7 @@ from personae.orchestrator.state import (
     TurnStarted,
     Utterance,
 )
-from personae.orchestrator.termination import StopRule, make_stop_rule
+from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
@@ -135,7 +135,7 @@ class Orchestrator:
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
             scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
-        )
+        ) | TurnCap.for_run(self.settings.max_turns, len(scenario.inputs))
         self.selector: Selector = LLMSelector(
             backend=self.backend, scenario=scenario, personas=self.loaded.personas,
             store=self.store, num_ctx=self.settings.num_ctx, seed=self.settings.seed,

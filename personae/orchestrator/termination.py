@@ -63,6 +63,27 @@ class MaxTurns(StopRule):
 
 
 @dataclass(frozen=True)
+class TurnCap(StopRule):
+    """Every message of the run, whoever wrote it, against a hard cap.
+
+    ``MaxTurns`` counts persona turns only, so input never uses them up; this rule counts
+    everything, so a run ends whatever a policy or a name does (a persona once could be called
+    ``User`` and never be counted). ``for_run`` sets the cap where a run within its limits never
+    reaches it: every persona turn, one typed line before each, and every scripted input."""
+
+    turns: int
+
+    @classmethod
+    def for_run(cls, max_turns: int, inputs: int) -> TurnCap:
+        return cls(2 * max_turns + inputs)
+
+    def check(self, state: RunState) -> str | None:
+        if len(state.history) >= self.turns:
+            return f"turn_cap ({self.turns} messages in all, 2 × max_turns + scripted inputs)"
+        return None
+
+
+@dataclass(frozen=True)
 class StopPhrase(StopRule):
     phrase: str
 
