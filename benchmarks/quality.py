@@ -76,6 +76,40 @@ def run_one(store: Store, path: Path, backend: Backend, layout: str, seed: int) 
     return run_id, tally
 
 
+def tally_of_run(store: Store, run_id: int) -> Tally:
+    """A stored run's numbers (``--report``): the same as ``run_one`` measures, wall time from
+    the run's own start and finish."""
+    run = store.run(run_id)
+    scores = score_run(store, run_id)
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
+    tally = Tally(
+        runs=1, scores=scores, turns=len(scores), evaluated=run.evaluated_tokens,
+        retries=len(store.calls(run_id, "retry")), seconds=seconds,
+    )
+    closing = [s for s in scores if s.contract_kind == "closing"]
+    if closing:
+        tally.closers, tally.closed = 1, int(bool(closing[-1].contract))
+    return tally
+
+
+def report(paths: list[Path]) -> None:
+    """The tables for runs already stored, from one or more benchmark databases."""
+    by_layout: dict[str, Tally] = defaultdict(Tally)
+    by_scenario: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    for path in paths:
+        with Store.open_readonly(path) as store:
+            for run in store.runs():
+                if run.status != "completed":
+                    continue
+                tally = tally_of_run(store, run.id)
+                by_layout[run.layout].add(tally)
+                by_scenario[(run.scenario_name, run.layout)].add(tally)
+    print(table(dict(by_layout)))
+    for name in sorted({n for n, _ in by_scenario}):
+        print(f"\n{name}")
+        print(table({lay: t for (n, lay), t in by_scenario.items() if n == name}))
+
+
 def table(rows: dict[str, Tally]) -> str:
     head = (
         f"{'layout':<16}{'runs':>5}{'replies':>8}{'good':>7}"
@@ -107,7 +141,12 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="keep the runs in this SQLite file")
     parser.add_argument("--show", action="store_true", help="print every reply with its verdict")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="DB",
+                        help="print the tables for the runs stored in these databases; run nothing")
     args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
 
     paths = args.scenarios or sorted((builtin_dir() / "scenarios").glob("*.yaml"))
     db = args.db or Path(tempfile.mkdtemp(prefix="personae-quality-")) / "quality.db"

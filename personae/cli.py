@@ -315,8 +315,12 @@ def _drive(
                 out.print(f"[yellow]↻ asking again ({why}{said}): attempt {event.attempt + 1}[/]")
             elif isinstance(event, TurnDone) and not quiet:
                 line.close()
+                said = event.utterance
                 if event.attempts > 1 and event.kept != event.attempts - 1:
-                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{shown(event.utterance.content)}")
+                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{shown(said.content)}")
+                elif said.structured is not None and said.turn > (copied_upto or 0):
+                    # the stream showed the JSON; the others read it rendered
+                    out.print(f"[dim]as the others read it:[/]\n{shown(said.content)}")
                 out.print(_done_line(event, copied=event.utterance.turn <= (copied_upto or 0)))
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":

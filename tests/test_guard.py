@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.state import Retrying, TurnDone
@@ -113,3 +114,40 @@ def test_a_structured_reply_that_does_not_validate_is_asked_for_again(tmp_path: 
     check = critic.meta["guard"]["checks"][0]
     assert check["problems"] == ["schema"] and "decision" in check["schema_error"]
     assert "Not the JSON asked for" in backend.requests[2].messages[-1].content
+
+
+def test_the_live_stream_shows_a_structured_reply_as_the_others_read_it(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    """The stream shows the JSON the model wrote; the rendered text (the decision line) follows,
+    and retries are announced, as a person watching the run needs to see them."""
+    import json
+    import subprocess
+
+    from tests.conftest import personae_cmd
+
+    schema = '{type: object, properties: {decision: {type: string}}, required: [decision]}'
+    text = SCENARIO.replace(
+        "system: Attack the weakest claim.}",
+        f"system: Attack the weakest claim., output_schema: {schema}, "
+        "output_template: 'FINAL DECISION: {{ decision }}'}",
+    ) + "memory: {num_ctx: 2048, collapse: null}\n"
+    path = tmp_path / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    answers = iter([FIRST, FIRST, NEW])
+
+    def reply(request: Any) -> str:
+        if request.schema is not None:
+            return json.dumps({"decision": "cache order reads behind a flag"})
+        return next(answers)
+
+    scripted_ollama_server.backend.default = reply
+    env = {**cli_env, "OLLAMA_HOST": scripted_ollama_server.host}
+    done = subprocess.run(
+        personae_cmd("run", str(path), "--backend", "ollama", "--model", "smollm2:135m", "--max-turns", "3"),
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "as the others read it:\nFINAL DECISION: cache order reads behind a flag" in done.stdout
+    assert "asking again (copy" in done.stdout and "attempt 2" in done.stdout  # turn 3 repeated turn 1
+    assert "Traceback" not in done.stderr
