@@ -56,7 +56,7 @@ def test_scripted_inputs_come_before_the_persona_turn_of_that_number(tmp_path: P
     assert metas[1] == {"source": "inputs", "input": 0, "at_turn": 3, "pin": True}
     assert metas[0]["pin"] is False
     assert [c.persona for c in store.calls(run_id)] == ["Planner", "Analyst", "Critic", "Planner"]
-    assert "User: Budget is 2 engineers." in backend.requests[2].messages[-1].content
+    assert "User: Budget is 2 engineers." in "\n".join(m.content for m in backend.requests[2].messages)
     assert sum(isinstance(e, InputGiven) for e in events) == 3
     assert store.run(run_id).stop_reason == "max_turns"
 
