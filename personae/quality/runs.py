@@ -25,9 +25,10 @@ def deliberation_of_run(store: Store, run_id: int) -> Deliberation:
         p.name: f"{instructions[p.name]}\n{p.definition.get('output_template') or ''}".strip()
         for p in members
     }
-    kept = _kept_calls(store, run_id)
+    messages = store.messages(run_id)
+    kept = _kept_calls(store, run_id, messages)
     replies, others = [], []
-    for m in store.messages(run_id):
+    for m in messages:
         if m.persona not in instructions:
             others.append(m.content)
             continue
@@ -58,14 +59,14 @@ def score_run(store: Store, run_id: int) -> list[ReplyScore]:
     return score(deliberation_of_run(store, run_id))
 
 
-def _kept_calls(store: Store, run_id: int) -> dict[int, Any]:
+def _kept_calls(store: Store, run_id: int, messages: list[Any]) -> dict[int, Any]:
     """The model call each message came from: the attempt the reply guard kept."""
     by_message: dict[int, list[Any]] = {}
     for call in store.calls(run_id):
         if call.purpose in ("turn", "retry") and call.message_id is not None:
             by_message.setdefault(call.message_id, []).append(call)
     kept = {}
-    for m in store.messages(run_id):
+    for m in messages:
         calls = by_message.get(m.id)
         if not calls:
             continue
