@@ -34,6 +34,7 @@ personas:
   - {name: Critic, extends: Critic, options: {num_predict: 48}}
   - {name: Summarizer, extends: Summarizer, options: {num_predict: 48}}
 policy: {type: round_robin}
+guard: {enabled: false}  # collapse is what is measured: one call per turn
 inputs:
 """ + "".join(f'  - {{at_turn: {t}, text: "{text}", pin: true}}\n' for t, text in PINNED.items()) + f"""
 memory:

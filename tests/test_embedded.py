@@ -20,6 +20,7 @@ personas: [Planner, Analyst, Critic, Summarizer]
 options: {num_predict: 24, temperature: 0}
 memory: {num_ctx: 2048, collapse: null}
 termination: {max_turns: 6}
+guard: {enabled: false}  # one call per turn: the layouts' costs compared call by call
 """
 
 

@@ -205,16 +205,37 @@ def test_cli_run_records_the_servers_token_counts(
     assert "backend: openai · model: smollm2" in done.stdout
     connection = sqlite3.connect(db)
     rows = connection.execute(
-        "select persona, backend, prompt, prompt_tokens, evaluated_tokens, completion_tokens "
+        "select persona, backend, prompt, prompt_tokens, evaluated_tokens, completion_tokens, purpose "
         "from llm_calls order by id"
     ).fetchall()
     run = connection.execute("select status, turns, prompt_tokens, completion_tokens from runs").fetchone()
     connection.close()
-    assert [r[0] for r in rows] == ["Planner", "Critic", "Planner"]
-    for _persona, backend, prompt, prompt_tokens, evaluated, completion in rows:
+    # one turn call per turn; the reply guard's retries are calls too, counted the same way
+    assert [r[0] for r in rows if r[6] == "turn"] == ["Planner", "Critic", "Planner"]
+    assert {r[6] for r in rows} <= {"turn", "retry"}
+    for _persona, backend, prompt, prompt_tokens, evaluated, completion, _purpose in rows:
         messages = tuple(ChatMessage(m["role"], m["content"]) for m in json.loads(prompt))
         assert backend == "openai"
         assert prompt_tokens == tokenizer.count_tokens(messages)
         assert evaluated == prompt_tokens
         assert 0 <= completion <= 12
     assert run == ("completed", 3, sum(r[3] for r in rows), sum(r[5] for r in rows))
+
+
+@pytest.mark.slow
+def test_a_schema_reply_works_on_a_server_that_refuses_json_schema(server: RunningServer) -> None:
+    """llama-cpp-python's server answers OpenAI's `json_schema` response format with a 500; the
+    backend then sends its own `json_object` + `schema` shape, and keeps to it."""
+    schema = {
+        "type": "object",
+        "properties": {"decision": {"type": "string", "maxLength": 40}},
+        "required": ["decision"],
+    }
+    backend = OpenAIBackend("smollm2", base_url=server.base_url)
+    for _ in range(2):
+        result = backend.chat(
+            ChatRequest(MESSAGES, options={"num_predict": 40, "temperature": 0}, schema=schema)
+        )
+        assert isinstance(json.loads(result.text, strict=False)["decision"], str)  # as parse() reads it
+    assert backend._schema_format == "json_object"
+    backend.close()

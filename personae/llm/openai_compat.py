@@ -135,6 +135,9 @@ class OpenAIBackend:
         self._num_ctx = num_ctx
         self._model_entry: Mapping[str, Any] | None = None
         self._estimator = CharTokenEstimator()
+        # OpenAI's `json_schema` response format, or llama.cpp's `json_object` + `schema` once the
+        # server has refused the first (llama-cpp-python's server answers it with a 500).
+        self._schema_format = "json_schema"
         key = api_key or os.environ.get("OPENAI_API_KEY", "").strip() or DEFAULT_API_KEY
         # No silent retries: a failed turn is recorded and the user decides (resume).
         self._client = openai.OpenAI(
@@ -174,13 +177,18 @@ class OpenAIBackend:
         self._estimator.calibrate(messages, prompt_tokens)
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
-        body = self._body(request)
+        import openai
+
         started = time.perf_counter_ns()
         with self._translated_errors():
-            if on_token is None:
-                text, done_reason, reported, model, chunks = self._complete(body)
-            else:
-                text, done_reason, reported, model, chunks = self._stream(body, on_token)
+            try:
+                text, done_reason, reported, model, chunks = self._send(self._body(request), on_token)
+            except openai.APIStatusError as exc:
+                refused = exc.status_code in (400, 422, 500) and request.schema is not None
+                if not refused or self._schema_format != "json_schema":
+                    raise
+                self._schema_format = "json_object"  # the llama.cpp server's own shape
+                text, done_reason, reported, model, chunks = self._send(self._body(request), on_token)
         ended = time.perf_counter_ns()
         usage, _measured = usage_from(
             reported,
@@ -227,12 +235,19 @@ class OpenAIBackend:
         extra = {EXTRA_SAMPLING[k]: options[k] for k in EXTRA_SAMPLING if k in options}
         if extra:
             body["extra_body"] = extra
-        if request.schema is not None:
+        if request.schema is not None and self._schema_format == "json_object":
+            body["response_format"] = {"type": "json_object", "schema": request.schema}
+        elif request.schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "reply", "schema": request.schema, "strict": True},
             }
         return body
+
+    def _send(
+        self, body: dict[str, Any], on_token: TokenCallback | None
+    ) -> tuple[str, str | None, Any, str | None, int]:
+        return self._complete(body) if on_token is None else self._stream(body, on_token)
 
     def _complete(self, body: dict[str, Any]) -> tuple[str, str | None, Any, str | None, int]:
         response = self._client.chat.completions.create(**body)
