@@ -343,7 +343,7 @@ def render_transcript(
 def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, backend: Backend) -> int:
     """Roughly what one more transcript entry adds to a prompt (collapse's budgets)."""
     if layout != CACHE_FRIENDLY or u.persona not in personas:
-        return backend.count_text_tokens(render_utterance(u, personas)) + (6 if layout == NAMED else 2)
+        return backend.count_text_tokens(render_utterance(u, personas)) + (10 if layout == NAMED else 2)
     cue = turn_cue(u.persona, u.phase, (u.meta or {}).get("instructions"))
     return backend.count_text_tokens(cue) + backend.count_text_tokens(_said(u, personas)) + 10
 
