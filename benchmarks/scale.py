@@ -16,7 +16,7 @@ filled (runs, messages, messages_fts); llm_calls and the memory graph stay empty
 Timed, as medians of ``--reps`` (after one warm-up), in wall seconds and in CPU seconds of this
 process and its children (on a machine shared with other work the CPU figure is the steady one):
 - show of one 10,000-turn run through the library (``Store.run`` + ``Store.messages`` +
-  ``render.run_text``) and through the CLI (``personae show RUN``, a subprocess: Python start-up and
+  ``run_format.run_text``) and through the CLI (``personae show RUN``, a subprocess: Python start-up and
   imports included);
 - runs: ``Store.runs()`` and ``personae runs``;
 - search: ``Store.search`` for a rare phrase, a mid-frequency word and a common word, and
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="Build the database again.")
     args = parser.parse_args()
 
-    from personae.render import run_text
+    from personae.run_format import run_text
     from personae.store.repo import Store
 
     args.db.parent.mkdir(parents=True, exist_ok=True)

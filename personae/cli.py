@@ -617,7 +617,7 @@ def replay(
     store = Store.open_readonly(db) if fork_at is None else Store.open(db)
     if fork_at is None:
         from personae.orchestrator.replay import replay_run
-        from personae.render import REPLAY_COLUMNS, replay_json, replay_rows, replay_text
+        from personae.run_format import REPLAY_COLUMNS, replay_json, replay_rows, replay_text
 
         report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
         store.close()
@@ -694,7 +694,7 @@ def runs(
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
     from personae.liveness import process_alive
-    from personae.render import run_dict
+    from personae.run_format import run_dict
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
@@ -781,7 +781,7 @@ def show(
     ] = False,
 ) -> None:
     """Print the transcript of a run (or, with --memory, what its collapses kept)."""
-    from personae.render import MESSAGE_FIELDS, message_dict, run_json, run_markdown, run_text
+    from personae.run_format import MESSAGE_FIELDS, message_dict, run_json, run_markdown, run_text
     from personae.store.repo import Store
 
     if memory and format not in (ShowFormat.text, ShowFormat.table, ShowFormat.json):
@@ -898,7 +898,7 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Export one run: all of it as JSON, or its transcript as Markdown."""
-    from personae.render import export_json, run_markdown
+    from personae.run_format import export_json, run_markdown
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:

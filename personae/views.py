@@ -1,5 +1,5 @@
 """What the CLI draws in a terminal (rich renderables), apart from the plain text and files that
-``render.py`` makes. Stored text (names, replies) goes in as ``rich.text.Text``, never as markup,
+``run_format.py`` makes. Stored text (names, replies) goes in as ``rich.text.Text``, never as markup,
 and through ``terminal.inert`` first: ``Text`` keeps ESC and the other controls as they are.
 
 The runs table fits the terminal: below 130 columns it drops the columns a person reads least
@@ -80,10 +80,10 @@ def persona_colours(names: Sequence[str]) -> dict[str, str]:
 
 
 def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> Text:
-    """``show`` in a terminal: the text of ``render.run_text``, each speaker's label in its colour.
+    """``show`` in a terminal: the text of ``run_format.run_text``, each speaker's label in its colour.
     Stored text is appended inert, as plain ``Text``: markup in a reply stays characters and
     control characters are shown, not obeyed."""
-    from personae.render import marks
+    from personae.run_format import marks
     from personae.words import count
 
     colours = persona_colours([m.persona for m in messages])

@@ -1,4 +1,5 @@
-"""Turning stored runs into text, Markdown and JSON. Plain functions; the CLI prints their output."""
+"""Stored runs (and replay reports) as text, Markdown and JSON: plain functions, no terminal. The
+CLI prints what they return; benchmarks and library users call them directly."""
 
 from __future__ import annotations
 
