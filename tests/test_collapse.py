@@ -116,7 +116,7 @@ def test_collapses_keep_every_prompt_inside_the_window_and_bounded(tmp_path: Pat
 
 
 def test_the_live_output_marks_each_collapse() -> None:
-    from personae.cli import _collapsed_line
+    from personae.cli.live import collapsed_line as _collapsed_line
 
     event = Collapsed(turn=12, first=1, last=8, reason="at_fraction", tokens_before=1290,
                       tokens_after=640, kept={"summaries": 1, "facts": 3, "decisions": 0},

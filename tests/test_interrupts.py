@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from personae.cli import _drive
+from personae.cli.live import drive as _drive
 from personae.config import load_scenario_text
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend

@@ -19,7 +19,7 @@ from rich.console import Console
 
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.scripted import ScriptedBackend
-from personae.progress import Progress, ProgressBackend
+from personae.cli.progress import Progress, ProgressBackend
 from tests.conftest import personae_cmd
 from tests.durable_support import scenario_text, write_scenario
 

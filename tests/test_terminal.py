@@ -1,4 +1,4 @@
-"""Untrusted text reaches the terminal inert (issue 11, defect 2): ``personae/terminal.py``, and
+"""Untrusted text reaches the terminal inert (issue 11, defect 2): ``personae/cli/terminal.py``, and
 every command that prints replies, documents, inputs, names or errors, run as a subprocess."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from personae.llm.scripted import ScriptedBackend
-from personae.terminal import inert
+from personae.cli.terminal import inert
 from tests.cli_batch import Result, run_batch
 from tests.conftest import personae_cmd
 

@@ -18,7 +18,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from personae.terminal import inert
+from personae.cli.terminal import inert
 
 # (column, the narrowest terminal that shows it)
 _RUN_COLUMNS: tuple[tuple[str, int], ...] = (

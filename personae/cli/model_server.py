@@ -1,0 +1,48 @@
+"""The model server as the run commands open it: retrying transient faults (saying so on stderr)
+and, in a terminal without --quiet, with a progress line while the model loads and while each
+call waits for its first token."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from personae.cli.output import err, out, shown
+
+if TYPE_CHECKING:
+    from personae.llm.base import Backend
+
+
+def open_model_server(
+    kind: str, model: str | None, *, num_ctx: int | None, base_url: str | None,
+    retries: int | None, retry_delay: float | None, quiet: bool,
+) -> Backend:
+    """The backend ``kind`` serving ``model``, wrapped for the terminal as the module says."""
+    from personae.cli.progress import Progress, ProgressBackend
+    from personae.llm.select import open_backend
+
+    progress = Progress(out) if out.is_terminal and not quiet else None
+    if progress is None:
+        return with_retries(open_backend(kind, model, num_ctx=num_ctx, base_url=base_url), retries, retry_delay)
+    opening = {"ollama": "connecting to Ollama", "openai": "connecting to the server"}
+    with progress.during(opening.get(kind, "loading the model")):
+        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+    return ProgressBackend(with_retries(llm, retries, retry_delay), progress)
+
+
+def with_retries(llm: Backend, retries: int | None, retry_delay: float | None) -> Backend:
+    """Wrap a backend so transient server faults are retried, saying so on stderr."""
+    from personae.llm.retry import RetryingBackend, RetryPolicy
+
+    policy = RetryPolicy.from_env(attempts=retries, base_delay=retry_delay)
+
+    def tell(attempt: int, seconds: float, error: Any) -> None:
+        if error is None:
+            err.print("[yellow]The model's reply was empty; asking once more.[/]")
+        else:
+            err.print(
+                f"[yellow]{shown(str(error))} Retrying in {seconds:.1f} s "
+                f"(attempt {attempt + 1} of {policy.attempts}).[/]"
+            )
+
+    return RetryingBackend(llm, policy, on_retry=tell)
+

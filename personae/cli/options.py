@@ -1,0 +1,85 @@
+"""Parameters several commands share: their types, bounds and help text, and RUN as typed.
+
+Numbers from the command line are bounded here, at the edge: beyond 64 bits SQLite (and beyond 32
+llama.cpp) would fail with an OverflowError deep inside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from personae.cli.tabular import Format
+from personae.errors import UserError
+from personae.limits import INT64_MAX
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by the commands that open one
+    from personae.store.repo import Store
+
+AllowDirOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--allow-dir", metavar="DIR",
+        help="Also let documents come from this folder (repeatable). By default they must lie in "
+        "the scenario's folder or the project folder the command runs from.",
+    ),
+]
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="Database file or SQLAlchemy URL (default: $PERSONAE_DB, else ./personae.db)."),
+]
+
+RunArgument = Annotated[int, typer.Argument(metavar="RUN", max=INT64_MAX)]
+
+FormatOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--format", "-f",
+        help="table (a terminal's default), or json, csv, tsv (piped output's default: tsv, "
+        "whole values, one record per line).",
+        show_default=False,
+    ),
+]
+
+
+def check_run_refs(value: Any) -> Any:
+    """RUN as typed, checked at the edge like ``RunArgument``: an id from 0 to 2**63-1 (beyond 64
+    bits SQLite would fail with an OverflowError deep inside) or ``last``; anything else is a
+    usage error before any database is opened."""
+    for ref in value if isinstance(value, list) else [value]:
+        if ref is None or ref.strip().lower() == "last":
+            continue
+        try:
+            number = int(ref)
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected a run id or `last`, not {ref!r}. List the runs with: personae runs"
+            ) from None
+        if not 0 <= number <= INT64_MAX:
+            raise typer.BadParameter(f"{ref} is not a run id: ids run from 0 to {INT64_MAX}.")
+    return value
+
+
+RunArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False,
+        callback=check_run_refs,
+    ),
+]
+
+
+def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:
+    """RUN (checked by ``check_run_refs``) as an id: ``last`` (also ``--last``) is the newest run
+    in the database."""
+    if last or (ref or "").strip().lower() == "last":
+        newest = store.runs(1)
+        if not newest:
+            raise UserError(f"{store.path} has no runs yet, so there is no last one.")
+        return int(newest[0].id)
+    if ref is None:
+        raise UserError("Name a run: personae show RUN (an id from `personae runs`, or `last`).")
+    return int(ref)

@@ -1,0 +1,84 @@
+"""Everything the commands send out: the two consoles, inert text, and our errors as exit codes.
+
+Errors a user can act on (``PersonaeError``) become one paragraph and an exit code here, and only
+here: 1 runtime failure, 2 bad input or usage, 130 interrupted. ``PERSONAE_DEBUG=1`` re-raises
+them with their traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from personae.cli.tabular import Format
+from personae.cli.terminal import inert
+from personae.errors import PersonaeError, UserError
+
+# emoji=False: ":name:" in a reply or a name stays text (see personae/cli/terminal.py).
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shown(value: object) -> str:
+    """Any text that is not our own, for a rich console: inert and with its markup escaped."""
+    return inert(value, markup=True)
+
+
+def write(text: str) -> None:
+    """Documents we print whole (show, graph, export, replay --format json|csv|tsv, the
+    listings' json|csv|tsv) go out inert too; files written with -o keep the text as stored."""
+    sys.stdout.write(inert(text))
+
+
+def write_out(text: str, output: Path | None, what: str) -> None:
+    """stdout (inert, as every document we print), or the file of ``-o`` as stored (a short note
+    on stdout then)."""
+    if output is None:
+        write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"Cannot write {output}: {exc.strerror or exc}. Choose another -o path.") from None
+    out.print(f"wrote {inert(output)} ({what})", markup=False)
+
+
+def output_format(chosen: Format | None) -> Format:
+    """What to print when the user did not say: a table for a person, TSV for a pipe."""
+    if chosen is not None:
+        return chosen
+    return Format.table if out.is_terminal else Format.tsv
+
+
+def db_flag(db: str | None) -> str:
+    """The commands printed for the user name the same file, quoted for a shell to paste."""
+    return f" --db {shlex.quote(db)}" if db else ""
+
+
+def user_errors(command: F) -> F:
+    """Our own errors become a message and an exit code; bugs keep their traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PersonaeError as exc:
+            if os.environ.get("PERSONAE_DEBUG"):
+                raise
+            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]Interrupted.[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
