@@ -37,7 +37,7 @@ def _flags_without_type_labels() -> None:
         return None if self.metavar else argument_type(self, ctx)
 
     TyperOption.display_type_rich = for_option  # type: ignore[method-assign]
-    TyperArgument.display_type_rich = for_argument  # type: ignore[method-assign]
+    TyperArgument.display_type_rich = for_argument  # type: ignore[method-assign, assignment]
 
 
 _flags_without_type_labels()

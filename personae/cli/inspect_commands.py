@@ -299,9 +299,9 @@ def score(
         table.add_column(column)
     for row in rows:
         table.add_row(
-            str(row["turn"]), Text(inert(row["persona"])), "good" if row["good"] else row["failures"],
+            str(row["turn"]), Text(inert(row["persona"])), "good" if row["good"] else str(row["failures"]),
             f"{row['copied']:.0%}", str(row["topic_words"]), "cut" if row["cut"] else "",
-            row["contract"] or "",
+            str(row["contract"] or ""),
         )
     out.print(table)
     counts = ", ".join(f"{n} {name.replace('_', ' ')}" for name, n in summary.counts.items())

@@ -21,8 +21,7 @@ from personae.cli.terminal import inert
 from personae.errors import PersonaeError
 from personae.words import count
 
-if TYPE_CHECKING:  # the store (SQLAlchemy) and the run loop are imported by the commands
-    from personae.orchestrator.run import Orchestrator
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by the commands that open one
     from personae.store.repo import Store
 
 
@@ -45,7 +44,7 @@ def release_new_run(store: Store, run_id: int | None = None) -> None:
 
 
 def drive(
-    orchestrator: Orchestrator, store: Store, run_id: int, *, quiet: bool, db: str | None,
+    orchestrator: Any, store: Store, run_id: int, *, quiet: bool, db: str | None,
     announce: str | None = None,
 ) -> None:
     """Run the loop of ``orchestrator`` over run ``run_id``, printing each event (only the
@@ -81,8 +80,8 @@ def drive(
             elif isinstance(event, Retrying) and not quiet:
                 line.close()
                 why = ", ".join(p.replace("_", " ") for p in event.problems)
-                said = f", {event.copied:.0%} said before" if "copy" in event.problems else ""
-                out.print(f"[yellow]↻ asking again ({why}{said}): attempt {event.attempt + 1}[/]")
+                before = f", {event.copied:.0%} said before" if "copy" in event.problems else ""
+                out.print(f"[yellow]↻ asking again ({why}{before}): attempt {event.attempt + 1}[/]")
             elif isinstance(event, TurnDone) and not quiet:
                 line.close()
                 said = event.utterance

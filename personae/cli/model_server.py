@@ -4,18 +4,15 @@ call waits for its first token."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from personae.cli.output import err, out, shown
-
-if TYPE_CHECKING:
-    from personae.llm.base import Backend
 
 
 def open_model_server(
     kind: str, model: str | None, *, num_ctx: int | None, base_url: str | None,
     retries: int | None, retry_delay: float | None, quiet: bool,
-) -> Backend:
+) -> Any:
     """The backend ``kind`` serving ``model``, wrapped for the terminal as the module says."""
     from personae.cli.progress import Progress, ProgressBackend
     from personae.llm.select import open_backend
@@ -29,7 +26,7 @@ def open_model_server(
     return ProgressBackend(with_retries(llm, retries, retry_delay), progress)
 
 
-def with_retries(llm: Backend, retries: int | None, retry_delay: float | None) -> Backend:
+def with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> Any:
     """Wrap a backend so transient server faults are retried, saying so on stderr."""
     from personae.llm.retry import RetryingBackend, RetryPolicy
 

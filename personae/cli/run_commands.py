@@ -18,6 +18,7 @@ from personae.cli.options import AllowDirOption, DbOption, RunArgument
 from personae.cli.output import db_flag, err, out, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
+from personae.errors import UserError
 from personae.limits import INT64_MAX, MAX_TURNS, SEED_MAX
 from personae.words import count
 
@@ -157,7 +158,6 @@ def resume(
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     Interrupts.install()
-    from personae.errors import UserError
     from personae.orchestrator.resume import check_resumable, reload_scenario, run_settings
     from personae.store.repo import Store
 

@@ -48,7 +48,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
     for r in rows:
         lineage = f" ← {r['parent_run_id']}@{r['fork_turn']}" if r.get("parent_run_id") else ""
         started: datetime = r["started"]
-        cells = {
+        cells: dict[str, Text | str] = {
             "id": f"{r['id']}{lineage}",
             "scenario": Text(inert(r["scenario"])),
             "model": Text(inert(short_model(r["model"]))),
