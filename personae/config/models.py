@@ -203,7 +203,7 @@ class RouteWhen(Strict):
         if not self.model_fields_set:
             raise ValueError("`when:` needs at least one of persona, contains, regex, phase")
         if self.regex is not None:
-            try:  # the engine the router matches with (orchestrator/router.py)
+            try:  # the engine the router matches with (orchestrator/policies/router.py)
                 regex.compile(self.regex)
             except regex.error as exc:
                 raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None

@@ -44,7 +44,7 @@ message, as AutoGen and CrewAI do; it is kept for comparison, and its cost shows
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,22 +227,19 @@ def build_prompt(
         cue = ChatMessage("user", instructions)
         if shape.pending:  # User spoke last: the cue joins that message
             cue = ChatMessage("user", f"{shape.pending}\n\n{instructions}")
-    unit = 0  # the first entry (classic) or group (cache_friendly) kept
-    full_tokens = None
-    while True:
+
+    def prompt_from(unit: int) -> tuple[ChatMessage, ...]:
+        """The prompt keeping entries (classic) or groups (cache_friendly) from ``unit`` on."""
         if layout == CLASSIC:
-            messages = _classic(stable, entries[unit:], persona, speaker)
-        elif layout == TRANSCRIPT:
-            messages = _transcript(stable, entries[unit:], instructions)
-        elif layout == NAMED:
-            messages = _named(stable, entries[unit:], instructions)
-        else:
-            messages = (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
-        tokens = backend.count_tokens(messages)
-        full_tokens = tokens if full_tokens is None else full_tokens
-        if tokens <= max_prompt_tokens or unit >= len(starts):
-            break
-        unit += max(1, (len(starts) - unit) // 8)
+            return _classic(stable, entries[unit:], persona, speaker)
+        if layout == TRANSCRIPT:
+            return _transcript(stable, entries[unit:], instructions)
+        if layout == NAMED:
+            return _named(stable, entries[unit:], instructions)
+        return (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
+
+    fitted = drop_oldest(len(starts), prompt_from, backend, max_prompt_tokens)
+    unit, messages, tokens = fitted.first, fitted.messages, fitted.tokens
     kept_from = starts[unit] if unit < len(starts) else len(history)
     kept = history[kept_from:]
     if as_text:
@@ -265,7 +262,36 @@ def build_prompt(
         transcript["dropped_turns"] = [u.turn for u in history[:kept_from]]
         transcript["last_resort"] = True
     cue = "" if layout == CLASSIC else instructions
-    return Prompt(messages, manifest, tokens, full_tokens=full_tokens, cue=cue)
+    return Prompt(messages, manifest, tokens, full_tokens=fitted.full_tokens, cue=cue)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A prompt trimmed to its window (``drop_oldest``)."""
+
+    first: int  # the first unit (turn, or group of messages) kept
+    messages: tuple[ChatMessage, ...]
+    tokens: int
+    full_tokens: int  # the prompt's tokens before anything was dropped
+
+
+def drop_oldest(
+    units: int,
+    prompt_from: Callable[[int], tuple[ChatMessage, ...]],
+    backend: Backend,
+    max_prompt_tokens: int,
+) -> Fitted:
+    """The prompt ``prompt_from(first)`` for the smallest ``first`` whose tokens fit, dropping the
+    oldest units an eighth of those left at a time (a full window takes ~14 tries, not one per
+    turn); with every unit dropped it is returned even if it still does not fit."""
+    first = 0
+    messages = prompt_from(first)
+    full_tokens = tokens = backend.count_tokens(messages)
+    while tokens > max_prompt_tokens and first < units:
+        first += max(1, (units - first) // 8)
+        messages = prompt_from(first)
+        tokens = backend.count_tokens(messages)
+    return Fitted(first, messages, tokens, full_tokens)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
 from personae.memory.documents import stored_document_paths
 from personae.llm.base import Backend
-from personae.orchestrator.run import RunSettings, settings_for
+from personae.orchestrator.run import settings_for
+from personae.orchestrator.state import RunSettings
 from personae.store.models import Run
 from personae.store.repo import Store
 

@@ -29,12 +29,13 @@ from personae.orchestrator.guard import (
     retry_options,
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
-from personae.orchestrator.policies import finish_reason, make_policy
+from personae.orchestrator.policies import make_policy
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
     Event,
     InputGiven,
     Retrying,
+    RunSettings,
     RunState,
     Speaker,
     Stopped,
@@ -46,16 +47,6 @@ from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What the command line may override in a scenario."""
-
-    layout: str
-    max_turns: int
-    num_ctx: int
-    seed: int | None = None
 
 
 def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> RunSettings:
@@ -174,7 +165,7 @@ class Orchestrator:
                     if pending is not None and pending.phase:
                         reason = f"max_turns (in phase {pending.phase})"
                 if speaker is None:
-                    reason = reason or finish_reason(self.policy, state.history)
+                    reason = reason or self.policy.finish_reason(state.history)
                     self.store.finish_run(run_id, "completed", stop_reason=reason)
                     yield Stopped(run_id, "completed", reason, state.turn)
                     return

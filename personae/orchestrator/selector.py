@@ -34,6 +34,7 @@ from personae.llm.base import Backend, ChatMessage, ChatRequest
 from personae.orchestrator.context import (
     TRANSCRIPT_HEADING,
     Prompt,
+    drop_oldest,
     header_text,
     render_utterance,
 )
@@ -94,15 +95,15 @@ def selection_prompt(
     header = header_text(scenario, personas)
     instructions = selection_text(names, personas)
     entries = [render_utterance(u, personas) for u in history]
-    kept_from = 0
-    while True:
+
+    def prompt_from(kept_from: int) -> tuple[ChatMessage, ...]:
         shown = entries[kept_from:]
         transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(shown) if shown else ""
         body = f"{transcript}\n\n---\n{instructions}" if transcript else instructions
-        messages = (ChatMessage("system", header), ChatMessage("user", body))
-        if backend.count_tokens(messages) <= max_prompt_tokens or kept_from >= len(entries):
-            break
-        kept_from += max(1, (len(entries) - kept_from) // 8)
+        return (ChatMessage("system", header), ChatMessage("user", body))
+
+    fitted = drop_oldest(len(entries), prompt_from, backend, max_prompt_tokens)
+    kept_from, messages = fitted.first, fitted.messages
     manifest: list[dict[str, Any]] = [
         {"section": "header", "tokens": backend.count_text_tokens(header)},
         {

@@ -3,9 +3,12 @@ from the committed transcript, which is what makes a run resumable from the data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The input author, shared here with the loop's other names; policies count only persona turns.
+from personae.config.names import HUMAN as HUMAN
 from personae.llm.base import Usage
 
 
@@ -37,6 +40,21 @@ class Speaker:
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
     choices: tuple[str, ...] = ()
+
+
+def persona_turns(history: Sequence[Utterance]) -> int:
+    """Turns taken by personas; scripted or human input does not move a policy along."""
+    return sum(1 for u in history if u.persona != HUMAN)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the command line may override in a scenario."""
+
+    layout: str
+    max_turns: int
+    num_ctx: int
+    seed: int | None = None
 
 
 @dataclass(frozen=True)

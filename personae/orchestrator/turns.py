@@ -17,8 +17,8 @@ from personae.agents import structured
 from personae.agents.reply import parse_reply
 from personae.agents.template import render_template
 from personae.config.models import Persona
-from personae.orchestrator.reflect import render_verdict
 from personae.orchestrator.state import Speaker
+from personae.orchestrator.verdicts import render_verdict
 
 
 @dataclass(frozen=True)

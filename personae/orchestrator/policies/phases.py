@@ -1,66 +1,14 @@
-"""Who speaks next. A policy is one method over the committed transcript, so it needs no state of
-its own and a resumed run continues exactly where it stopped.
-
-``next_speaker(history, since)`` sees the whole transcript; a policy nested in a phase owns only
-``history[since:]`` (its scope) but may read what came before — a router's rules look at the last
-message whoever wrote it. Policies never call a model: where a router leaves the choice to the
-model it returns the candidates (``Speaker.choices``) and the run loop asks the selector.
-"""
+"""The phases policy: ordered phases, each with its speakers × rounds or a policy of its own."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
-from personae.config.models import (
-    Phase,
-    PhasesPolicy,
-    ReflectPolicy,
-    RoundRobinPolicy,
-    RouterPolicy,
-)
-from personae.config.models import (
-    Policy as PolicyConfig,
-)
-from personae.config.names import HUMAN  # the input author; policies count only persona turns
-from personae.orchestrator.state import Speaker, Utterance
-
-
-class Policy(Protocol):
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
-        """The next persona to speak, or None when the policy has nothing left to say."""
-        ...
-
-
-def persona_turns(history: Sequence[Utterance]) -> int:
-    """Turns taken by personas; scripted or human input does not move a policy along."""
-    return sum(1 for u in history if u.persona != HUMAN)
-
-
-def finish_reason(policy: Policy, history: Sequence[Utterance]) -> str:
-    """Why a policy that returned None is done: stored as the run's stop_reason."""
-    reason = getattr(policy, "finish_reason", None)
-    return reason(history) if reason is not None else "phases_complete"
-
-
-class RoundRobin:
-    def __init__(self, speakers: Sequence[str]) -> None:
-        self.speakers = list(speakers)
-
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
-        return Speaker(self.speakers[persona_turns(history[since:]) % len(self.speakers)])
-
-
-class Slots:
-    """A fixed sequence of speakers (a phase's speakers × rounds), then done."""
-
-    def __init__(self, speakers: Sequence[str]) -> None:
-        self.speakers = list(speakers)
-
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
-        index = persona_turns(history[since:])
-        return Speaker(self.speakers[index]) if index < len(self.speakers) else None
+from personae.config.models import Phase, PhasesPolicy
+from personae.orchestrator.policies.protocol import Policy
+from personae.orchestrator.policies.round_robin import Slots
+from personae.orchestrator.state import HUMAN, Speaker, Utterance
 
 
 @dataclass(frozen=True)
@@ -88,18 +36,17 @@ class Phases:
     """
 
     def __init__(
-        self, config: PhasesPolicy, roster: Sequence[str], modes: Mapping[str, str] | None = None
+        self,
+        config: PhasesPolicy,
+        policies: Sequence[Policy],
+        modes: Mapping[str, str] | None = None,
     ) -> None:
+        """``policies``: each phase's own, in order (``slots_for`` where it names speakers); the
+        factory builds them, so a phase may hold any policy without this module knowing them."""
         modes = modes or {}
         self.stages = [
-            _Stage(
-                phase,
-                Slots([s for _ in range(phase.rounds) for s in phase.speakers])
-                if phase.speakers is not None
-                else make_policy(phase.policy, roster, modes),  # type: ignore[arg-type]
-                modes.get(phase.mode) if phase.mode else None,
-            )
-            for phase in config.phases
+            _Stage(phase, policy, modes.get(phase.mode) if phase.mode else None)
+            for phase, policy in zip(config.phases, policies, strict=True)
         ]
         self.repeat = config.repeat
 
@@ -143,6 +90,9 @@ class Phases:
             index, start, taken = following, len(history), 0
         return None
 
+    def finish_reason(self, history: Sequence[Utterance]) -> str:
+        return "phases_complete"
+
 
 def _in_phase(speaker: Speaker, stage: _Stage) -> Speaker:
     """Label a speaker with its phase (``outer/inner`` when phases nest) and add the mode."""
@@ -157,18 +107,9 @@ def _in_phase(speaker: Speaker, stage: _Stage) -> Speaker:
     )
 
 
-def make_policy(
-    config: PolicyConfig, roster: Sequence[str], modes: Mapping[str, str] | None = None
-) -> Policy:
-    """``modes``: mode name -> instructions (``config.modes.mode_table``) for phases with a mode."""
-    from personae.orchestrator.reflect import Reflect
-    from personae.orchestrator.router import Router
 
-    if isinstance(config, PhasesPolicy):
-        return Phases(config, roster, modes)
-    if isinstance(config, RouterPolicy):
-        return Router(config, roster)
-    if isinstance(config, ReflectPolicy):
-        return Reflect(config)
-    assert isinstance(config, RoundRobinPolicy)
-    return RoundRobin(config.speakers or roster)
+
+def slots_for(phase: Phase) -> Slots:
+    """A phase that names its speakers: each of them in order, ``rounds`` times."""
+    assert phase.speakers is not None
+    return Slots([s for _ in range(phase.rounds) for s in phase.speakers])

@@ -23,8 +23,7 @@ import regex
 
 from personae.config.models import RouterPolicy, RouteWhen
 from personae.errors import UserError
-from personae.orchestrator.policies import HUMAN, persona_turns
-from personae.orchestrator.state import Speaker, Utterance
+from personae.orchestrator.state import HUMAN, Speaker, Utterance, persona_turns
 
 
 REGEX_TIMEOUT_S = 0.5  # a sane pattern matches a reply in microseconds
@@ -99,3 +98,7 @@ class Router:
             return Speaker(fallback, meta={"route": {"by": "selector"}}, choices=tuple(candidates))
         by = "default" if fallback == self.default else "first_allowed"
         return Speaker(fallback, meta={"route": {"by": by}})
+
+    def finish_reason(self, history: Sequence[Utterance]) -> str:
+        """A router always names someone; it ends only inside a phase with ``turns``."""
+        return "phases_complete"
