@@ -214,7 +214,7 @@ def run(
     """Run a scenario, streaming each turn to the terminal."""
     _Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
     from personae.config import load_scenario
-    from personae.llm.select import check_model_flag
+    from personae.llm.backends import check_model_flag
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
     from personae.store.repo import Store
 
@@ -452,7 +452,7 @@ def _backend(
 ) -> Any:
     """The model server, retrying transient faults; in a terminal (and without --quiet) with a
     progress line while the model loads and while each call waits for its first token."""
-    from personae.llm.select import open_backend
+    from personae.llm.backends import open_backend
     from personae.progress import Progress, ProgressBackend
 
     progress = Progress(out) if out.is_terminal and not quiet else None
@@ -533,7 +533,7 @@ def resume(
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     _Interrupts.install()
     from personae.errors import UserError
-    from personae.llm.select import check_model_flag
+    from personae.llm.backends import check_model_flag
     from personae.orchestrator.resume import (
         backend_for_run,
         check_resumable,
@@ -631,7 +631,7 @@ def replay(
             raise typer.Exit(1)
         return
 
-    from personae.llm.select import check_model_flag
+    from personae.llm.backends import check_model_flag
     from personae.orchestrator.replay import fork_run
     from personae.orchestrator.resume import backend_for_run
 

@@ -350,10 +350,10 @@ def test_resume_rebuilds_the_same_memory_from_the_database(tmp_path: Path) -> No
     first = Orchestrator(loaded, backend, store, settings)
     fresh = Orchestrator(loaded, backend, Store.open(db), settings)
     from personae.orchestrator.run import load_history
-    from personae.orchestrator.state import RunState, Speaker
+    from personae.orchestrator.state import RunState, TurnPlan
 
     state = RunState(run_id, tuple(load_history(store, run_id)))
-    speaker = Speaker("Critic")
+    speaker = TurnPlan("Critic")
     assert fresh._prompt(state, speaker).messages == first._prompt(state, speaker).messages
     assert fresh.collapser.trigger(state) == first.collapser.trigger(state)
     # Continuing the run goes on collapsing where it left off.

@@ -18,7 +18,7 @@ from personae.errors import BackendError, ModelNotFound
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.embedded import EmbeddedBackend
 from personae.llm.ollama import CharTokenEstimator, OllamaBackend, usage_from_final
-from personae.llm.select import open_backend
+from personae.llm.backends import open_backend
 from tests.ollama_server import DEFAULT_MODEL_NAME, OllamaTestServer
 
 MODEL = DEFAULT_MODEL_NAME

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from personae.agents.structured import validate
+from personae.replies.structured import validate
 from personae.config import load_scenario_text
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend

@@ -23,7 +23,7 @@ from pathlib import Path
 from personae.config.loader import LoadedScenario
 from personae.errors import UserError
 from personae.llm.base import Backend
-from personae.llm.replay import (
+from personae.llm.recorded import (
     Answered,
     Divergence,
     ReplayBackend,

@@ -26,8 +26,8 @@ from personae.config.loader import LoadedScenario, load_scenario, load_scenario_
 from personae.config.models import GuardConfig, Persona, Scenario
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
-from personae.memory.documents import stored_document_paths
 from personae.llm.base import Backend
+from personae.memory.documents import stored_document_paths
 from personae.orchestrator.run import settings_for
 from personae.orchestrator.state import RunSettings
 from personae.store.models import Run

@@ -19,7 +19,6 @@ from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
 from personae.orchestrator.collapse import make_collapser
-from personae.orchestrator.context import Prompt, RenderCache, build_prompt
 from personae.orchestrator.guard import (
     Check,
     ReplyGuard,
@@ -30,6 +29,7 @@ from personae.orchestrator.guard import (
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
 from personae.orchestrator.policies import make_policy
+from personae.orchestrator.prompts import Prompt, RenderCache, build_prompt
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
     Event,
@@ -37,9 +37,9 @@ from personae.orchestrator.state import (
     Retrying,
     RunSettings,
     RunState,
-    Speaker,
     Stopped,
     TurnDone,
+    TurnPlan,
     TurnStarted,
     Utterance,
 )
@@ -200,7 +200,7 @@ class Orchestrator:
     def _take_turn(
         self,
         state: RunState,
-        speaker: Speaker,
+        speaker: TurnPlan,
         on_token: TokenCallback | None,
         chosen_by: tuple[CallRecord, ...] = (),
     ) -> Generator[Retrying, None, tuple[TurnDone, RunTotals]]:
@@ -313,7 +313,7 @@ class Orchestrator:
             wall_ns=wall,
         ), result
 
-    def _prompt(self, state: RunState, speaker: Speaker) -> Prompt:
+    def _prompt(self, state: RunState, speaker: TurnPlan) -> Prompt:
         """Rebuild: header, memory block (as of the last collapse), recent turns, instructions."""
         return build_prompt(
             scenario=self.loaded.scenario,

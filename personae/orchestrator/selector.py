@@ -31,30 +31,30 @@ from typing import Any, NamedTuple, Protocol
 from personae.config.models import Persona, Scenario
 from personae.errors import BackendError
 from personae.llm.base import Backend, ChatMessage, ChatRequest
-from personae.orchestrator.context import (
+from personae.orchestrator.prompts import (
     TRANSCRIPT_HEADING,
     Prompt,
     drop_oldest,
     header_text,
     render_utterance,
 )
-from personae.orchestrator.state import RunState, Speaker, Utterance
+from personae.orchestrator.state import RunState, TurnPlan, Utterance
 from personae.store.repo import CallRecord, Store
 
 REASON_CHARS = 80  # a short sentence; small models otherwise ramble to the limit
 SELECT_OPTIONS: dict[str, Any] = {"temperature": 0.3, "num_predict": 64}
 
 
-PromptFor = Callable[[RunState, Speaker], Prompt]
+PromptFor = Callable[[RunState, TurnPlan], Prompt]
 
 
 class Selection(NamedTuple):
-    speaker: Speaker  # persona decided, choices cleared, meta["route"] filled in
+    speaker: TurnPlan  # persona decided, choices cleared, meta["route"] filled in
     calls: tuple[CallRecord, ...]  # to commit with the turn
 
 
 class Selector(Protocol):
-    def choose(self, state: RunState, speaker: Speaker) -> Selection: ...
+    def choose(self, state: RunState, speaker: TurnPlan) -> Selection: ...
 
 
 def selection_schema(names: Sequence[str]) -> dict[str, Any]:
@@ -121,7 +121,7 @@ def selection_prompt(
 def from_turn_prompt(
     prompt: Prompt,
     persona: Persona,
-    speaker: Speaker,
+    speaker: TurnPlan,
     names: Sequence[str],
     personas: Mapping[str, Persona],
 ) -> tuple[tuple[ChatMessage, ...], list[dict[str, Any]]] | None:
@@ -178,7 +178,7 @@ class LLMSelector:
         self.num_ctx = num_ctx
         self.seed = seed
 
-    def choose(self, state: RunState, speaker: Speaker) -> Selection:
+    def choose(self, state: RunState, speaker: TurnPlan) -> Selection:
         names = list(speaker.choices)
         turn = state.turn + 1
         options = {**SELECT_OPTIONS, "num_ctx": self.num_ctx}

@@ -27,7 +27,7 @@ class Utterance:
 
 
 @dataclass(frozen=True)
-class Speaker:
+class TurnPlan:
     """Who speaks next, and how: a policy's whole answer, as plain values."""
 
     persona: str

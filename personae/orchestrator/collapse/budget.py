@@ -7,8 +7,8 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.llm.base import Backend
-from personae.orchestrator.context import instructions_text, layout_header
-from personae.orchestrator.state import Speaker
+from personae.orchestrator.prompts import instructions_text, layout_header
+from personae.orchestrator.state import TurnPlan
 
 MEMORY_SHARE = 0.4  # of the room left under the trigger once header and instructions are in
 MESSAGE_OVERHEAD = 24  # a transcript entry's cue (or name and phase) and template tokens
@@ -55,7 +55,7 @@ def budget_for(
     header = backend.count_text_tokens(layout_header(scenario, personas, layout))
     instructions = max(
         backend.count_text_tokens(
-            instructions_text(scenario, personas[name], Speaker(name, "phase"), layout)
+            instructions_text(scenario, personas[name], TurnPlan(name, "phase"), layout)
         )
         for name in scenario.roster
     )

@@ -14,7 +14,12 @@ from personae.memory import items as schema
 from personae.memory.block import MemoryBlock, block_query, build_block
 from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
-from personae.orchestrator.collapse.budget import GROWTH, TEMPLATE_SLACK, Budget, budget_for
+from personae.orchestrator.collapse.budget import (
+    GROWTH,
+    TEMPLATE_SLACK,
+    Budget,
+    budget_for,
+)
 from personae.orchestrator.collapse.edit import (
     CollapsePlan,
     SummaryRef,
@@ -22,14 +27,18 @@ from personae.orchestrator.collapse.edit import (
     pack,
     summary_ref,
 )
-from personae.orchestrator.collapse.summarizer import Summarizer, known_line, source_line
-from personae.orchestrator.context import Prompt, entry_tokens
-from personae.orchestrator.state import Collapsed, RunState, Speaker, Utterance
+from personae.orchestrator.collapse.summarizer import (
+    Summarizer,
+    known_line,
+    source_line,
+)
+from personae.orchestrator.prompts import Prompt, entry_tokens
+from personae.orchestrator.state import Collapsed, RunState, TurnPlan, Utterance
 from personae.store.graph import EdgeSpec, NodeSpec
 from personae.store.models import MemoryNode
 from personae.store.repo import Store
 
-PromptFor = Callable[[RunState, Speaker], Prompt]
+PromptFor = Callable[[RunState, TurnPlan], Prompt]
 
 
 @dataclass
@@ -75,7 +84,7 @@ class Collapser:
         )
 
     # -- deciding -------------------------------------------------------------------------------
-    def due(self, state: RunState, speaker: Speaker, tokens: int) -> str | None:
+    def due(self, state: RunState, speaker: TurnPlan, tokens: int) -> str | None:
         if not state.history:
             return None
         if tokens > self.trigger(state):
@@ -126,7 +135,7 @@ class Collapser:
         return kept
 
     def before_turn(
-        self, state: RunState, speaker: Speaker, prompt_for: PromptFor
+        self, state: RunState, speaker: TurnPlan, prompt_for: PromptFor
     ) -> Iterator[Collapsed]:
         """Collapse if one is due for this turn; yields the event when one happened."""
         tokens = prompt_for(state, speaker).full_tokens
@@ -140,7 +149,7 @@ class Collapser:
     def collapse(
         self,
         state: RunState,
-        speaker: Speaker,
+        speaker: TurnPlan,
         reason: str,
         tokens_before: int,
         prompt_for: PromptFor,

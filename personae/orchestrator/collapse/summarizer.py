@@ -19,7 +19,7 @@ from personae.llm.base import Backend, ChatMessage, ChatRequest
 from personae.memory import items as schema
 from personae.memory.block import item_line
 from personae.orchestrator.collapse.budget import Budget
-from personae.orchestrator.context import header_text
+from personae.orchestrator.prompts import header_text
 from personae.store.models import MemoryNode
 from personae.store.repo import CallRecord
 

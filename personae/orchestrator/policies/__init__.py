@@ -4,7 +4,7 @@ its own and a resumed run continues exactly where it stopped.
 ``next_speaker(history, since)`` sees the whole transcript; a policy nested in a phase owns only
 ``history[since:]`` (its scope) but may read what came before — a router's rules look at the last
 message whoever wrote it. Policies never call a model: where a router leaves the choice to the
-model it returns the candidates (``Speaker.choices``) and the run loop asks the selector.
+model it returns the candidates (``TurnPlan.choices``) and the run loop asks the selector.
 
 One module a policy (``round_robin``, ``phases``, ``router``, ``reflect``); ``make_policy`` turns a
 scenario's ``policy:`` into one.

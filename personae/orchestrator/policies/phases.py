@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from personae.config.models import Phase, PhasesPolicy
 from personae.orchestrator.policies.protocol import Policy
 from personae.orchestrator.policies.round_robin import Slots
-from personae.orchestrator.state import HUMAN, Speaker, Utterance
+from personae.orchestrator.state import HUMAN, TurnPlan, Utterance
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,12 @@ class _Stage:
     policy: Policy
     mode_text: str | None
 
-    def next_speaker(self, history: Sequence[Utterance], since: int, taken: int) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int, taken: int) -> TurnPlan | None:
         if self.phase.turns is not None and taken >= self.phase.turns:
             return None
         if isinstance(self.policy, Slots):  # the common case, without rescanning the scope
             slots = self.policy.speakers
-            return Speaker(slots[taken]) if taken < len(slots) else None
+            return TurnPlan(slots[taken]) if taken < len(slots) else None
         return self.policy.next_speaker(history, since)
 
 
@@ -74,7 +74,7 @@ class Phases:
             taken += 1
         return index, start, taken
 
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
         located = self._locate(history, since)
         if located is None:
             return None
@@ -94,7 +94,7 @@ class Phases:
         return "phases_complete"
 
 
-def _in_phase(speaker: Speaker, stage: _Stage) -> Speaker:
+def _in_phase(speaker: TurnPlan, stage: _Stage) -> TurnPlan:
     """Label a speaker with its phase (``outer/inner`` when phases nest) and add the mode."""
     name = stage.phase.name
     phase = f"{name}/{speaker.phase}" if speaker.phase else name

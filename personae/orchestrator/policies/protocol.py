@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from personae.orchestrator.state import Speaker, Utterance
+from personae.orchestrator.state import TurnPlan, Utterance
 
 
 class Policy(Protocol):
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
         """The next persona to speak, or None when the policy has nothing left to say."""
         ...
 

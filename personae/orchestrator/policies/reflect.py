@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from personae.config.models import ReflectPolicy
-from personae.orchestrator.state import HUMAN, Speaker, Utterance
+from personae.orchestrator.state import HUMAN, TurnPlan, Utterance
 from personae.orchestrator.verdicts import VERDICT_SCHEMA, is_approval
 
 
@@ -24,18 +24,18 @@ class Reflect:
         self.critic = config.critic
         self.max_rounds = config.max_rounds
 
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
         own = [u for u in history[since:] if u.persona != HUMAN]
         verdicts = len(own) // 2
         if not own:
-            return Speaker(
+            return TurnPlan(
                 self.author,
                 instructions=f"Write a first draft for {self.critic} to review: complete, "
                 "concrete and short.",
                 meta={"reflect": "draft", "round": 1},
             )
         if len(own) % 2 == 1:  # a draft or revision waits for its verdict
-            return Speaker(
+            return TurnPlan(
                 self.critic,
                 instructions=f"Review {self.author}'s latest draft. Approve it only if it needs "
                 "no change. Otherwise list each issue that must be fixed, one short sentence "
@@ -45,7 +45,7 @@ class Reflect:
             )
         if is_approval(own[-1]) or verdicts >= self.max_rounds:
             return None
-        return Speaker(
+        return TurnPlan(
             self.author,
             instructions=f"Revise your latest draft to fix every issue {self.critic} listed. "
             "Write the whole revised draft, not a list of changes.",

@@ -51,7 +51,7 @@ from typing import Any
 from personae.config.models import Persona, Scenario
 from personae.llm.base import Backend, ChatMessage
 from personae.memory.block import MemoryBlock
-from personae.orchestrator.state import Speaker, Utterance
+from personae.orchestrator.state import TurnPlan, Utterance
 
 TRANSCRIPT_HEADING = "Transcript so far:"
 CACHE_FRIENDLY = "cache_friendly"
@@ -138,12 +138,12 @@ def turn_cue(persona: str, phase: str | None, instructions: str | None) -> str:
     return "\n".join(lines)
 
 
-def persona_text(persona: Persona, speaker: Speaker) -> str:
+def cache_friendly_cue(persona: Persona, speaker: TurnPlan) -> str:
     """What ends the prompt of ``speaker``'s turn in the cache-friendly layout."""
     return turn_cue(persona.name, speaker.phase, speaker.instructions)
 
 
-def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
+def speaker_cue(scenario: Scenario, persona: Persona, speaker: TurnPlan) -> str:
     """What ends the prompt in the speaker-last layouts: who speaks now, what that persona does,
     the goal, and the turn's own extra instructions (mode, reflect role, schema) last. Short on
     purpose: a small model follows three plain lines better than ten."""
@@ -163,13 +163,13 @@ def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
     return "\n".join(lines)
 
 
-def _classic_tail(persona: Persona, speaker: Speaker) -> str:
+def _classic_tail(persona: Persona, speaker: TurnPlan) -> str:
     """What ends a classic prompt, after the transcript."""
     tail = f"Write {persona.name}'s next message only, without a name prefix."
     return f"{tail}\n{speaker.instructions.strip()}" if speaker.instructions else tail
 
 
-def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
+def _classic_instructions(persona: Persona, speaker: TurnPlan) -> str:
     lines = [f"It is your turn. You are {persona.name}."]
     if persona.system:
         lines.append(persona.system.strip())
@@ -179,13 +179,13 @@ def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
     return "\n".join(lines)
 
 
-def instructions_text(scenario: Scenario, persona: Persona, speaker: Speaker, layout: str) -> str:
+def instructions_text(scenario: Scenario, persona: Persona, speaker: TurnPlan, layout: str) -> str:
     """The speaking persona's part of the prompt, in any layout (for budgets)."""
     if layout == CLASSIC:
         return _classic_instructions(persona, speaker)
     if layout in SPEAKER_LAST:
         return speaker_cue(scenario, persona, speaker)
-    return persona_text(persona, speaker)
+    return cache_friendly_cue(persona, speaker)
 
 
 def layout_header(scenario: Scenario, personas: Mapping[str, Persona], layout: str) -> str:
@@ -199,7 +199,7 @@ def build_prompt(
     scenario: Scenario,
     personas: Mapping[str, Persona],
     history: Sequence[Utterance],
-    speaker: Speaker,
+    speaker: TurnPlan,
     layout: str,
     backend: Backend,
     max_prompt_tokens: int,
@@ -375,7 +375,7 @@ def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, bac
 
 
 def _classic(
-    stable: str, entries: Sequence[str], persona: Persona, speaker: Speaker
+    stable: str, entries: Sequence[str], persona: Persona, speaker: TurnPlan
 ) -> tuple[ChatMessage, ...]:
     transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) if entries else ""
     system = f"{persona.system.strip() if persona.system else ''}\n\n{stable}".strip()
