@@ -63,6 +63,7 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         max_turns=overrides.get("max_turns") or scenario.termination.max_turns,
         num_ctx=int(num_ctx),
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
+        measure_prepared=overrides.get("measure_prepared", True),
     )
 
 
@@ -177,10 +178,13 @@ class Orchestrator:
                 chosen_by: tuple[CallRecord, ...] = ()
                 if speaker.choices:  # the rules left it open: the selector picks
                     speaker, chosen_by = self.selector.choose(state, speaker)
+                # The turn as it will be asked: a structured reply's schema and its instructions.
+                prepared = prepare(speaker, self.loaded.personas[speaker.persona])
                 if self.collapser is not None:
-                    yield from self.collapser.before_turn(state, speaker, self._prompt)
+                    measured = prepared if self.settings.measure_prepared else speaker
+                    yield from self.collapser.before_turn(state, measured, self._prompt)
                 yield TurnStarted(state.turn + 1, speaker.persona, speaker.phase)
-                done, totals = yield from self._take_turn(state, speaker, on_token, chosen_by)
+                done, totals = yield from self._take_turn(state, prepared, on_token, chosen_by)
                 state = replace(
                     state,
                     history=state.history + (done.utterance,),
@@ -204,12 +208,10 @@ class Orchestrator:
         on_token: TokenCallback | None,
         chosen_by: tuple[CallRecord, ...] = (),
     ) -> Generator[Retrying, None, tuple[TurnDone, RunTotals]]:
-        """One model turn, checked by the reply guard and committed with every attempt; returns
-        the event and the run's totals as the commit left them (``yield from`` it: retries are
-        announced as they start)."""
-        personas = self.loaded.personas
+        """One model turn (``speaker`` as ``prepare`` left it), checked by the reply guard and
+        committed with every attempt; returns the event and the run's totals as the commit left
+        them (``yield from`` it: retries are announced as they start)."""
         turn = state.turn + 1
-        speaker = prepare(speaker, personas[speaker.persona])  # schema and its instructions
         prompt = self._prompt(state, speaker)
         options = self._options(speaker.persona, turn=turn)
         if speaker.schema is not None:  # the grammar ends the JSON; a "\nCritic:" stop would cut it

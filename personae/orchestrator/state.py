@@ -55,6 +55,9 @@ class RunSettings:
     max_turns: int
     num_ctx: int
     seed: int | None = None
+    # Collapse measures the prompt as it will be sent (with a structured reply's schema hint).
+    # Runs started before 0.2.1 measured it without the hint; they resume and replay as they ran.
+    measure_prepared: bool = True
 
 
 @dataclass(frozen=True)
