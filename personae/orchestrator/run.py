@@ -14,10 +14,11 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import BackendError, PersonaeError, StoreError
+from personae.errors import PersonaeError, StoreError
 from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
+from personae.orchestrator.calls import call_model
 from personae.orchestrator.collapse import make_collapser
 from personae.orchestrator.guard import (
     Check,
@@ -226,14 +227,17 @@ class Orchestrator:
                 yield Retrying(turn, speaker.persona, attempt, last.problems, last.copied)
                 messages = retry_messages(prompt.messages, retry_note(last, speaker.persona))
                 attempt_options = retry_options(options, attempt)
-            call, result = self._call(
-                state.run_id, ChatRequest(messages, attempt_options, speaker.schema), on_token,
+            call, result = call_model(
+                self.backend,
+                ChatRequest(messages, attempt_options, speaker.schema),
                 CallRecord(
                     purpose="retry" if attempt else "turn", persona=speaker.persona,
                     backend=self.backend.name, model=self.backend.model,
                     options=attempt_options, prompt=messages, manifest=prompt.manifest,
                     response=None, schema=speaker.schema, turn=turn,
                 ),
+                on_failure=lambda failed: self.store.record_call(state.run_id, failed),
+                on_token=on_token,
             )
             parsed = interpret(result.text, speaker, self.loaded.scenario.roster)
             attempts.append((call, result, parsed))
@@ -287,33 +291,6 @@ class Orchestrator:
             truncated=result.done_reason == "length", attempts=len(attempts), kept=kept,
         )
         return done, committed.totals
-
-    def _call(
-        self, run_id: int, request: ChatRequest, on_token: TokenCallback | None, call: CallRecord
-    ) -> tuple[CallRecord, ChatResult]:
-        """One timed model call and its record; a failed call is stored before it is raised."""
-        started = time.perf_counter_ns()
-        try:
-            result = self.backend.chat(request, on_token=on_token)
-        except BackendError as exc:
-            wall = time.perf_counter_ns() - started
-            self.store.record_call(run_id, replace(call, error=str(exc), wall_ns=wall))
-            raise
-        wall = time.perf_counter_ns() - started
-        usage = result.usage
-        return replace(
-            call,
-            response=result.text,
-            done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens,
-            evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_ns=usage.total_ns,
-            load_ns=usage.load_ns,
-            prompt_eval_ns=usage.prompt_eval_ns,
-            eval_ns=usage.eval_ns,
-            wall_ns=wall,
-        ), result
 
     def _prompt(self, state: RunState, speaker: TurnPlan) -> Prompt:
         """Rebuild: header, memory block (as of the last collapse), recent turns, instructions."""

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 from personae.config.models import Persona, Scenario
-from personae.errors import BackendError
 from personae.llm.base import Backend, ChatMessage, ChatRequest
+from personae.orchestrator.calls import call_model
 from personae.orchestrator.prompts import (
     TRANSCRIPT_HEADING,
     Prompt,
@@ -199,21 +198,9 @@ class LLMSelector:
             options=options, prompt=messages, manifest=manifest, response=None, schema=schema,
             turn=turn,
         )
-        started = time.perf_counter_ns()
-        try:
-            result = self.backend.chat(ChatRequest(messages=messages, options=options, schema=schema))
-        except BackendError as exc:
-            wall = time.perf_counter_ns() - started
-            self.store.record_call(state.run_id, replace(call, error=str(exc), wall_ns=wall))
-            raise
-        wall = time.perf_counter_ns() - started
-        usage = result.usage
-        call = replace(
-            call, response=result.text, done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens, evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens, total_ns=usage.total_ns,
-            load_ns=usage.load_ns, prompt_eval_ns=usage.prompt_eval_ns, eval_ns=usage.eval_ns,
-            wall_ns=wall,
+        call, result = call_model(
+            self.backend, ChatRequest(messages=messages, options=options, schema=schema), call,
+            on_failure=lambda failed: self.store.record_call(state.run_id, failed),
         )
         choice, reason, problem, partial = read_choice(result.text.strip(), names)
         route: dict[str, Any] = {"by": "selector", "reason": reason, "fallback": choice is None}

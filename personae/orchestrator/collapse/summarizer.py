@@ -7,7 +7,6 @@ Every call made is returned with the answer, for the collapse's one transaction.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -18,6 +17,7 @@ from personae.errors import BackendError
 from personae.llm.base import Backend, ChatMessage, ChatRequest
 from personae.memory import items as schema
 from personae.memory.block import item_line
+from personae.orchestrator.calls import call_model
 from personae.orchestrator.collapse.budget import Budget
 from personae.orchestrator.prompts import header_text
 from personae.store.models import MemoryNode
@@ -90,23 +90,17 @@ class Summarizer:
                                        attempt),
                 response=None, schema=json_schema, turn=at + 1,
             )
-            started = time.perf_counter_ns()
-            try:
-                result = self.backend.chat(
-                    ChatRequest(messages=messages, options=options, schema=json_schema)
+            try:  # a failed call is kept, with its error, for the collapse's transaction
+                call, result = call_model(
+                    self.backend,
+                    ChatRequest(messages=messages, options=options, schema=json_schema),
+                    call,
+                    on_failure=lambda failed: calls.append(
+                        replace(failed, error=f"the model server failed: {failed.error}")
+                    ),
                 )
-            except BackendError as exc:
-                error = f"the model server failed: {exc}"
-                calls.append(replace(call, error=error, wall_ns=time.perf_counter_ns() - started))
+            except BackendError:
                 break
-            usage = result.usage
-            call = replace(
-                call, response=result.text, done_reason=result.done_reason,
-                prompt_tokens=usage.prompt_tokens, evaluated_tokens=usage.evaluated_tokens,
-                completion_tokens=usage.completion_tokens, total_ns=usage.total_ns,
-                load_ns=usage.load_ns, prompt_eval_ns=usage.prompt_eval_ns,
-                eval_ns=usage.eval_ns, wall_ns=time.perf_counter_ns() - started,
-            )
             try:
                 output = schema.validate(result.text, turns, known_ids, self.limits, items=items)
             except ValueError as exc:
