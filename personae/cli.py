@@ -234,7 +234,7 @@ def run(
     out.print(f"backend: {llm.name} · model: {shown(llm.model)} · db: {shown(store.path)}")
     if store.notice:
         out.print(shown(store.notice))
-    from personae.orchestrator.plan import shortfall
+    from personae.orchestrator.shortfall import shortfall
 
     short = shortfall(loaded.scenario.policy, settings.max_turns)
     if short is not None:
