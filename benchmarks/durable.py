@@ -36,7 +36,7 @@ from personae.orchestrator.run import (
     settings_for,
     start_run,
 )
-from personae.orchestrator.state import RunState, Speaker
+from personae.orchestrator.state import RunState, TurnPlan
 from personae.store.repo import Store
 
 
@@ -80,7 +80,7 @@ def live_vs_replay(folder: Path, turns: int, num_predict: int) -> tuple[float, f
     orchestrator = Orchestrator(reloaded, _Counter(), store, again)
     history = tuple(load_history(store, run_id))
     state = RunState(run_id, history)
-    speaker = orchestrator.policy.next_speaker(state.history) or Speaker("Planner")
+    speaker = orchestrator.policy.next_speaker(state.history) or TurnPlan("Planner")
     orchestrator._prompt(state, speaker)  # the prompt the next turn would send
     resume = time.perf_counter() - started
     store.close()

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from personae.config import builtin_dir, load_scenario
 from personae.llm.base import Backend
-from personae.llm.select import open_backend
-from personae.orchestrator.context import LAYOUTS
+from personae.llm.backends import open_backend
+from personae.orchestrator.prompts import LAYOUTS
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.quality import FAILURES, ReplyScore, summarize
 from personae.quality.runs import score_run

@@ -17,7 +17,7 @@ class Check:
 
 
 def run_checks(*, model: str | None = None, db: str | None = None) -> list[Check]:
-    from personae.llm.select import DEFAULT_OLLAMA_MODEL, ollama_answers, ollama_host
+    from personae.llm.backends import DEFAULT_OLLAMA_MODEL, ollama_answers, ollama_host
 
     checks: list[Check] = []
     try:

@@ -21,12 +21,12 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from personae.agents import structured
-from personae.agents.reply import parse_reply
+from personae.replies import structured
+from personae.replies.parsing import parse_reply
 from personae.config import builtin_dir, load_scenario_text, validate_file
 from personae.config.models import Persona, Scenario
 from personae.errors import ConfigError
-from personae.orchestrator.state import Speaker
+from personae.orchestrator.state import TurnPlan
 from personae.orchestrator.turns import interpret
 
 LABEL = "fuzz.yaml"
@@ -288,7 +288,7 @@ def json_damage(data: Any, rng: random.Random) -> str:
 @example([1, 2], 0, UNTYPED)
 def test_structured_replies_never_crash(data: Any, seed: int, schema: dict[str, Any]) -> None:
     raw = json_damage(data, random.Random(seed))
-    output = interpret(raw, Speaker("Critic", schema=schema), ROSTER)
+    output = interpret(raw, TurnPlan("Critic", schema=schema), ROSTER)
     assert isinstance(output.content, str)
     if output.structured is None:
         assert output.meta and output.meta.get("structured_error")
@@ -320,4 +320,4 @@ def test_huge_replies_parse_in_bounded_time(raw: str) -> None:
     """A hang is a crash too: each of these would take hours with a backtracking pattern."""
     parsed = parse_reply(raw, "Planner", ROSTER)
     assert len(parsed.content) <= len(raw)
-    interpret(raw, Speaker("Critic", schema=SCHEMA), ROSTER)
+    interpret(raw, TurnPlan("Critic", schema=SCHEMA), ROSTER)

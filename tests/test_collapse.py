@@ -20,7 +20,7 @@ from personae.orchestrator.collapse import Budget
 from personae.orchestrator.run import Orchestrator, settings_for
 from personae.orchestrator.state import Collapsed, TurnDone
 from personae.store.repo import Store
-from tests.durable_support import run_events
+from tests.durable_support import run_events, start
 
 WINDOW = 700  # whitespace tokens of the scripted backend
 
@@ -350,10 +350,10 @@ def test_resume_rebuilds_the_same_memory_from_the_database(tmp_path: Path) -> No
     first = Orchestrator(loaded, backend, store, settings)
     fresh = Orchestrator(loaded, backend, Store.open(db), settings)
     from personae.orchestrator.run import load_history
-    from personae.orchestrator.state import RunState, Speaker
+    from personae.orchestrator.state import RunState, TurnPlan
 
     state = RunState(run_id, tuple(load_history(store, run_id)))
-    speaker = Speaker("Critic")
+    speaker = TurnPlan("Critic")
     assert fresh._prompt(state, speaker).messages == first._prompt(state, speaker).messages
     assert fresh.collapser.trigger(state) == first.collapser.trigger(state)
     # Continuing the run goes on collapsing where it left off.
@@ -429,3 +429,45 @@ def test_a_tight_window_keeps_fewer_recent_turns_instead_of_collapsing_every_tur
     calls = store.calls(run_id, "turn")
     assert all(not e.get("last_resort") for c in calls for e in c.manifest)
     assert all(c.prompt_tokens + 40 <= 520 for c in calls)
+
+
+STRUCTURED = """
+personas:
+  - {name: Planner, description: plans, system: Plan., options: {num_predict: 40}}
+  - {name: Critic, description: flaws, system: Attack., options: {num_predict: 40}}
+  - name: Summarizer
+    description: sums up
+    system: Sum up.
+    options: {num_predict: 40}
+    output_schema:
+      type: object
+      properties:
+        summary:
+          type: string
+          description: one paragraph on what was agreed, what is still open, and the next step
+            the team takes, with every number that was given and who gave it, in plain words
+      required: [summary]
+"""
+
+
+@pytest.mark.parametrize("measure_prepared", [True, False])
+def test_collapse_measures_a_structured_turn_as_it_is_sent(
+    tmp_path: Path, measure_prepared: bool
+) -> None:
+    """A structured reply's prompt carries its schema hint; the collapse check measures that
+    prompt, so no turn's prompt passes the trigger. Runs started before 0.2.1 measured it
+    without the hint (and resume so): a structured turn then went past by up to the hint."""
+    plain = scenario(turns=90)
+    roster = plain[plain.index("personas:"):plain.index("memory:")]
+    text = plain.replace(roster, STRUCTURED.lstrip("\n"))
+    backend = ScriptedBackend(default=summarizer(), num_ctx=WINDOW)
+    store, run_id, orchestrator = start(
+        tmp_path / "s.db", text, backend, measure_prepared=measure_prepared
+    )
+    list(orchestrator.run(run_id))
+    assert orchestrator.collapser is not None
+    trigger = orchestrator.collapser.budget.trigger
+    turns = store.calls(run_id, "turn")
+    assert len(turns) == 90 and any(c.schema for c in turns)
+    within = all(c.prompt_tokens <= trigger for c in turns)
+    assert within is measure_prepared

@@ -54,11 +54,6 @@ The PostgreSQL primary runs at 85% CPU at peak; a read replica takes two weeks t
 
 @pytest.mark.slow
 @pytest.mark.timeout(5400)
-@pytest.mark.xfail(
-    reason="known regression in 0.2 (named layout): one late prompt is 3 tokens past the largest "
-    "before the first collapse (1,258 vs 1,255); open, see the stop's closing note",
-    strict=False,
-)
 def test_150_turns_in_a_2048_window(tmp_path: Path, cli_env: dict[str, str]) -> None:
     (tmp_path / "long.yaml").write_text(SCENARIO, encoding="utf-8")
     (tmp_path / "orders.md").write_text(DOCUMENT, encoding="utf-8")

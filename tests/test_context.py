@@ -10,8 +10,8 @@ from pathlib import Path
 from personae.config import load_scenario_text
 from personae.llm.scripted import ScriptedBackend
 from personae.memory.block import MemoryBlock
-from personae.orchestrator.context import RenderCache, build_prompt
-from personae.orchestrator.state import Speaker, Utterance
+from personae.orchestrator.prompts import RenderCache, build_prompt
+from personae.orchestrator.state import TurnPlan, Utterance
 
 SCENARIO = """name: t
 goal: Decide on a cache.
@@ -48,7 +48,7 @@ def test_incremental_rendering_builds_the_same_prompts(tmp_path: Path) -> None:
                 memory = MemoryBlock(text="Memory: things.", tokens=3, as_of=20, after_turn=20 + seed % 5)
             kwargs = dict(
                 scenario=loaded.scenario, personas=loaded.personas, history=full[:end],
-                speaker=Speaker(rng.choice(["Planner", "Critic"]), instructions=rng.choice([None, "Now."])),
+                speaker=TurnPlan(rng.choice(["Planner", "Critic"]), instructions=rng.choice([None, "Now."])),
                 layout="cache_friendly", backend=backend, max_prompt_tokens=rng.choice([10_000, 400]),
                 memory=memory,
             )

@@ -15,10 +15,11 @@ import ollama
 import pytest
 
 from personae.errors import BackendError, ModelNotFound
+from personae.llm.backends import open_backend
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.embedded import EmbeddedBackend
-from personae.llm.ollama import CharTokenEstimator, OllamaBackend, usage_from_final
-from personae.llm.select import open_backend
+from personae.llm.estimate import CharTokenEstimator
+from personae.llm.ollama import OllamaBackend, usage_from_final
 from tests.ollama_server import DEFAULT_MODEL_NAME, OllamaTestServer
 
 MODEL = DEFAULT_MODEL_NAME

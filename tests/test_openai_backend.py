@@ -16,7 +16,7 @@ from personae.errors import BackendError, UserError
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.embedded import EmbeddedBackend, bundled_model_path
 from personae.llm.openai_compat import DEFAULT_API_KEY, OpenAIBackend, open_openai, usage_from
-from personae.llm.select import BACKENDS, open_backend
+from personae.llm.backends import BACKENDS, open_backend
 from tests.conftest import personae_cmd
 from tests.openai_server import RunningServer, free_port, llama_cpp_server, missing_modules
 

@@ -221,7 +221,7 @@ def test_the_example_scenario_validates_and_runs_all_four_phases(
 
 
 def test_a_run_that_max_turns_cuts_short_says_so_before_and_after(tmp_path: Path) -> None:
-    from personae.orchestrator.plan import shortfall
+    from personae.orchestrator.shortfall import shortfall
 
     policy = (
         "policy:\n  type: phases\n  phases:\n    - {name: plan, speakers: [Planner]}\n"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from personae.agents.structured import validate
+from personae.replies.structured import validate
 from personae.config import load_scenario_text
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.reflect import VERDICT_SCHEMA
+from personae.orchestrator.verdicts import VERDICT_SCHEMA
 from personae.store.repo import Store
 from tests.durable_support import run_to_end
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from personae.llm.base import ChatMessage, ChatRequest
-from personae.llm.replay import ReplayBackend, ReplayDiverged, ReplayExhausted
+from personae.llm.recorded import ReplayBackend, ReplayDiverged, ReplayExhausted
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.replay import fork_run, replay_run
 from personae.store.models import LLMCall

@@ -1,6 +1,6 @@
 import pytest
 
-from personae.agents.reply import OtherSpeaker, parse_reply, speaks_as_other
+from personae.replies.parsing import OtherSpeaker, parse_reply, speaks_as_other
 
 ROSTER = ["Planner", "Analyst", "Critic", "Summarizer"]
 

@@ -24,7 +24,8 @@ import pytest
 
 from personae.llm.base import ChatMessage, ChatRequest, ChatResult
 from personae.llm.calibration import calibrate_from_calls
-from personae.llm.ollama import CharTokenEstimator, OllamaBackend
+from personae.llm.estimate import CharTokenEstimator
+from personae.llm.ollama import OllamaBackend
 from personae.llm.scripted import ScriptedBackend
 from tests.conftest import personae_cmd
 from tests.durable_support import scenario_text, write_scenario
@@ -150,8 +151,8 @@ def _resume_elsewhere(env: dict[str, str], server: OllamaTestServer, cwd: Path) 
 def test_resume_after_the_folder_moved_uses_the_imported_documents(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
-    from tests.test_resume import interrupt_at
     from tests.durable_support import start
+    from tests.test_resume import interrupt_at
 
     project = tmp_path / "project"
     path = write_scenario(project, DOCUMENTED)

@@ -14,7 +14,7 @@ from personae.config.models import RouterPolicy
 from personae.errors import BackendError, ConfigError
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.router import Router
+from personae.orchestrator.policies.router import Router
 from personae.orchestrator.selector import read_choice, selection_schema
 from personae.orchestrator.state import Utterance
 from personae.store.repo import Store

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from personae.agents.structured import validate
+from personae.replies.structured import validate
 from tests.durable_support import run_to_end
 
 TRANSITIONS = {

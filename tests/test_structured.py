@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from personae.agents.structured import parse, render, schema_hint, validate
+from personae.replies.structured import parse, render, schema_hint, validate
 from personae.config import load_scenario_text
 from personae.errors import ConfigError
 from personae.llm.base import ChatMessage

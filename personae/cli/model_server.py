@@ -15,7 +15,7 @@ def open_model_server(
 ) -> Any:
     """The backend ``kind`` serving ``model``, wrapped for the terminal as the module says."""
     from personae.cli.progress import Progress, ProgressBackend
-    from personae.llm.select import open_backend
+    from personae.llm.backends import open_backend
 
     progress = Progress(out) if out.is_terminal and not quiet else None
     if progress is None:

@@ -25,7 +25,8 @@ from personae.words import count
 if TYPE_CHECKING:  # the run loop and the store are imported when a command runs, not for --help
     from personae.config import LoadedScenario
     from personae.llm.base import Backend
-    from personae.orchestrator.run import Orchestrator, RunSettings
+    from personae.orchestrator.run import Orchestrator
+    from personae.orchestrator.state import RunSettings
     from personae.store.models import Run
     from personae.store.repo import Store
 
@@ -97,9 +98,9 @@ def run(
     Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
     from personae.config import load_scenario
     from personae.config.catalog import find_scenario
-    from personae.llm.select import check_model_flag
-    from personae.orchestrator.plan import shortfall
+    from personae.llm.backends import check_model_flag
     from personae.orchestrator.run import settings_for, start_run
+    from personae.orchestrator.shortfall import shortfall
     from personae.store.repo import Store
 
     loaded = load_scenario(find_scenario(scenario), allowed_dirs=allow_dir or ())
@@ -158,7 +159,11 @@ def resume(
 ) -> None:
     """Continue an interrupted, failed or crashed run from its last committed turn."""
     Interrupts.install()
-    from personae.orchestrator.resume import check_resumable, reload_scenario, run_settings
+    from personae.orchestrator.resume import (
+        check_resumable,
+        reload_scenario,
+        run_settings,
+    )
     from personae.store.repo import Store
 
     store = Store.open(db)
@@ -227,7 +232,12 @@ def replay(
     store = Store.open_readonly(db) if fork_at is None else Store.open(db)
     if fork_at is None:
         from personae.orchestrator.replay import replay_run
-        from personae.run_format import REPLAY_COLUMNS, replay_json, replay_rows, replay_text
+        from personae.run_format import (
+            REPLAY_COLUMNS,
+            replay_json,
+            replay_rows,
+            replay_text,
+        )
 
         report = replay_run(store, run_id, scenario_file=scenario, keep_going=all_differences)
         store.close()
@@ -273,7 +283,7 @@ def banner(llm: Backend, store: Store) -> str:
 def backend_to_continue(row: Run, backend: BackendName | None, model: str | None) -> tuple[str, str | None]:
     """The backend kind and model that continue a stored run (resume, fork): the run's own unless
     the flags say otherwise, checked before any model loads."""
-    from personae.llm.select import check_model_flag
+    from personae.llm.backends import check_model_flag
     from personae.orchestrator.resume import backend_for_run
 
     kind, chosen = backend_for_run(row, backend.value if backend else None, model)

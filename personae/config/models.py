@@ -26,7 +26,7 @@ from pydantic import (
 from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
 from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
-from personae.agents.template import check_template
+from personae.replies.template import check_template
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]
@@ -203,7 +203,7 @@ class RouteWhen(Strict):
         if not self.model_fields_set:
             raise ValueError("`when:` needs at least one of persona, contains, regex, phase")
         if self.regex is not None:
-            try:  # the engine the router matches with (orchestrator/router.py)
+            try:  # the engine the router matches with (orchestrator/policies/router.py)
                 regex.compile(self.regex)
             except regex.error as exc:
                 raise ValueError(f"invalid regular expression {self.regex!r}: {exc}") from None

@@ -7,7 +7,7 @@ only invisible characters. And two spellings a reader cannot tell apart are one 
 ``canonical_name`` folds case and width (NFKC: ``Ｕｓｅｒ`` is ``User``) and drops the characters
 nobody sees (``U\\u200bser`` is ``User``). The reserved name ``User`` (the person taking part:
 scripted inputs, --interactive) is checked that way, and the cut of replies that speak as
-another persona (``personae/agents/reply.py``) matches names that way too.
+another persona (``personae/replies/parsing.py``) matches names that way too.
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ headers and error types, and tolerates servers older or newer than the client.
 
 The ``ollama`` package is imported where it is used, never when this module is: importing it
 builds a default client from ``OLLAMA_HOST``, which fails with a bare ValueError when the variable
-is malformed, and this module is also imported for its token estimator alone (the OpenAI
-backend, replay). ``select.ollama_host`` checks the variable first, with a clear message.
+is malformed. ``backends.ollama_host`` checks the variable first, with a clear message.
 """
 
 from __future__ import annotations
@@ -30,66 +29,23 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from personae.errors import BackendError, ModelNotFound
 from personae.llm.base import (
-    ChatMessage,
     ChatRequest,
     ChatResult,
     TokenCallback,
     Usage,
     server_text,
 )
+from personae.llm.estimate import CharTokenEstimator, EstimatedTokens
 
 MAX_AUTO_NUM_CTX = 8192  # a model's trained window can be 128k; the KV cache for it would not fit
 FALLBACK_NUM_CTX = 4096
 TRANSIENT_4XX = frozenset({408, 429})  # timeouts and rate limits pass; retrying is right
-
-
-@dataclass
-class CharTokenEstimator:
-    """Tokens from characters, because Ollama has no tokenize endpoint.
-
-    The ratio starts at 4 characters a token (English text in BPE vocabularies) and is calibrated
-    once, on the first reply whose prompt is long enough to say more than its chat template (the
-    scenario's goal, context and persona prompts set the language and style of the whole run).
-    Chat templates add a few tokens per message, counted separately.
-
-    Once, not continuously: prompt budgets, collapse groups and the memory block built after each
-    collapse all follow the ratio, so it must be a function of what the database holds, or a
-    resumed run builds other prompts than an uninterrupted one. A ratio that moved on every reply
-    would make a memory block built after a resume differ from the one built right after its
-    collapse. The backends calibrate on exactly the ``prompt_tokens`` a call row stores (measured,
-    or our estimate where the server did not say), and ``personae.llm.calibration`` feeds the
-    stored rows of a resumed run to a fresh estimator.
-    """
-
-    chars_per_token: float = 4.0
-    per_message: int = 4  # role markers and separators a chat template adds to each message
-    per_prompt: int = 3  # the assistant header that opens the reply
-    calibrated: bool = False  # set by the first calibration; later ones change nothing
-
-    def estimate_text(self, text: str) -> int:
-        return round(len(text) / self.chars_per_token) if text else 0
-
-    def estimate(self, messages: tuple[ChatMessage, ...]) -> int:
-        overhead = self.per_prompt + self.per_message * len(messages)
-        return overhead + self.estimate_text("".join(m.content for m in messages))
-
-    def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
-        """Adopt the ratio the first long enough prompt shows; short prompts are mostly template,
-        so they are skipped."""
-        if self.calibrated:
-            return
-        chars = sum(len(m.content) for m in messages)
-        text_tokens = prompt_tokens - self.per_prompt - self.per_message * len(messages)
-        if chars >= 200 and text_tokens > 0:
-            self.chars_per_token = min(8.0, max(1.0, chars / text_tokens))
-            self.calibrated = True
 
 
 def usage_from_final(final: Mapping[str, Any], estimated_prompt: int) -> tuple[Usage, bool]:
@@ -123,7 +79,7 @@ def _tagged(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-class OllamaBackend:
+class OllamaBackend(EstimatedTokens):
     """An Ollama server behind the Backend protocol.
 
     ``num_ctx`` is sent with every request, because Ollama's default window is small and a longer
@@ -171,16 +127,6 @@ class OllamaBackend:
             return int(info[f"{arch}.context_length"])
         except (KeyError, TypeError, ValueError):
             return None
-
-    def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
-        return self._estimator.estimate(messages)
-
-    def count_text_tokens(self, text: str) -> int:
-        return self._estimator.estimate_text(text)
-
-    def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
-        """Learn from a stored call, as from a reply (``personae.llm.calibration``)."""
-        self._estimator.calibrate(messages, prompt_tokens)
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         pieces: list[str] = []

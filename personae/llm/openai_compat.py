@@ -35,14 +35,13 @@ from typing import Any
 
 from personae.errors import BackendError, ModelNotFound, UserError
 from personae.llm.base import (
-    ChatMessage,
     ChatRequest,
     ChatResult,
     TokenCallback,
     Usage,
     server_text,
 )
-from personae.llm.ollama import CharTokenEstimator
+from personae.llm.estimate import CharTokenEstimator, EstimatedTokens
 
 DEFAULT_API_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one
 FALLBACK_NUM_CTX = 4096
@@ -110,7 +109,7 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-class OpenAIBackend:
+class OpenAIBackend(EstimatedTokens):
     """An OpenAI-compatible chat-completions server behind the Backend protocol."""
 
     name = "openai"
@@ -165,16 +164,6 @@ class OpenAIBackend:
             if isinstance(value, int) and value > 0:
                 return value
         return None
-
-    def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
-        return self._estimator.estimate(messages)
-
-    def count_text_tokens(self, text: str) -> int:
-        return self._estimator.estimate_text(text)
-
-    def calibrate(self, messages: tuple[ChatMessage, ...], prompt_tokens: int) -> None:
-        """Learn from a stored call, as from a reply (``personae.llm.calibration``)."""
-        self._estimator.calibrate(messages, prompt_tokens)
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         import openai

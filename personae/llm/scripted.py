@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Callable, Iterable
 
-
 from personae.llm.base import ChatMessage, ChatRequest, ChatResult, TokenCallback, Usage
 
 Reply = str | Callable[[ChatRequest], str]

@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from personae.config.models import ScenarioInput
-from personae.orchestrator.policies import HUMAN, persona_turns
-from personae.orchestrator.state import RunState, Utterance
+from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns
 from personae.store.repo import Store, TurnRecord
 
 # Called between turns with the run so far; returns a line typed by the user, or None/"" to pass.

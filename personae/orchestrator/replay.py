@@ -23,7 +23,7 @@ from pathlib import Path
 from personae.config.loader import LoadedScenario
 from personae.errors import UserError
 from personae.llm.base import Backend
-from personae.llm.replay import (
+from personae.llm.recorded import (
     Answered,
     Divergence,
     ReplayBackend,
@@ -33,10 +33,9 @@ from personae.llm.replay import (
     replay_backend_for,
 )
 from personae.orchestrator.inputs import AskUser, due_inputs
-from personae.orchestrator.policies import HUMAN
 from personae.orchestrator.resume import reload_scenario, run_settings
 from personae.orchestrator.run import Orchestrator, start_run
-from personae.orchestrator.state import RunState, TurnDone
+from personae.orchestrator.state import HUMAN, RunState, TurnDone
 from personae.store.models import Message
 from personae.store.repo import Store
 

@@ -26,9 +26,10 @@ from personae.config.loader import LoadedScenario, load_scenario, load_scenario_
 from personae.config.models import GuardConfig, Persona, Scenario
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
-from personae.memory.documents import stored_document_paths
 from personae.llm.base import Backend
-from personae.orchestrator.run import RunSettings, settings_for
+from personae.memory.documents import stored_document_paths
+from personae.orchestrator.run import settings_for
+from personae.orchestrator.state import RunSettings
 from personae.store.models import Run
 from personae.store.repo import Store
 
@@ -47,6 +48,8 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
 # The first version with a reply guard. A run started before it had none, and a scenario without
 # a `guard:` key must not gain one when it is resumed or replayed: its prompts would change.
 GUARD_SINCE = (0, 2, 0)
+# The first version whose collapse check measures a turn's prompt with its schema hint.
+MEASURE_PREPARED_SINCE = (0, 2, 1)
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
@@ -163,6 +166,7 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
         "max_turns": run.max_turns,
         "num_ctx": run.num_ctx,
         "seed": run.seed,
+        "measure_prepared": _version(run.personae_version) >= MEASURE_PREPARED_SINCE,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}
     return settings_for(loaded, backend, **values)

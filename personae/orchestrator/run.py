@@ -14,12 +14,12 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import BackendError, PersonaeError, StoreError
+from personae.errors import PersonaeError, StoreError
 from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
+from personae.orchestrator.calls import call_model
 from personae.orchestrator.collapse import make_collapser
-from personae.orchestrator.context import Prompt, RenderCache, build_prompt
 from personae.orchestrator.guard import (
     Check,
     ReplyGuard,
@@ -29,16 +29,18 @@ from personae.orchestrator.guard import (
     retry_options,
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
-from personae.orchestrator.policies import finish_reason, make_policy
+from personae.orchestrator.policies import make_policy
+from personae.orchestrator.prompts import Prompt, RenderCache, build_prompt
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
     Event,
     InputGiven,
     Retrying,
+    RunSettings,
     RunState,
-    Speaker,
     Stopped,
     TurnDone,
+    TurnPlan,
     TurnStarted,
     Utterance,
 )
@@ -46,16 +48,6 @@ from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What the command line may override in a scenario."""
-
-    layout: str
-    max_turns: int
-    num_ctx: int
-    seed: int | None = None
 
 
 def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> RunSettings:
@@ -72,6 +64,7 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         max_turns=overrides.get("max_turns") or scenario.termination.max_turns,
         num_ctx=int(num_ctx),
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
+        measure_prepared=overrides.get("measure_prepared", True),
     )
 
 
@@ -174,7 +167,7 @@ class Orchestrator:
                     if pending is not None and pending.phase:
                         reason = f"max_turns (in phase {pending.phase})"
                 if speaker is None:
-                    reason = reason or finish_reason(self.policy, state.history)
+                    reason = reason or self.policy.finish_reason(state.history)
                     self.store.finish_run(run_id, "completed", stop_reason=reason)
                     yield Stopped(run_id, "completed", reason, state.turn)
                     return
@@ -186,10 +179,13 @@ class Orchestrator:
                 chosen_by: tuple[CallRecord, ...] = ()
                 if speaker.choices:  # the rules left it open: the selector picks
                     speaker, chosen_by = self.selector.choose(state, speaker)
+                # The turn as it will be asked: a structured reply's schema and its instructions.
+                prepared = prepare(speaker, self.loaded.personas[speaker.persona])
                 if self.collapser is not None:
-                    yield from self.collapser.before_turn(state, speaker, self._prompt)
+                    measured = prepared if self.settings.measure_prepared else speaker
+                    yield from self.collapser.before_turn(state, measured, self._prompt)
                 yield TurnStarted(state.turn + 1, speaker.persona, speaker.phase)
-                done, totals = yield from self._take_turn(state, speaker, on_token, chosen_by)
+                done, totals = yield from self._take_turn(state, prepared, on_token, chosen_by)
                 state = replace(
                     state,
                     history=state.history + (done.utterance,),
@@ -209,16 +205,14 @@ class Orchestrator:
     def _take_turn(
         self,
         state: RunState,
-        speaker: Speaker,
+        speaker: TurnPlan,
         on_token: TokenCallback | None,
         chosen_by: tuple[CallRecord, ...] = (),
     ) -> Generator[Retrying, None, tuple[TurnDone, RunTotals]]:
-        """One model turn, checked by the reply guard and committed with every attempt; returns
-        the event and the run's totals as the commit left them (``yield from`` it: retries are
-        announced as they start)."""
-        personas = self.loaded.personas
+        """One model turn (``speaker`` as ``prepare`` left it), checked by the reply guard and
+        committed with every attempt; returns the event and the run's totals as the commit left
+        them (``yield from`` it: retries are announced as they start)."""
         turn = state.turn + 1
-        speaker = prepare(speaker, personas[speaker.persona])  # schema and its instructions
         prompt = self._prompt(state, speaker)
         options = self._options(speaker.persona, turn=turn)
         if speaker.schema is not None:  # the grammar ends the JSON; a "\nCritic:" stop would cut it
@@ -233,14 +227,17 @@ class Orchestrator:
                 yield Retrying(turn, speaker.persona, attempt, last.problems, last.copied)
                 messages = retry_messages(prompt.messages, retry_note(last, speaker.persona))
                 attempt_options = retry_options(options, attempt)
-            call, result = self._call(
-                state.run_id, ChatRequest(messages, attempt_options, speaker.schema), on_token,
+            call, result = call_model(
+                self.backend,
+                ChatRequest(messages, attempt_options, speaker.schema),
                 CallRecord(
                     purpose="retry" if attempt else "turn", persona=speaker.persona,
                     backend=self.backend.name, model=self.backend.model,
                     options=attempt_options, prompt=messages, manifest=prompt.manifest,
                     response=None, schema=speaker.schema, turn=turn,
                 ),
+                on_failure=lambda failed: self.store.record_call(state.run_id, failed),
+                on_token=on_token,
             )
             parsed = interpret(result.text, speaker, self.loaded.scenario.roster)
             attempts.append((call, result, parsed))
@@ -295,34 +292,7 @@ class Orchestrator:
         )
         return done, committed.totals
 
-    def _call(
-        self, run_id: int, request: ChatRequest, on_token: TokenCallback | None, call: CallRecord
-    ) -> tuple[CallRecord, ChatResult]:
-        """One timed model call and its record; a failed call is stored before it is raised."""
-        started = time.perf_counter_ns()
-        try:
-            result = self.backend.chat(request, on_token=on_token)
-        except BackendError as exc:
-            wall = time.perf_counter_ns() - started
-            self.store.record_call(run_id, replace(call, error=str(exc), wall_ns=wall))
-            raise
-        wall = time.perf_counter_ns() - started
-        usage = result.usage
-        return replace(
-            call,
-            response=result.text,
-            done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens,
-            evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_ns=usage.total_ns,
-            load_ns=usage.load_ns,
-            prompt_eval_ns=usage.prompt_eval_ns,
-            eval_ns=usage.eval_ns,
-            wall_ns=wall,
-        ), result
-
-    def _prompt(self, state: RunState, speaker: Speaker) -> Prompt:
+    def _prompt(self, state: RunState, speaker: TurnPlan) -> Prompt:
         """Rebuild: header, memory block (as of the last collapse), recent turns, instructions."""
         return build_prompt(
             scenario=self.loaded.scenario,

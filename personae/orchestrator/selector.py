@@ -23,37 +23,37 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 from personae.config.models import Persona, Scenario
-from personae.errors import BackendError
 from personae.llm.base import Backend, ChatMessage, ChatRequest
-from personae.orchestrator.context import (
+from personae.orchestrator.calls import call_model
+from personae.orchestrator.prompts import (
     TRANSCRIPT_HEADING,
     Prompt,
+    drop_oldest,
     header_text,
     render_utterance,
 )
-from personae.orchestrator.state import RunState, Speaker, Utterance
+from personae.orchestrator.state import RunState, TurnPlan, Utterance
 from personae.store.repo import CallRecord, Store
 
 REASON_CHARS = 80  # a short sentence; small models otherwise ramble to the limit
 SELECT_OPTIONS: dict[str, Any] = {"temperature": 0.3, "num_predict": 64}
 
 
-PromptFor = Callable[[RunState, Speaker], Prompt]
+PromptFor = Callable[[RunState, TurnPlan], Prompt]
 
 
 class Selection(NamedTuple):
-    speaker: Speaker  # persona decided, choices cleared, meta["route"] filled in
+    speaker: TurnPlan  # persona decided, choices cleared, meta["route"] filled in
     calls: tuple[CallRecord, ...]  # to commit with the turn
 
 
 class Selector(Protocol):
-    def choose(self, state: RunState, speaker: Speaker) -> Selection: ...
+    def choose(self, state: RunState, speaker: TurnPlan) -> Selection: ...
 
 
 def selection_schema(names: Sequence[str]) -> dict[str, Any]:
@@ -94,15 +94,15 @@ def selection_prompt(
     header = header_text(scenario, personas)
     instructions = selection_text(names, personas)
     entries = [render_utterance(u, personas) for u in history]
-    kept_from = 0
-    while True:
+
+    def prompt_from(kept_from: int) -> tuple[ChatMessage, ...]:
         shown = entries[kept_from:]
         transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(shown) if shown else ""
         body = f"{transcript}\n\n---\n{instructions}" if transcript else instructions
-        messages = (ChatMessage("system", header), ChatMessage("user", body))
-        if backend.count_tokens(messages) <= max_prompt_tokens or kept_from >= len(entries):
-            break
-        kept_from += max(1, (len(entries) - kept_from) // 8)
+        return (ChatMessage("system", header), ChatMessage("user", body))
+
+    fitted = drop_oldest(len(entries), prompt_from, backend, max_prompt_tokens)
+    kept_from, messages = fitted.first, fitted.messages
     manifest: list[dict[str, Any]] = [
         {"section": "header", "tokens": backend.count_text_tokens(header)},
         {
@@ -120,7 +120,7 @@ def selection_prompt(
 def from_turn_prompt(
     prompt: Prompt,
     persona: Persona,
-    speaker: Speaker,
+    speaker: TurnPlan,
     names: Sequence[str],
     personas: Mapping[str, Persona],
 ) -> tuple[tuple[ChatMessage, ...], list[dict[str, Any]]] | None:
@@ -177,7 +177,7 @@ class LLMSelector:
         self.num_ctx = num_ctx
         self.seed = seed
 
-    def choose(self, state: RunState, speaker: Speaker) -> Selection:
+    def choose(self, state: RunState, speaker: TurnPlan) -> Selection:
         names = list(speaker.choices)
         turn = state.turn + 1
         options = {**SELECT_OPTIONS, "num_ctx": self.num_ctx}
@@ -198,21 +198,9 @@ class LLMSelector:
             options=options, prompt=messages, manifest=manifest, response=None, schema=schema,
             turn=turn,
         )
-        started = time.perf_counter_ns()
-        try:
-            result = self.backend.chat(ChatRequest(messages=messages, options=options, schema=schema))
-        except BackendError as exc:
-            wall = time.perf_counter_ns() - started
-            self.store.record_call(state.run_id, replace(call, error=str(exc), wall_ns=wall))
-            raise
-        wall = time.perf_counter_ns() - started
-        usage = result.usage
-        call = replace(
-            call, response=result.text, done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens, evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens, total_ns=usage.total_ns,
-            load_ns=usage.load_ns, prompt_eval_ns=usage.prompt_eval_ns, eval_ns=usage.eval_ns,
-            wall_ns=wall,
+        call, result = call_model(
+            self.backend, ChatRequest(messages=messages, options=options, schema=schema), call,
+            on_failure=lambda failed: self.store.record_call(state.run_id, failed),
         )
         choice, reason, problem, partial = read_choice(result.text.strip(), names)
         route: dict[str, Any] = {"by": "selector", "reason": reason, "fallback": choice is None}

@@ -3,9 +3,12 @@ from the committed transcript, which is what makes a run resumable from the data
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The input author, shared here with the loop's other names; policies count only persona turns.
+from personae.config.names import HUMAN as HUMAN
 from personae.llm.base import Usage
 
 
@@ -24,7 +27,7 @@ class Utterance:
 
 
 @dataclass(frozen=True)
-class Speaker:
+class TurnPlan:
     """Who speaks next, and how: a policy's whole answer, as plain values."""
 
     persona: str
@@ -37,6 +40,24 @@ class Speaker:
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
     choices: tuple[str, ...] = ()
+
+
+def persona_turns(history: Sequence[Utterance]) -> int:
+    """Turns taken by personas; scripted or human input does not move a policy along."""
+    return sum(1 for u in history if u.persona != HUMAN)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What the command line may override in a scenario."""
+
+    layout: str
+    max_turns: int
+    num_ctx: int
+    seed: int | None = None
+    # Collapse measures the prompt as it will be sent (with a structured reply's schema hint).
+    # Runs started before 0.2.1 measured it without the hint; they resume and replay as they ran.
+    measure_prepared: bool = True
 
 
 @dataclass(frozen=True)

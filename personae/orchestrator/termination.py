@@ -12,9 +12,8 @@ import time
 from dataclasses import dataclass
 
 from personae.config.models import ConsensusConfig, StopCondition, TerminationConfig
-from personae.orchestrator.policies import HUMAN, persona_turns
-from personae.orchestrator.reflect import is_approval
-from personae.orchestrator.state import RunState, Utterance
+from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns
+from personae.orchestrator.verdicts import is_approval
 
 
 class StopRule:

@@ -1,6 +1,6 @@
 """What a turn asks the model for, and how its reply becomes a message.
 
-A plain turn is parsed by ``agents/reply.py`` (thinking split off, other speakers' lines cut). A
+A plain turn is parsed by ``replies/parsing.py`` (thinking split off, other speakers' lines cut). A
 structured turn — a persona with ``output_schema``, or a reflect verdict — is produced under that
 schema (constrained decoding), validated, stored as JSON in ``messages.structured``, and rendered as
 text in ``messages.content`` for the other personas to read. A reply that fails validation keeps its
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from personae.agents import structured
-from personae.agents.reply import parse_reply
-from personae.agents.template import render_template
 from personae.config.models import Persona
-from personae.orchestrator.reflect import render_verdict
-from personae.orchestrator.state import Speaker
+from personae.orchestrator.state import TurnPlan
+from personae.orchestrator.verdicts import render_verdict
+from personae.replies import structured
+from personae.replies.parsing import parse_reply
+from personae.replies.template import render_template
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TurnOutput:
     meta: dict[str, Any] | None = None
 
 
-def prepare(speaker: Speaker, persona: Persona) -> Speaker:
+def prepare(speaker: TurnPlan, persona: Persona) -> TurnPlan:
     """Settle the turn's schema (the policy's, else the persona's) and tell the model about it."""
     schema = speaker.schema or persona.output_schema
     if schema is None:
@@ -41,7 +41,7 @@ def prepare(speaker: Speaker, persona: Persona) -> Speaker:
     return replace(speaker, schema=schema, instructions=instructions, template=template)
 
 
-def interpret(raw: str, speaker: Speaker, roster: Sequence[str]) -> TurnOutput:
+def interpret(raw: str, speaker: TurnPlan, roster: Sequence[str]) -> TurnOutput:
     meta = dict(speaker.meta or {})
     if speaker.instructions:  # later prompts re-render this turn's cue from it, word for word
         meta["instructions"] = speaker.instructions

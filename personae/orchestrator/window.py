@@ -18,8 +18,8 @@ from typing import Any
 from personae.config.loader import LoadedScenario
 from personae.errors import UserError
 from personae.llm.base import Backend
-from personae.orchestrator.context import build_prompt
-from personae.orchestrator.state import Speaker
+from personae.orchestrator.prompts import build_prompt
+from personae.orchestrator.state import TurnPlan
 
 MIN_TRANSCRIPT_TOKENS = 64  # below this, no reply of another persona fits next to the header
 
@@ -46,7 +46,7 @@ def check_window(
     fixed, heaviest = 0, scenario.roster[0]
     for name in scenario.roster:
         prompt = build_prompt(
-            scenario=scenario, personas=loaded.personas, history=(), speaker=Speaker(name),
+            scenario=scenario, personas=loaded.personas, history=(), speaker=TurnPlan(name),
             layout=layout, backend=backend, max_prompt_tokens=num_ctx,
         )
         if prompt.full_tokens > fixed:

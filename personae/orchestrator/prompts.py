@@ -44,14 +44,14 @@ message, as AutoGen and CrewAI do; it is kept for comparison, and its cost shows
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from personae.config.models import Persona, Scenario
 from personae.llm.base import Backend, ChatMessage
 from personae.memory.block import MemoryBlock
-from personae.orchestrator.state import Speaker, Utterance
+from personae.orchestrator.state import TurnPlan, Utterance
 
 TRANSCRIPT_HEADING = "Transcript so far:"
 CACHE_FRIENDLY = "cache_friendly"
@@ -138,12 +138,12 @@ def turn_cue(persona: str, phase: str | None, instructions: str | None) -> str:
     return "\n".join(lines)
 
 
-def persona_text(persona: Persona, speaker: Speaker) -> str:
+def cache_friendly_cue(persona: Persona, speaker: TurnPlan) -> str:
     """What ends the prompt of ``speaker``'s turn in the cache-friendly layout."""
     return turn_cue(persona.name, speaker.phase, speaker.instructions)
 
 
-def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
+def speaker_cue(scenario: Scenario, persona: Persona, speaker: TurnPlan) -> str:
     """What ends the prompt in the speaker-last layouts: who speaks now, what that persona does,
     the goal, and the turn's own extra instructions (mode, reflect role, schema) last. Short on
     purpose: a small model follows three plain lines better than ten."""
@@ -163,13 +163,13 @@ def speaker_cue(scenario: Scenario, persona: Persona, speaker: Speaker) -> str:
     return "\n".join(lines)
 
 
-def _classic_tail(persona: Persona, speaker: Speaker) -> str:
+def _classic_tail(persona: Persona, speaker: TurnPlan) -> str:
     """What ends a classic prompt, after the transcript."""
     tail = f"Write {persona.name}'s next message only, without a name prefix."
     return f"{tail}\n{speaker.instructions.strip()}" if speaker.instructions else tail
 
 
-def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
+def _classic_instructions(persona: Persona, speaker: TurnPlan) -> str:
     lines = [f"It is your turn. You are {persona.name}."]
     if persona.system:
         lines.append(persona.system.strip())
@@ -179,13 +179,13 @@ def _classic_instructions(persona: Persona, speaker: Speaker) -> str:
     return "\n".join(lines)
 
 
-def instructions_text(scenario: Scenario, persona: Persona, speaker: Speaker, layout: str) -> str:
+def instructions_text(scenario: Scenario, persona: Persona, speaker: TurnPlan, layout: str) -> str:
     """The speaking persona's part of the prompt, in any layout (for budgets)."""
     if layout == CLASSIC:
         return _classic_instructions(persona, speaker)
     if layout in SPEAKER_LAST:
         return speaker_cue(scenario, persona, speaker)
-    return persona_text(persona, speaker)
+    return cache_friendly_cue(persona, speaker)
 
 
 def layout_header(scenario: Scenario, personas: Mapping[str, Persona], layout: str) -> str:
@@ -199,7 +199,7 @@ def build_prompt(
     scenario: Scenario,
     personas: Mapping[str, Persona],
     history: Sequence[Utterance],
-    speaker: Speaker,
+    speaker: TurnPlan,
     layout: str,
     backend: Backend,
     max_prompt_tokens: int,
@@ -227,22 +227,19 @@ def build_prompt(
         cue = ChatMessage("user", instructions)
         if shape.pending:  # User spoke last: the cue joins that message
             cue = ChatMessage("user", f"{shape.pending}\n\n{instructions}")
-    unit = 0  # the first entry (classic) or group (cache_friendly) kept
-    full_tokens = None
-    while True:
+
+    def prompt_from(unit: int) -> tuple[ChatMessage, ...]:
+        """The prompt keeping entries (classic) or groups (cache_friendly) from ``unit`` on."""
         if layout == CLASSIC:
-            messages = _classic(stable, entries[unit:], persona, speaker)
-        elif layout == TRANSCRIPT:
-            messages = _transcript(stable, entries[unit:], instructions)
-        elif layout == NAMED:
-            messages = _named(stable, entries[unit:], instructions)
-        else:
-            messages = (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
-        tokens = backend.count_tokens(messages)
-        full_tokens = tokens if full_tokens is None else full_tokens
-        if tokens <= max_prompt_tokens or unit >= len(starts):
-            break
-        unit += max(1, (len(starts) - unit) // 8)
+            return _classic(stable, entries[unit:], persona, speaker)
+        if layout == TRANSCRIPT:
+            return _transcript(stable, entries[unit:], instructions)
+        if layout == NAMED:
+            return _named(stable, entries[unit:], instructions)
+        return (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
+
+    fitted = drop_oldest(len(starts), prompt_from, backend, max_prompt_tokens)
+    unit, messages, tokens = fitted.first, fitted.messages, fitted.tokens
     kept_from = starts[unit] if unit < len(starts) else len(history)
     kept = history[kept_from:]
     if as_text:
@@ -265,7 +262,36 @@ def build_prompt(
         transcript["dropped_turns"] = [u.turn for u in history[:kept_from]]
         transcript["last_resort"] = True
     cue = "" if layout == CLASSIC else instructions
-    return Prompt(messages, manifest, tokens, full_tokens=full_tokens, cue=cue)
+    return Prompt(messages, manifest, tokens, full_tokens=fitted.full_tokens, cue=cue)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A prompt trimmed to its window (``drop_oldest``)."""
+
+    first: int  # the first unit (turn, or group of messages) kept
+    messages: tuple[ChatMessage, ...]
+    tokens: int
+    full_tokens: int  # the prompt's tokens before anything was dropped
+
+
+def drop_oldest(
+    units: int,
+    prompt_from: Callable[[int], tuple[ChatMessage, ...]],
+    backend: Backend,
+    max_prompt_tokens: int,
+) -> Fitted:
+    """The prompt ``prompt_from(first)`` for the smallest ``first`` whose tokens fit, dropping the
+    oldest units an eighth of those left at a time (a full window takes ~14 tries, not one per
+    turn); with every unit dropped it is returned even if it still does not fit."""
+    first = 0
+    messages = prompt_from(first)
+    full_tokens = tokens = backend.count_tokens(messages)
+    while tokens > max_prompt_tokens and first < units:
+        first += max(1, (units - first) // 8)
+        messages = prompt_from(first)
+        tokens = backend.count_tokens(messages)
+    return Fitted(first, messages, tokens, full_tokens)
 
 
 @dataclass(frozen=True)
@@ -349,7 +375,7 @@ def entry_tokens(u: Utterance, personas: Mapping[str, Persona], layout: str, bac
 
 
 def _classic(
-    stable: str, entries: Sequence[str], persona: Persona, speaker: Speaker
+    stable: str, entries: Sequence[str], persona: Persona, speaker: TurnPlan
 ) -> tuple[ChatMessage, ...]:
     transcript = f"{TRANSCRIPT_HEADING}\n\n" + "\n\n".join(entries) if entries else ""
     system = f"{persona.system.strip() if persona.system else ''}\n\n{stable}".strip()

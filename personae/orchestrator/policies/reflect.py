@@ -1,7 +1,7 @@
 """The reflect policy (Self-Refine, Reflexion): draft, verdict, revision, verdict, ...
 
 The author drafts; the critic answers with a structured verdict ``{approve, issues}`` produced
-under constrained decoding (``VERDICT_SCHEMA``), so even a small model's verdict is machine
+under constrained decoding (``verdicts.VERDICT_SCHEMA``), so even a small model's verdict is machine
 readable; the author revises; until the critic approves or ``max_rounds`` verdicts were given.
 Roles follow from position in the policy's scope (author, critic, author, ...), so the policy is a
 pure function of the transcript. Each message's role and links go into ``messages.meta``:
@@ -12,35 +12,10 @@ pure function of the transcript. Each message's role and links go into ``message
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from personae.config.models import ReflectPolicy
-from personae.orchestrator.policies import HUMAN
-from personae.orchestrator.state import Speaker, Utterance
-
-# Bounded (three issues of 120 characters) so a verdict always fits in a small num_predict and is
-# never cut off into invalid JSON.
-VERDICT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "approve": {"type": "boolean"},
-        "issues": {
-            "type": "array",
-            "items": {"type": "string", "maxLength": 120},
-            "maxItems": 3,
-        },
-    },
-    "required": ["approve", "issues"],
-    "additionalProperties": False,
-}
-
-
-def is_approval(utterance: Utterance) -> bool:
-    """A verdict that approves (an unparseable verdict never does)."""
-    data = utterance.structured
-    return (utterance.meta or {}).get("reflect") == "verdict" and bool(
-        isinstance(data, dict) and data.get("approve") is True
-    )
+from personae.orchestrator.state import HUMAN, TurnPlan, Utterance
+from personae.orchestrator.verdicts import VERDICT_SCHEMA, is_approval
 
 
 class Reflect:
@@ -49,18 +24,18 @@ class Reflect:
         self.critic = config.critic
         self.max_rounds = config.max_rounds
 
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
         own = [u for u in history[since:] if u.persona != HUMAN]
         verdicts = len(own) // 2
         if not own:
-            return Speaker(
+            return TurnPlan(
                 self.author,
                 instructions=f"Write a first draft for {self.critic} to review: complete, "
                 "concrete and short.",
                 meta={"reflect": "draft", "round": 1},
             )
         if len(own) % 2 == 1:  # a draft or revision waits for its verdict
-            return Speaker(
+            return TurnPlan(
                 self.critic,
                 instructions=f"Review {self.author}'s latest draft. Approve it only if it needs "
                 "no change. Otherwise list each issue that must be fixed, one short sentence "
@@ -70,7 +45,7 @@ class Reflect:
             )
         if is_approval(own[-1]) or verdicts >= self.max_rounds:
             return None
-        return Speaker(
+        return TurnPlan(
             self.author,
             instructions=f"Revise your latest draft to fix every issue {self.critic} listed. "
             "Write the whole revised draft, not a list of changes.",
@@ -80,12 +55,3 @@ class Reflect:
     def finish_reason(self, history: Sequence[Utterance]) -> str:
         last = next((u for u in reversed(history) if u.persona != HUMAN), None)
         return "approved" if last is not None and is_approval(last) else "max_rounds"
-
-
-def render_verdict(data: dict[str, Any]) -> str:
-    """A verdict as the author reads it in the transcript."""
-    issues = [str(i).strip() for i in data.get("issues") or [] if str(i).strip()]
-    head = "Approved." if data.get("approve") is True else "Not approved."
-    if not issues:
-        return head
-    return head + " Issues to fix:\n" + "\n".join(f"- {issue}" for issue in issues)

@@ -2,8 +2,8 @@
 
 Rule evaluation is pure (a function of the transcript), so a resumed run routes exactly as the
 original would have. Where no rule matches and ``selector: llm`` is set, the router does not call
-the model itself: it returns the allowed candidates in ``Speaker.choices`` with the fallback as
-``Speaker.persona``, and the run loop asks the selector (``orchestrator/selector.py``). Whatever
+the model itself: it returns the allowed candidates in ``TurnPlan.choices`` with the fallback as
+``TurnPlan.persona``, and the run loop asks the selector (``orchestrator/selector.py``). Whatever
 decided the turn is recorded in ``messages.meta["route"]``.
 
 Constraints apply to every route: ``allow_repeat: false`` keeps a persona from speaking twice in a
@@ -23,9 +23,7 @@ import regex
 
 from personae.config.models import RouterPolicy, RouteWhen
 from personae.errors import UserError
-from personae.orchestrator.policies import HUMAN, persona_turns
-from personae.orchestrator.state import Speaker, Utterance
-
+from personae.orchestrator.state import HUMAN, TurnPlan, Utterance, persona_turns
 
 REGEX_TIMEOUT_S = 0.5  # a sane pattern matches a reply in microseconds
 
@@ -73,9 +71,9 @@ class Router:
         ]
         return allowed or list(self.speakers)  # a dead end must not end the run; checked at load
 
-    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> Speaker | None:
+    def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
         if self.config.start is not None and persona_turns(history[since:]) == 0:
-            return Speaker(self.config.start, meta={"route": {"by": "start"}})
+            return TurnPlan(self.config.start, meta={"route": {"by": "start"}})
         said = history[-1] if history else None
         previous = next((u.persona for u in reversed(history) if u.persona != HUMAN), None)
         candidates = self.allowed_after(previous)
@@ -93,9 +91,13 @@ class Router:
                     "then continue the run with the fixed file: personae resume RUN --scenario FILE."
                 ) from None
             if matched:
-                return Speaker(rule.next, meta={"route": {"by": "rule", "rule": index}})
+                return TurnPlan(rule.next, meta={"route": {"by": "rule", "rule": index}})
         fallback = self.default if self.default in candidates else candidates[0]
         if self.config.selector == "llm" and len(candidates) > 1:
-            return Speaker(fallback, meta={"route": {"by": "selector"}}, choices=tuple(candidates))
+            return TurnPlan(fallback, meta={"route": {"by": "selector"}}, choices=tuple(candidates))
         by = "default" if fallback == self.default else "first_allowed"
-        return Speaker(fallback, meta={"route": {"by": by}})
+        return TurnPlan(fallback, meta={"route": {"by": by}})
+
+    def finish_reason(self, history: Sequence[Utterance]) -> str:
+        """A router always names someone; it ends only inside a phase with ``turns``."""
+        return "phases_complete"

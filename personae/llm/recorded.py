@@ -407,7 +407,7 @@ def _counter_for(backend_name: str, gguf: str | None) -> _Counter:
         return _Counter(scripted.count_tokens, scripted.count_text_tokens)
     # Ollama and OpenAI-compatible servers: the character estimator, calibrated on the recorded
     # prompt sizes as the run goes, as the Ollama backend does with its replies.
-    from personae.llm.ollama import CharTokenEstimator
+    from personae.llm.estimate import CharTokenEstimator
 
     estimator = CharTokenEstimator()
     return _Counter(estimator.estimate, estimator.estimate_text, estimator.calibrate)
@@ -418,7 +418,11 @@ def _gguf_counter(gguf: str | None) -> _Counter | None:
     try:
         from llama_cpp import Llama
 
-        from personae.llm.embedded import _chat_formatter, prompt_token_ids, resolve_model_path
+        from personae.llm.embedded import (
+            _chat_formatter,
+            prompt_token_ids,
+            resolve_model_path,
+        )
     except ImportError:
         return None
     try:

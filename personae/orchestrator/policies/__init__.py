@@ -1,0 +1,51 @@
+"""Who speaks next. A policy is one method over the committed transcript, so it needs no state of
+its own and a resumed run continues exactly where it stopped.
+
+``next_speaker(history, since)`` sees the whole transcript; a policy nested in a phase owns only
+``history[since:]`` (its scope) but may read what came before — a router's rules look at the last
+message whoever wrote it. Policies never call a model: where a router leaves the choice to the
+model it returns the candidates (``TurnPlan.choices``) and the run loop asks the selector.
+
+One module a policy (``round_robin``, ``phases``, ``router``, ``reflect``); ``make_policy`` turns a
+scenario's ``policy:`` into one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from personae.config.models import (
+    PhasesPolicy,
+    ReflectPolicy,
+    RoundRobinPolicy,
+    RouterPolicy,
+)
+from personae.config.models import (
+    Policy as PolicyConfig,
+)
+from personae.orchestrator.policies.phases import Phases, slots_for
+from personae.orchestrator.policies.protocol import Policy
+from personae.orchestrator.policies.reflect import Reflect
+from personae.orchestrator.policies.round_robin import RoundRobin
+from personae.orchestrator.policies.router import Router
+
+__all__ = ["Policy", "make_policy"]
+
+
+def make_policy(
+    config: PolicyConfig, roster: Sequence[str], modes: Mapping[str, str] | None = None
+) -> Policy:
+    """``modes``: mode name -> instructions (``config.modes.mode_table``) for phases with a mode."""
+    if isinstance(config, PhasesPolicy):
+        stages: list[Policy] = [
+            slots_for(phase) if phase.speakers is not None
+            else make_policy(phase.policy, roster, modes)  # type: ignore[arg-type]
+            for phase in config.phases
+        ]
+        return Phases(config, stages, modes)
+    if isinstance(config, RouterPolicy):
+        return Router(config, roster)
+    if isinstance(config, ReflectPolicy):
+        return Reflect(config)
+    assert isinstance(config, RoundRobinPolicy)
+    return RoundRobin(config.speakers or roster)
