@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from personae.config import load_scenario_text
-from personae.llm.base import ChatMessage
+from personae.llm.base import ChatMessage, Usage
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone
@@ -30,7 +30,7 @@ def call(turn: int, tokens: int = 10) -> CallRecord:
     return CallRecord(
         purpose="turn", persona="Critic", backend="scripted", model="m", options={"num_ctx": 2048},
         prompt=(ChatMessage("user", "hi"),), manifest=[], response="ok",
-        prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3, turn=turn,
+        usage=Usage(prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3), turn=turn,
     )
 
 

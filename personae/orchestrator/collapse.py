@@ -339,10 +339,7 @@ class Collapser:
             usage = result.usage
             call = replace(
                 call, response=result.text, done_reason=result.done_reason,
-                prompt_tokens=usage.prompt_tokens, evaluated_tokens=usage.evaluated_tokens,
-                completion_tokens=usage.completion_tokens, total_ns=usage.total_ns,
-                load_ns=usage.load_ns, prompt_eval_ns=usage.prompt_eval_ns,
-                eval_ns=usage.eval_ns, wall_ns=time.perf_counter_ns() - started,
+                usage=usage, wall_ns=time.perf_counter_ns() - started,
             )
             try:
                 output = schema.validate(result.text, turns, known_ids, self.limits, items=items)

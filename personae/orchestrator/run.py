@@ -312,13 +312,7 @@ class Orchestrator:
             call,
             response=result.text,
             done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens,
-            evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_ns=usage.total_ns,
-            load_ns=usage.load_ns,
-            prompt_eval_ns=usage.prompt_eval_ns,
-            eval_ns=usage.eval_ns,
+            usage=usage,
             wall_ns=wall,
         ), result
 

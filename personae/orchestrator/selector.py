@@ -209,10 +209,7 @@ class LLMSelector:
         usage = result.usage
         call = replace(
             call, response=result.text, done_reason=result.done_reason,
-            prompt_tokens=usage.prompt_tokens, evaluated_tokens=usage.evaluated_tokens,
-            completion_tokens=usage.completion_tokens, total_ns=usage.total_ns,
-            load_ns=usage.load_ns, prompt_eval_ns=usage.prompt_eval_ns, eval_ns=usage.eval_ns,
-            wall_ns=wall,
+            usage=usage, wall_ns=wall,
         )
         choice, reason, problem, partial = read_choice(result.text.strip(), names)
         route: dict[str, Any] = {"by": "selector", "reason": reason, "fallback": choice is None}

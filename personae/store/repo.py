@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from personae import __version__
 from personae.errors import StoreError, UserError
-from personae.llm.base import ChatMessage
+from personae.llm.base import ChatMessage, Usage
 from personae.store.db import Engines, database_url, display_path, open_engines, open_readonly
 from personae.store.graph import (
     MESSAGE_KEY,
@@ -59,6 +59,9 @@ def _hash_prompt(prompt: list[dict[str, str]], schema: dict[str, Any] | None) ->
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+NO_USAGE = Usage(prompt_tokens=0, evaluated_tokens=0, completion_tokens=0)
+
+
 @dataclass(frozen=True)
 class CallRecord:
     """One model call as the orchestrator saw it."""
@@ -71,14 +74,8 @@ class CallRecord:
     prompt: tuple[ChatMessage, ...]
     manifest: list[dict[str, Any]]
     response: str | None
-    prompt_tokens: int = 0
-    evaluated_tokens: int = 0
-    completion_tokens: int = 0
-    total_ns: int = 0
-    load_ns: int = 0
-    prompt_eval_ns: int = 0
-    eval_ns: int = 0
-    wall_ns: int = 0
+    usage: Usage = NO_USAGE  # what the server reported; zero until it answered
+    wall_ns: int = 0  # as Personae saw it, server time and all
     done_reason: str | None = None
     schema: dict[str, Any] | None = None
     error: str | None = None
@@ -578,9 +575,9 @@ def _add_totals(
     row = fetch_one(tx.connection, tx.statements, _ADD_TOTALS, {
         "run": run_id,
         "add_turns": turns,
-        "add_prompt": sum(c.prompt_tokens for c in calls),
-        "add_evaluated": sum(c.evaluated_tokens for c in calls),
-        "add_completion": sum(c.completion_tokens for c in calls),
+        "add_prompt": sum(c.usage.prompt_tokens for c in calls),
+        "add_evaluated": sum(c.usage.evaluated_tokens for c in calls),
+        "add_completion": sum(c.usage.completion_tokens for c in calls),
         "now": now,
     })
     return RunTotals(*row)
@@ -591,6 +588,7 @@ def _call_row(
 ) -> dict[str, Any]:
     """An ``llm_calls`` row as Core parameters (column names, so ``json_schema``)."""
     prompt = [m.to_dict() for m in call.prompt]  # stored, and hashed: made once
+    usage = call.usage
     return {
         "run_id": run_id,
         "message_id": message_id,
@@ -606,13 +604,13 @@ def _call_row(
         "manifest": call.manifest,
         "response": call.response,
         "done_reason": call.done_reason,
-        "prompt_tokens": call.prompt_tokens,
-        "evaluated_tokens": call.evaluated_tokens,
-        "completion_tokens": call.completion_tokens,
-        "total_ns": call.total_ns,
-        "load_ns": call.load_ns,
-        "prompt_eval_ns": call.prompt_eval_ns,
-        "eval_ns": call.eval_ns,
+        "prompt_tokens": usage.prompt_tokens,
+        "evaluated_tokens": usage.evaluated_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_ns": usage.total_ns,
+        "load_ns": usage.load_ns,
+        "prompt_eval_ns": usage.prompt_eval_ns,
+        "eval_ns": usage.eval_ns,
         "wall_ns": call.wall_ns,
         "error": call.error,
         "created_at": now,
