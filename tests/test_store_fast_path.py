@@ -127,7 +127,7 @@ def test_the_commit_returns_the_totals_it_wrote(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     run_id = new_run(store)
     store.record_call(run_id, call(1, tokens=4))  # a call without a message counts too
-    committed = store.write_turn(run_id, TurnRecord(1, "Critic", None, "x"), [call(1), call(1)])
+    committed = store.commit_turn(run_id, TurnRecord(1, "Critic", None, "x"), [call(1), call(1)])
     run = store.run(run_id)
     assert committed.message_id == store.messages(run_id)[0].id
     assert committed.totals == store.totals(run_id)

@@ -238,20 +238,10 @@ class Store:
         turn: TurnRecord,
         calls: Sequence[CallRecord],
         graph: GraphEdit | None = None,
-    ) -> int:
+    ) -> CommittedTurn:
         """The message, the calls that produced it, its memory-graph node (with ``graph``'s
         additions; the key ``"message"`` names that node) and the run's totals: all or nothing.
-        Returns the message's id."""
-        return self.write_turn(run_id, turn, calls, graph).message_id
-
-    def write_turn(
-        self,
-        run_id: int,
-        turn: TurnRecord,
-        calls: Sequence[CallRecord],
-        graph: GraphEdit | None = None,
-    ) -> CommittedTurn:
-        """``commit_turn``, also returning the run's totals as this transaction left them."""
+        Returns the message's id and the run's totals as this transaction left them."""
         now = utcnow()
         with self._writing() as tx:
             message_id = insert_row(tx.connection, tx.statements, MESSAGES, {
