@@ -15,7 +15,7 @@ from personae.llm.base import ChatMessage, Usage
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone
-from personae.store.graph import EdgeSpec, GraphEdit
+from personae.store.graph_rows import EdgeSpec, GraphEdit
 from personae.store.repo import CallRecord, NewRun, Store, TurnRecord
 
 

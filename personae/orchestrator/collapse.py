@@ -41,7 +41,7 @@ from personae.orchestrator.context import (
     layout_header,
 )
 from personae.orchestrator.state import Collapsed, RunState, Speaker, Utterance
-from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
+from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
 from personae.store.models import MemoryNode
 from personae.store.repo import CallRecord, Store
 

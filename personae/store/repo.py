@@ -22,7 +22,7 @@ from personae import __version__
 from personae.errors import StoreError, UserError
 from personae.llm.base import ChatMessage, Usage
 from personae.store.db import Engines, database_url, display_path, open_engines, open_readonly
-from personae.store.graph import (
+from personae.store.graph_rows import (
     MESSAGE_KEY,
     GraphEdit,
     Transaction,
