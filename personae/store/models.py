@@ -11,9 +11,9 @@ collapses made of them (summaries by level, facts, decisions, open questions, ea
 turns it came from), plus imported documents; items are never deleted, only closed (``valid_to``)
 by a ``supersedes`` or ``contradicts`` edge.
 
-Column comments below say why each column exists; the README's schema section mirrors them and a
-test keeps the two in step. The schema itself changes only through Alembic revisions in
-``migrations/versions`` (append-only; never edit one that shipped).
+Column comments below say why each column exists; the schema tables of docs/storage.md are
+generated from them and a test keeps the two in step. The schema itself changes only through
+Alembic revisions in ``migrations/versions`` (append-only; never edit one that shipped).
 """
 
 from __future__ import annotations
