@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from personae.errors import UserError
 from personae.store.call_rows import TOTALS
-from personae.store.db import Engines, database_url, display_path, open_engines, open_readonly
+from personae.store.db import Engines, database_url, display_path, open_readonly
 from personae.store.graph_rows import message_nodes
 from personae.store.models import RUNS, LLMCall, MemoryEdge, MemoryNode, Message, Run, RunPersona
 from personae.store.records import MemoryHit, RunTotals, SearchHit
@@ -25,16 +25,13 @@ T = TypeVar("T")
 
 
 class Reader:
-    """A Personae database, for reading. Open with ``open(db)``; ``db`` as in ``database_url``."""
+    """A Personae database, for reading. ``Store.open(db)`` opens one to write as well (creating
+    or upgrading it); ``open_readonly(db)`` never changes it. ``db`` as in ``database_url``."""
 
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
         self.url = engines.url
         self.notice = engines.notice
-
-    @classmethod
-    def open(cls, db: str | os.PathLike[str] | None = None) -> Self:
-        return cls(open_engines(database_url(db)))
 
     @classmethod
     def open_readonly(cls, db: str | os.PathLike[str] | None = None) -> Self:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from personae import __version__
 from personae.errors import StoreError, UserError
 from personae.store.call_rows import add_totals, call_row, prompt_hash
-from personae.store.db import Engines
+from personae.store.db import Engines, database_url, open_engines
 from personae.store.graph_rows import (
     MESSAGE_KEY,
     GraphEdit,
@@ -52,6 +52,12 @@ class Store(Reader):
         super().__init__(engines)
         self._node_ids = NodeIds()  # memory-graph ids every turn needs; see NodeIds
         self._statements = Statements(engines.write.dialect, engines.where)  # per-turn SQL, compiled once
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
+        """Open ``db`` (as in ``database_url``) to read and write: created if missing, its schema
+        upgraded if older (after a backup copy)."""
+        return cls(open_engines(database_url(db)))
 
     def close(self) -> None:
         self._node_ids.clear()
