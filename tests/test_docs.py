@@ -1,4 +1,5 @@
-"""The README is part of the product: its commands, its command table and its schema are checked."""
+"""The docs are part of the product: the README's commands and command table, and the schema
+tables of docs/storage.md, are checked."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from personae.store.schema_doc import END, START, markdown
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+STORAGE = (REPO / "docs" / "storage.md").read_text(encoding="utf-8")
 
 
 def sh_blocks() -> list[str]:
@@ -41,7 +43,7 @@ def test_every_command_has_help_and_is_documented() -> None:
 
 
 def test_schema_section_matches_the_models() -> None:
-    section = README.split(START, 1)[1].split(END, 1)[0].strip()
+    section = STORAGE.split(START, 1)[1].split(END, 1)[0].strip()
     assert section == markdown(), "run: python -m personae.store.schema_doc"
 
 

@@ -21,7 +21,7 @@ from personae.memory.graph import EDGE_KINDS, NODE_KINDS, export, load_graph
 from personae.memory.retrieval import query_terms, rank
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.store.db import database_url, open_engines, upgrade
-from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
+from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
 from personae.store.repo import NewRun, Store, TurnRecord
 from tests.conftest import personae_cmd
 

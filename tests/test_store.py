@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from personae.errors import StoreError, UserError
-from personae.llm.base import ChatMessage
+from personae.llm.base import ChatMessage, Usage
 from personae.store.repo import CallRecord, NewRun, Store, TurnRecord, prompt_hash
 
 
@@ -26,7 +26,7 @@ def call(tokens: int = 10) -> CallRecord:
     return CallRecord(
         purpose="turn", persona="Critic", backend="scripted", model="m", options={"num_ctx": 2048},
         prompt=(ChatMessage("user", "hi"),), manifest=[], response="ok",
-        prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3, turn=1,
+        usage=Usage(prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3), turn=1,
     )
 
 

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+
+from personae.store import repo, rows
 
 from personae.config import load_scenario_text
-from personae.llm.base import ChatMessage
+from personae.llm.base import ChatMessage, Usage
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Stopped, TurnDone
-from personae.store.graph import EdgeSpec, GraphEdit
+from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
+from personae.store.models import Base
 from personae.store.repo import CallRecord, NewRun, Store, TurnRecord
 
 
@@ -30,7 +37,7 @@ def call(turn: int, tokens: int = 10) -> CallRecord:
     return CallRecord(
         purpose="turn", persona="Critic", backend="scripted", model="m", options={"num_ctx": 2048},
         prompt=(ChatMessage("user", "hi"),), manifest=[], response="ok",
-        prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3, turn=turn,
+        usage=Usage(prompt_tokens=tokens, evaluated_tokens=tokens // 2, completion_tokens=3), turn=turn,
     )
 
 
@@ -123,11 +130,64 @@ def test_stored_values_are_the_ones_the_orm_wrote(tmp_path: Path) -> None:
         assert stamp.match(connection.execute("SELECT heartbeat_at FROM runs").fetchone()[0])
 
 
+def store_every_kind_of_write(db: Path) -> list[str]:
+    """A run with each write the store makes; returns the SQL SQLAlchemy itself executed."""
+    seen: list[str] = []
+    with Store.open(db) as store:
+        event.listen(store.engines.write, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: seen.append(statement))
+        run_id = new_run(store)
+        store.commit_turn(run_id, TurnRecord(1, "User", None, "Budget: 2.", meta={"pin": True}), [])
+        store.commit_turn(run_id, TurnRecord(2, "Critic", "debate", "Кэш нужен.",
+                                             structured={"ok": True}), [call(2), call(2, 7)])
+        store.record_call(run_id, replace(call(3), response=None, error="the server failed"))
+        fact = store.memory_nodes(run_id, ["fact"])[0].id
+        message = store.message_node_ids(run_id, [2])[2]
+        edit = GraphEdit(
+            nodes=(NodeSpec("s", "summary", "They weigh a cache.", level=1, data={"turns": [1, 2]},
+                            turn=2),
+                   NodeSpec("f", "fact", "Budget: 3.", turn=2, valid_from=2)),
+            edges=(EdgeSpec("s", message, "summarizes", 2), EdgeSpec("f", fact, "supersedes", 2)),
+            close=((fact, 2),),
+        )
+        collapse = replace(call(3), purpose="collapse", manifest=[{"node_keys": ["s", "f"]}])
+        store.commit_collapse(run_id, edit, [collapse])
+        store.add_graph(run_id, GraphEdit(nodes=(NodeSpec("d", "document", "notes.md", turn=0),)))
+        store.commit_turn(run_id, TurnRecord(3, "Critic", None, "Measure first."), [call(3)])
+        store.finish_run(run_id, "completed", stop_reason="max_turns")
+    return seen
+
+
+def every_row(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(db) as connection:
+        return {
+            table.name: connection.execute(f"SELECT * FROM {table.name} ORDER BY rowid").fetchall()
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def test_the_fast_path_and_plain_core_store_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Other databases take the Core branch of rows.py; here it runs on a real SQLite file and
+    must leave every table exactly as the compiled statements do."""
+    monkeypatch.setattr(repo, "utcnow", lambda: datetime(2026, 1, 2, 3, 4, 5, 678901))
+    fast_sql = store_every_kind_of_write(tmp_path / "fast.db")
+    monkeypatch.setattr(rows, "use_fast_path", lambda _dialect: False)
+    core_sql = store_every_kind_of_write(tmp_path / "core.db")
+    # Each path did run: Core's inserts go through SQLAlchemy's cursor, the fast path's do not.
+    assert not any(s.startswith("INSERT INTO llm_calls") for s in fast_sql)
+    assert any(s.startswith("INSERT INTO llm_calls") for s in core_sql)
+    fast, core = every_row(tmp_path / "fast.db"), every_row(tmp_path / "core.db")
+    assert all(fast[name] for name in ("messages", "llm_calls", "memory_nodes", "memory_edges"))
+    assert core == fast
+
+
 def test_the_commit_returns_the_totals_it_wrote(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
     run_id = new_run(store)
     store.record_call(run_id, call(1, tokens=4))  # a call without a message counts too
-    committed = store.write_turn(run_id, TurnRecord(1, "Critic", None, "x"), [call(1), call(1)])
+    committed = store.commit_turn(run_id, TurnRecord(1, "Critic", None, "x"), [call(1), call(1)])
     run = store.run(run_id)
     assert committed.message_id == store.messages(run_id)[0].id
     assert committed.totals == store.totals(run_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from personae.errors import UserError
-from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
+from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
 from personae.store.repo import Store
 
 CHUNK_CHARS = 900  # about 200 tokens: small enough to place a few in a 2k window

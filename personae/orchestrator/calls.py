@@ -31,17 +31,8 @@ def call_model(
         on_failure(replace(record, error=str(exc), wall_ns=time.perf_counter_ns() - started))
         raise
     wall = time.perf_counter_ns() - started
-    usage = result.usage
-    return replace(
-        record,
-        response=result.text,
-        done_reason=result.done_reason,
-        prompt_tokens=usage.prompt_tokens,
-        evaluated_tokens=usage.evaluated_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_ns=usage.total_ns,
-        load_ns=usage.load_ns,
-        prompt_eval_ns=usage.prompt_eval_ns,
-        eval_ns=usage.eval_ns,
+    filled = replace(
+        record, response=result.text, done_reason=result.done_reason, usage=result.usage,
         wall_ns=wall,
-    ), result
+    )
+    return filled, result

@@ -48,5 +48,5 @@ def commit_user_message(
     store: Store, run_id: int, turn: int, text: str, meta: dict[str, Any]
 ) -> Utterance:
     record = TurnRecord(turn=turn, persona=HUMAN, phase=None, content=text, meta=meta)
-    message_id = store.commit_turn(run_id, record, [])
+    message_id = store.commit_turn(run_id, record, []).message_id
     return Utterance(turn=turn, persona=HUMAN, phase=None, content=text, id=message_id, meta=meta)

@@ -274,7 +274,7 @@ class Orchestrator:
             meta=meta or None,
         )
         calls = [*chosen_by, *(call for call, _, _ in attempts)]
-        committed = self.store.write_turn(state.run_id, record, calls)
+        committed = self.store.commit_turn(state.run_id, record, calls)
         utterance = Utterance(
             turn=turn,
             persona=speaker.persona,

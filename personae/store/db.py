@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from alembic import command
 from personae.errors import StoreError, UserError
 from personae.store import failures
+from personae.store.models import Base
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
@@ -278,8 +279,6 @@ def upgrade(engines: Engines, *, to: str = "head") -> str | None:
 
 
 def _our_tables() -> set[str]:
-    from personae.store.models import Base
-
     return set(Base.metadata.tables)
 
 

@@ -11,9 +11,9 @@ collapses made of them (summaries by level, facts, decisions, open questions, ea
 turns it came from), plus imported documents; items are never deleted, only closed (``valid_to``)
 by a ``supersedes`` or ``contradicts`` edge.
 
-Column comments below say why each column exists; the README's schema section mirrors them and a
-test keeps the two in step. The schema itself changes only through Alembic revisions in
-``migrations/versions`` (append-only; never edit one that shipped).
+Column comments below say why each column exists; the schema tables of docs/storage.md are
+generated from them and a test keeps the two in step. The schema itself changes only through
+Alembic revisions in ``migrations/versions`` (append-only; never edit one that shipped).
 """
 
 from __future__ import annotations
@@ -21,7 +21,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -235,3 +245,12 @@ class MemoryEdge(Base):
         "| supersedes | part_of",
     )
     turn: Mapped[int | None] = mapped_column(Integer, comment="turn after which the edge was made")
+
+
+# The same tables as SQLAlchemy Core sees them: the per-turn writes bypass the ORM (its unit of
+# work was most of a turn's cost) and run statements built on these, with the columns' own types.
+RUNS: Table = Run.__table__  # type: ignore[assignment]
+MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+CALLS: Table = LLMCall.__table__  # type: ignore[assignment]
+NODES: Table = MemoryNode.__table__  # type: ignore[assignment]
+EDGES: Table = MemoryEdge.__table__  # type: ignore[assignment]

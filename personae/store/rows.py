@@ -9,7 +9,9 @@ rollback stay SQLAlchemy's. Values go through the columns' own bind processors (
 datetimes to SQLite's text format), so the stored values are exactly what Core and the ORM store;
 a column left out of an insert gets its scalar default, as Core would give it, or NULL.
 
-On any other database the same calls simply run through Core.
+On any other database the same calls are plain SQLAlchemy Core (``connection.execute(insert(table),
+rows)``): the reference the fast path must agree with, and a test stores the same turns both ways
+and compares every row (``tests/test_store_fast_path.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class Compiled:
         return tuple(out)
 
 
+def use_fast_path(dialect: Dialect) -> bool:
+    """Only SQLite's own driver takes the compiled statements (``?`` parameters, one connection)."""
+    return dialect.name == "sqlite" and dialect.paramstyle == "qmark"
+
+
 class Statements:
     """The compiled statements of one engine, each made on first use. ``fast`` is False on
     databases other than SQLite: callers then go through Core (see the module docstring)."""
@@ -54,7 +61,7 @@ class Statements:
     def __init__(self, dialect: Dialect, where: str = "the database") -> None:
         self.dialect = dialect
         self.where = where  # the database's path or URL, for error messages
-        self.fast = dialect.name == "sqlite" and dialect.paramstyle == "qmark"
+        self.fast = use_fast_path(dialect)
         self._inserts: dict[tuple[str, tuple[str, ...]], Compiled] = {}
         self._others: dict[int, tuple[UpdateBase, Compiled]] = {}
 

@@ -1,6 +1,6 @@
-"""The README's table of database columns, generated from the models' column comments.
+"""The tables of database columns in docs/storage.md, generated from the models' column comments.
 
-``python -m personae.store.schema_doc`` rewrites the section between the markers in README.md;
+``python -m personae.store.schema_doc`` rewrites the section between the markers in that file;
 ``tests/test_docs.py`` fails when the two drift apart.
 """
 
@@ -13,6 +13,7 @@ from personae.store.models import Base
 
 START = "<!-- schema:start -->"
 END = "<!-- schema:end -->"
+STORAGE_DOC = Path("docs/storage.md")  # from the repository root, as the docs say to run it
 
 
 def markdown() -> str:
@@ -28,16 +29,16 @@ def markdown() -> str:
     return "\n\n".join(blocks)
 
 
-def rewrite(readme: Path) -> bool:
-    text = readme.read_text(encoding="utf-8")
+def rewrite(doc: Path) -> bool:
+    text = doc.read_text(encoding="utf-8")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     new = f"{head}{START}\n{markdown()}\n{END}{tail}"
     if new != text:
-        readme.write_text(new, encoding="utf-8")
+        doc.write_text(new, encoding="utf-8")
     return new != text
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("README.md")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else STORAGE_DOC
     print("updated" if rewrite(target) else "up to date", target)

@@ -34,7 +34,7 @@ from personae.orchestrator.collapse.summarizer import (
 )
 from personae.orchestrator.prompts import Prompt, entry_tokens
 from personae.orchestrator.state import Collapsed, RunState, TurnPlan, Utterance
-from personae.store.graph import EdgeSpec, NodeSpec
+from personae.store.graph_rows import EdgeSpec, NodeSpec
 from personae.store.models import MemoryNode
 from personae.store.repo import Store
 

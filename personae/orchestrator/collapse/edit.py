@@ -15,7 +15,7 @@ from typing import TypeVar
 from personae.memory import items as schema
 from personae.memory.view import MemoryView
 from personae.orchestrator.collapse.summarizer import Answer
-from personae.store.graph import EdgeSpec, GraphEdit, NodeSpec
+from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
 from personae.store.models import MemoryNode
 from personae.store.repo import CallRecord
 

@@ -1,4 +1,4 @@
-"""Alembic environment: always handed a live connection by ``personae.store.migrate``."""
+"""Alembic environment: always handed a live connection by ``personae.store.db.upgrade``."""
 
 from alembic import context
 

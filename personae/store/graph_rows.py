@@ -16,13 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
-from personae.store.models import MemoryEdge, MemoryNode
+from personae.store.models import EDGES, NODES
 from personae.store.rows import Statements, insert_row, insert_rows
 
-NODES: Table = MemoryNode.__table__  # type: ignore[assignment]
-EDGES: Table = MemoryEdge.__table__  # type: ignore[assignment]
 # Looked up only when ``NodeIds`` does not know the answer yet (a new process, a new persona).
 _PERSONA_NODE = select(NODES.c.id).where(
     NODES.c.run_id == bindparam("run"), NODES.c.kind == "persona", NODES.c.text == bindparam("name")
