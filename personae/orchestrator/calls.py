@@ -18,7 +18,7 @@ def call_model(
     request: ChatRequest,
     record: CallRecord,
     *,
-    on_failure: Callable[[CallRecord], None],
+    on_failure: Callable[[CallRecord], object],
     on_token: TokenCallback | None = None,
 ) -> tuple[CallRecord, ChatResult]:
     """Ask ``backend``; return the filled record and the result. A call the server fails is

@@ -224,9 +224,9 @@ def build_prompt(
     else:
         shape = render_transcript(history, personas, rendered)
         flat, offsets, starts = shape.messages, shape.offsets, shape.starts
-        cue = ChatMessage("user", instructions)
+        cue_message = ChatMessage("user", instructions)
         if shape.pending:  # User spoke last: the cue joins that message
-            cue = ChatMessage("user", f"{shape.pending}\n\n{instructions}")
+            cue_message = ChatMessage("user", f"{shape.pending}\n\n{instructions}")
 
     def prompt_from(unit: int) -> tuple[ChatMessage, ...]:
         """The prompt keeping entries (classic) or groups (cache_friendly) from ``unit`` on."""
@@ -236,7 +236,7 @@ def build_prompt(
             return _transcript(stable, entries[unit:], instructions)
         if layout == NAMED:
             return _named(stable, entries[unit:], instructions)
-        return (ChatMessage("system", stable), *flat[offsets[unit]:], cue)
+        return (ChatMessage("system", stable), *flat[offsets[unit]:], cue_message)
 
     fitted = drop_oldest(len(starts), prompt_from, backend, max_prompt_tokens)
     unit, messages, tokens = fitted.first, fitted.messages, fitted.tokens

@@ -200,7 +200,7 @@ def contract_of(role: str, stop_phrase: str | None) -> tuple[str, str | None] | 
 def keeps_contract(kind: str, content: str, phrase: str | None) -> bool:
     if kind == "closing":
         lines = [line.strip(" *_#>\t") for line in content.strip().splitlines() if line.strip()]
-        return bool(lines) and bool(phrase) and lines[-1].upper().startswith(phrase.upper())
+        return bool(lines) and bool(phrase) and lines[-1].upper().startswith((phrase or "").upper())
     return len(_NUMBERED.findall(content)) >= 2
 
 

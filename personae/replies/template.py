@@ -23,7 +23,8 @@ def check_template(text: str) -> None:
     try:
         _environment().parse(text)
     except TemplateError as exc:
-        line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+        lineno = getattr(exc, "lineno", None)  # a syntax error has one; other template errors not
+        line = f" (line {lineno})" if lineno else ""
         raise ValueError(f"output_template is not a valid Jinja template{line}: {exc.message}") from None
 
 

@@ -210,7 +210,8 @@ class Collapser:
         )
         by_id = {n.id: n for n in candidates}
         room = (self.budget.window - self.config.max_tokens) // 4
-        chosen, used = [], 0
+        chosen: list[MemoryNode] = []
+        used = 0
         query = " ".join(u.content for u in span)
         for node_id in rank(query, [(n.id, n.text) for n in candidates]):
             line = known_line(len(chosen) + 1, by_id[node_id])
