@@ -11,11 +11,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.exc import DBAPIError
 
 from alembic import command
@@ -206,7 +207,7 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
         )
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         if readonly is None:  # a read-only connection cannot change the journal mode, nor needs to
@@ -217,7 +218,7 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+    def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
@@ -247,6 +248,7 @@ def upgrade(engines: Engines, *, to: str = "head") -> str | None:
     scripts = ScriptDirectory.from_config(config)
     current = current_revision(engines.read)
     target = scripts.get_current_head() if to == "head" else to
+    assert target is not None, "the package ships its migrations"
     if current == target:
         return None
     known = {rev.revision for rev in scripts.walk_revisions()}

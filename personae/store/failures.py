@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy import Engine, event, exc
+from sqlalchemy.engine import ExceptionContext
 
 from personae.errors import StoreError
 
@@ -109,7 +110,7 @@ def watch(engine: Engine, where: str) -> None:
     every read and write, whichever command or transaction it came from."""
 
     @event.listens_for(engine, "handle_error")
-    def _explain(context) -> None:  # type: ignore[no-untyped-def]
+    def _explain(context: ExceptionContext) -> None:
         if not isinstance(context.original_exception, Exception):
             return  # Ctrl-C or SIGTERM mid-statement: an interrupt, not a database failure
         explained = explain(context.sqlalchemy_exception or context.original_exception, where)

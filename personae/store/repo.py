@@ -196,8 +196,10 @@ class Store(Reader):
         if self.engines.write.dialect.name != "sqlite":
             return False
         raw = self.engines.write.raw_connection()  # outside any transaction, as SQLite needs
+        driver = raw.driver_connection
+        assert driver is not None  # a live connection, just checked out
         try:
-            busy, _log, _moved = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy, _log, _moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except Exception:  # noqa: BLE001 - no room even for that: the caller's error stands
             return False
         finally:
