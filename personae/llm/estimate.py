@@ -1,5 +1,6 @@
 """Token counts for servers without a tokenize endpoint (Ollama, OpenAI-compatible): estimated
-from characters, calibrated on every reply, and rebuilt on resume (``llm/calibration.py``)."""
+from characters, calibrated on every reply, and rebuilt on resume (``llm/calibration.py``); and
+the window such a server is asked for."""
 
 from __future__ import annotations
 
@@ -50,11 +51,28 @@ class CharTokenEstimator:
             self.calibrated = True
 
 
-class EstimatedTokens:
-    """The counting half of the ``Backend`` protocol for a backend that estimates: a backend
-    inheriting this sets ``self._estimator`` and counts, and calibrates, through it."""
+MAX_AUTO_NUM_CTX = 8192  # a model's trained window can be 128k; the KV cache for it would not fit
+FALLBACK_NUM_CTX = 4096
+
+
+class RemoteModel:
+    """What the backends of a model server without a tokenizer share (Ollama, OpenAI-compatible):
+    token counts through ``self._estimator``, and the window to ask for when none is given. A
+    backend inheriting this sets ``_estimator`` and ``_num_ctx`` and has ``context_length``."""
 
     _estimator: CharTokenEstimator
+    _num_ctx: int | None
+
+    def context_length(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def num_ctx(self) -> int:
+        """The window sent as ``num_ctx``: the model's trained one, capped, else 4,096."""
+        if self._num_ctx is None:
+            trained = self.context_length()
+            self._num_ctx = min(trained, MAX_AUTO_NUM_CTX) if trained else FALLBACK_NUM_CTX
+        return self._num_ctx
 
     def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
         return self._estimator.estimate(messages)

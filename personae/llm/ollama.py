@@ -41,10 +41,8 @@ from personae.llm.base import (
     Usage,
     server_text,
 )
-from personae.llm.estimate import CharTokenEstimator, EstimatedTokens
+from personae.llm.estimate import CharTokenEstimator, RemoteModel
 
-MAX_AUTO_NUM_CTX = 8192  # a model's trained window can be 128k; the KV cache for it would not fit
-FALLBACK_NUM_CTX = 4096
 TRANSIENT_4XX = frozenset({408, 429})  # timeouts and rate limits pass; retrying is right
 
 
@@ -79,7 +77,7 @@ def _tagged(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-class OllamaBackend(EstimatedTokens):
+class OllamaBackend(RemoteModel):
     """An Ollama server behind the Backend protocol.
 
     ``num_ctx`` is sent with every request, because Ollama's default window is small and a longer
@@ -113,13 +111,6 @@ class OllamaBackend(EstimatedTokens):
         )
 
     # -- protocol ---------------------------------------------------------------------------
-    @property
-    def num_ctx(self) -> int:
-        if self._num_ctx is None:
-            trained = self.context_length()
-            self._num_ctx = min(trained, MAX_AUTO_NUM_CTX) if trained else FALLBACK_NUM_CTX
-        return self._num_ctx
-
     def context_length(self) -> int | None:
         info = self._model_info()
         arch = info.get("general.architecture")

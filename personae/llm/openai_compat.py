@@ -41,11 +41,9 @@ from personae.llm.base import (
     Usage,
     server_text,
 )
-from personae.llm.estimate import CharTokenEstimator, EstimatedTokens
+from personae.llm.estimate import CharTokenEstimator, RemoteModel
 
 DEFAULT_API_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one
-FALLBACK_NUM_CTX = 4096
-MAX_AUTO_NUM_CTX = 8192
 INSTALL_HINT = "The openai backend needs the openai client: pip install 'personae[openai]'."
 # Sampling options outside the OpenAI spec that llama.cpp-based servers and vLLM accept.
 EXTRA_SAMPLING = {"top_k": "top_k", "min_p": "min_p", "repeat_penalty": "repeat_penalty"}
@@ -109,7 +107,7 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-class OpenAIBackend(EstimatedTokens):
+class OpenAIBackend(RemoteModel):
     """An OpenAI-compatible chat-completions server behind the Backend protocol."""
 
     name = "openai"
@@ -144,13 +142,6 @@ class OpenAIBackend(EstimatedTokens):
         )
 
     # -- protocol ---------------------------------------------------------------------------
-    @property
-    def num_ctx(self) -> int:
-        if self._num_ctx is None:
-            trained = self.context_length()
-            self._num_ctx = min(trained, MAX_AUTO_NUM_CTX) if trained else FALLBACK_NUM_CTX
-        return self._num_ctx
-
     def context_length(self) -> int | None:
         """The window the server reports in ``/models``, where it reports one: vLLM's
         ``max_model_len``, LM Studio's ``max_context_length``, llama.cpp's ``meta.n_ctx_train``."""
