@@ -30,8 +30,8 @@ def require_inside(base: Path, path: Path, what: str) -> None:
     try:
         target, inside = confined(base, path)
     except (OSError, RuntimeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise config_error(str(path), None, "", f"the {what} cannot be read: {reason}.", "Fix the link.") from None
+        problem = f"the {what} cannot be read: {_reason(exc)}."
+        raise config_error(str(path), None, "", problem, "Fix the link.") from None
     if not inside:
         raise config_error(
             str(path), None, "",
@@ -60,8 +60,8 @@ def resolve_documents(
             + "; or allow its folder with --allow-dir DIR."
         )
         if "\x00" in entry:
-            raise config_error(src.label, node, where, "a document path cannot contain a NUL character.",
-                               "Fix the path.")
+            problem = "a document path cannot contain a NUL character."
+            raise config_error(src.label, node, where, problem, "Fix the path.")
         if Path(entry).is_absolute() or entry.startswith("~"):
             raise config_error(
                 src.label, node, where,
@@ -72,9 +72,8 @@ def resolve_documents(
             outside = root_of(path, roots) is None
             exists = path.exists()
         except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise config_error(src.label, node, where, f"document {show_value(entry)} cannot be read: {reason}.",
-                               "Fix the path.") from None
+            problem = f"document {show_value(entry)} cannot be read: {_reason(exc)}."
+            raise config_error(src.label, node, where, problem, "Fix the path.") from None
         if outside:
             raise config_error(
                 src.label, node, where,
@@ -97,3 +96,9 @@ def resolve_documents(
             )
         found.append(path)
     return tuple(found)
+
+
+def _reason(exc: OSError | RuntimeError) -> str:
+    """Why a path cannot be followed: the system's words (an OSError), or the exception's (a
+    RuntimeError for a link loop)."""
+    return getattr(exc, "strerror", None) or str(exc)

@@ -10,6 +10,7 @@ run cannot use (duplicate keys, lone surrogates, alias bombs) is refused here, p
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,8 +144,17 @@ def _yaml_error(label: str, exc: yaml.MarkedYAMLError) -> ConfigError:
     return config_error(label, None, "", f"YAML syntax error: {problem}.", fix, line=line, column=column)
 
 
-def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
-    """SafeLoader keeps the last of two equal keys silently; a duplicate is almost always a slip."""
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    """A collection's nodes in document order (a mapping's keys and values in turn)."""
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _each_node(root: yaml.Node) -> Iterator[yaml.Node]:
+    """Every node once, even one an alias reaches twice (so a self-containing alias ends)."""
     seen: set[int] = set()
     stack = [root]
     while stack:
@@ -152,18 +162,23 @@ def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, yaml.Node] = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                    if key.value in first:
-                        line = first[key.value].start_mark.line + 1
-                        problem = f"key '{key.value}' appears twice (first on line {line})."
-                        raise config_error(label, key, "", problem, "Keep one of them.")
-                    first[key.value] = key
-                stack.extend((key, value))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+        yield node
+        stack.extend(_children(node))
+
+
+def _reject_duplicate_keys(root: yaml.Node, label: str) -> None:
+    """SafeLoader keeps the last of two equal keys silently; a duplicate is almost always a slip."""
+    for node in _each_node(root):
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[str, yaml.Node] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if key.value in first:
+                    line = first[key.value].start_mark.line + 1
+                    problem = f"key '{key.value}' appears twice (first on line {line})."
+                    raise config_error(label, key, "", problem, "Keep one of them.")
+                first[key.value] = key
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -172,25 +187,16 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _reject_surrogates(root: yaml.Node, label: str) -> None:
     """A double-quoted ``"\\udcff"`` is a lone surrogate: no character, not storable as UTF-8
     (the run's first commit would fail on it). Point at it while the file is still at hand."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
+    for node in _each_node(root):
+        if not isinstance(node, yaml.ScalarNode):
             continue
-        seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            bad = _SURROGATE.search(node.value)
-            if bad:
-                raise config_error(
-                    label, node, "", f"the text holds the escape \\u{ord(bad.group()):04x}, a lone "
-                    "surrogate, which is not a character.",
-                    "Remove it, or write the character itself (or its \\U00XXXXXX escape).",
-                )
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(n for pair in node.value for n in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
+        bad = _SURROGATE.search(node.value)
+        if bad:
+            raise config_error(
+                label, node, "", f"the text holds the escape \\u{ord(bad.group()):04x}, a lone "
+                "surrogate, which is not a character.",
+                "Remove it, or write the character itself (or its \\U00XXXXXX escape).",
+            )
 
 
 MAX_EXPANDED_NODES = 100_000
@@ -207,12 +213,7 @@ def _reject_alias_bombs(root: yaml.Node, label: str) -> None:
         node, children_done = stack.pop()
         if id(node) in sizes:
             continue
-        if isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        elif isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
+        children = _children(node)
         if children_done:
             open_.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
@@ -223,16 +224,21 @@ def _reject_alias_bombs(root: yaml.Node, label: str) -> None:
                 )
             continue
         if id(node) in open_:
-            raise config_error(label, node, "", "an alias refers to the value that contains it.",
-                               "Remove the alias (*name) or point it at another anchor.")
+            raise _alias_loop(label, node)
         open_.add(id(node))
         stack.append((node, True))
         for child in children:
             if id(child) in open_:
-                raise config_error(label, child, "", "an alias refers to the value that contains it.",
-                                   "Remove the alias (*name) or point it at another anchor.")
+                raise _alias_loop(label, child)
             if id(child) not in sizes:
                 stack.append((child, False))
+
+
+def _alias_loop(label: str, node: yaml.Node) -> ConfigError:
+    return config_error(
+        label, node, "", "an alias refers to the value that contains it.",
+        "Remove the alias (*name) or point it at another anchor.",
+    )
 
 
 def require_mapping(src: Source, what: str) -> None:
