@@ -72,8 +72,7 @@ def read_text(file: Path, label: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line, column = _line_column(raw[: exc.start].decode("latin-1"))  # one char a byte
         raise config_error(
             label, None, "",
             f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x}).",
@@ -87,6 +86,11 @@ def _size(file: Path) -> int:
         return file.stat().st_size
     except OSError:
         return 0
+
+
+def _line_column(before: str) -> tuple[int, int]:
+    """Line and column (from 1, as editors count) of what follows ``before``, the text up to it."""
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def parse_yaml(text: str, label: str) -> Source:
@@ -111,8 +115,7 @@ def parse_yaml(text: str, label: str) -> Source:
             "A persona or scenario file needs only a few levels of nesting.",
         ) from None
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
-        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        line, column = _line_column(text[: exc.position])
         raise config_error(
             label, None, "",
             f"the file contains a character YAML does not allow (#x{exc.character:04x}).",
