@@ -1,8 +1,8 @@
 """Persona and scenario files: the validated models, loading with line numbers, JSON Schema."""
 
+from personae.config.builtin import builtin_dir
 from personae.config.loader import (
     LoadedScenario,
-    builtin_dir,
     builtin_personas,
     load_persona_file,
     load_scenario,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from personae.config.loader import builtin_dir
+from personae.config.builtin import builtin_dir
 from personae.errors import UserError
 
 SUFFIXES = (".yaml", ".yml")

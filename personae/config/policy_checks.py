@@ -1,8 +1,9 @@
 """Cross-field checks of a scenario's policy and stop rules that a single field cannot make.
 
 Each returns the field path of the problem, so the loader can point at the line. They catch the
-mistakes that would otherwise show up only mid-run: a mode nobody defined, a router rule that its
-own transition graph forbids, a phase that can never end and so starves every phase after it.
+mistakes that would otherwise show up only mid-run: a speaker not in the roster, a mode nobody
+defined, a router rule that its own transition graph forbids, a phase that can never end and so
+starves every phase after it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from personae.config.messages import did_you_mean, unknown
 from personae.config.models import (
     ConsensusConfig,
     Loc,
@@ -41,6 +43,26 @@ def consensus_refs(rules: TerminationConfig | StopCondition) -> Iterator[tuple[L
         for i, item in enumerate(getattr(rules, key) or []):
             for loc, name in consensus_refs(item):
                 yield (key, i, *loc), name
+
+
+def scenario_problems(scenario: Scenario) -> Iterator[Problem]:
+    """Every cross-field problem, the roster's first: each persona a policy or a stop rule names
+    must be in the roster (the roster is who takes part); then the policy-specific checks (modes,
+    router graphs). Lazily, so the loader reports the first and checks no further."""
+    named: list[tuple[Loc, str]] = [
+        (("policy", *loc), name) for loc, name in scenario.policy.persona_refs()
+    ]
+    named += [(("termination", *loc), name) for loc, name in consensus_refs(scenario.termination)]
+    roster = scenario.roster
+    for loc, speaker in named:
+        if speaker not in roster:
+            yield Problem(
+                loc,
+                unknown("persona", speaker, did_you_mean(speaker, roster)),
+                f"A speaker must be one of the scenario's personas: {', '.join(roster)}. "
+                "Use one of those names, or add it to `personas:`.",
+            )
+    yield from policy_problems(scenario)
 
 
 def policy_problems(scenario: Scenario) -> list[Problem]:

@@ -1,0 +1,86 @@
+"""Error messages for persona and scenario files: one paragraph a person can act on.
+
+Every ``ConfigError`` the loader raises is made here: where (file, line, column, field path),
+what is wrong, and how to fix it. The small wording helpers (did you mean, a value as YAML shows
+it, a field path) live beside it so every message words these things the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from personae.config.models import Loc
+from personae.errors import ConfigError
+
+
+def config_error(
+    label: str,
+    node: yaml.Node | None,
+    path: str,
+    problem: str,
+    fix: str = "",
+    *,
+    line: int | None = None,
+    column: int | None = None,
+) -> ConfigError:
+    """One paragraph: where (file, line, column, field), what is wrong, and how to fix it."""
+    if node is not None:
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+    where = label
+    if line is not None:
+        where += f", line {line}, column {column}"
+    if path:
+        where += f", at {path}"
+    message = f"{where}: {problem}" + (f" {fix}" if fix else "")
+    error = ConfigError(message)
+    # Also as attributes, for callers that point an editor at the spot.
+    error.file, error.line, error.column, error.field = (  # type: ignore[attr-defined]
+        label, line, column, path,
+    )
+    return error
+
+
+def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
+    choices = sorted(choices)
+    for choice in choices:
+        if choice.casefold() == word.casefold():
+            return choice
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def similar_file(wanted: Path, candidates: list[Path]) -> Path | None:
+    """A near-miss file name, compared without extensions (so 'x.yaml' is not like 's.yaml')."""
+    by_stem = {p.stem: p for p in sorted(candidates)}
+    guess = did_you_mean(wanted.stem, list(by_stem))
+    return by_stem[guess] if guess else None
+
+
+def unknown(what: str, value: str, guess: str | None) -> str:
+    return f"unknown {what} '{value}'" + suggest(guess)
+
+
+def suggest(guess: str | None) -> str:
+    return f" — did you mean '{guess}'?" if guess else "."
+
+
+def show_value(value: Any) -> str:
+    """A value as the user wrote it in YAML (null, true), cut short if long."""
+    if isinstance(value, str):
+        text = f"'{value}'"
+    elif value is None or isinstance(value, bool):
+        text = "null" if value is None else str(value).lower()
+    else:
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def format_path(parts: Loc) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
