@@ -14,6 +14,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from personae.config.messages import config_error, did_you_mean, format_path, show_value, suggest, unknown
 from personae.config.models import Loc
@@ -84,7 +85,7 @@ def _validation_error(model: type[BaseModel], src: Source, exc: ValidationError)
 
 
 def _describe(
-    err: dict[str, Any], spot: _Spot, same_place: list[dict[str, Any]]
+    err: ErrorDetails, spot: _Spot, same_place: list[ErrorDetails]
 ) -> tuple[str, str]:
     """(problem, fix) for one pydantic error; ``same_place``: all errors at the same field."""
     kind = err["type"]
