@@ -15,15 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import personae_cmd
+from tests.builders import roster
 from tests.durable_support import write_scenario
 from tests.ollama_server import DEFAULT_MODEL_NAME, OllamaTestServer
 from tests.test_resume_http import InstantModel
 
-PERSONAS = """\
-personas:
-  - {name: Planner, description: plans, system: Plan concretely.}
-  - {name: Critic, description: finds flaws, system: Attack the weakest claim.}
-"""
+PERSONAS = roster(["Planner", "Critic"], descriptions={"Critic": "finds flaws"})
 
 
 def router(pattern: str) -> str:
