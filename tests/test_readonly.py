@@ -89,6 +89,7 @@ def test_an_older_database_is_not_upgraded_by_reading(
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_db_upgrade_then_reading_works(tmp_path: Path, cli_env: dict[str, str]) -> None:
     path = tmp_path / "old.db"
     build_first_revision(path)
