@@ -33,6 +33,7 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) ->
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "validate"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_clear_message_and_exit_2(
