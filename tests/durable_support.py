@@ -14,22 +14,19 @@ from personae.orchestrator.inputs import AskUser
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
 from personae.orchestrator.state import Event
 from personae.store.repo import Store
+from tests.builders import make_scenario, roster
 
-PERSONAS = """\
-personas:
-  - {name: Planner, description: plans the work, system: Plan concretely., options: {num_predict: NP}}
-  - {name: Analyst, description: brings numbers, system: Bring numbers., options: {num_predict: NP}}
-  - {name: Critic, description: finds flaws, system: Attack the weakest claim., options: {num_predict: NP}}
-"""
+DESCRIPTIONS = {"Planner": "plans the work", "Analyst": "brings numbers", "Critic": "finds flaws"}
 
 
 def scenario_text(extra: str = "", *, num_predict: int = 8, name: str = "durable") -> str:
     """A small scenario with inline personas, so the tests do not depend on persona files."""
-    return (
-        f"name: {name}\ngoal: Decide whether to add a cache.\nguard: {{enabled: false}}\ncontext: p99 is 900 ms.\n"
-        + PERSONAS.replace("NP", str(num_predict))
-        + "options: {temperature: 0}\n"
-        + extra
+    personas = roster(
+        ["Planner", "Analyst", "Critic"], descriptions=DESCRIPTIONS, options=f"{{num_predict: {num_predict}}}"
+    )
+    return make_scenario(
+        name=name, goal="Decide whether to add a cache.", context="p99 is 900 ms.", personas=personas,
+        extra="options: {temperature: 0}\n" + extra,
     )
 
 

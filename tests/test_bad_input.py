@@ -14,6 +14,7 @@ import random
 import re
 import string
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,8 +31,20 @@ from personae.orchestrator.state import TurnPlan
 from personae.orchestrator.turns import interpret
 
 LABEL = "fuzz.yaml"
-MANY = settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
-SOME = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+LOOSE: dict[str, Any] = {"deadline": None, "suppress_health_check": list(HealthCheck)}
+MANY = settings(max_examples=1000, **LOOSE)
+
+
+def two_strengths(examples: int, *strategies: st.SearchStrategy[Any]) -> Callable[[Callable[..., None]], tuple[Any, Any]]:
+    """One property as two tests: ``examples`` examples in the slow tier, a tenth of them in the
+    fast one, so the fast tier still tries every property while the slow tier keeps full strength."""
+
+    def make(check: Callable[..., None]) -> tuple[Any, Any]:
+        full = pytest.mark.slow(settings(max_examples=examples, **LOOSE)(given(*strategies)(check)))
+        quick = settings(max_examples=examples // 10, **LOOSE)(given(*strategies)(check))
+        return full, quick
+
+    return make
 
 
 def load(text: str, base: Path) -> None:
@@ -97,11 +110,14 @@ def scenario_like(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@MANY
-@given(documents, st.booleans())
-def test_generated_documents_load_or_fail_with_a_config_error(base: Path, data: dict, nudge: bool) -> None:
+def generated_document_loads(base: Path, data: dict, nudge: bool) -> None:
     text = yaml.safe_dump(scenario_like(data) if nudge else data, allow_unicode=True)
     load(text, base)
+
+
+test_generated_documents_load_or_fail_with_a_config_error, test_generated_documents_quick = two_strengths(
+    1000, documents, st.booleans()
+)(generated_document_loads)
 
 
 @MANY
@@ -123,9 +139,7 @@ PATHS = st.one_of(
 )
 
 
-@MANY
-@given(st.lists(PATHS, max_size=4))
-def test_document_paths_resolve_inside_the_folder_or_fail_cleanly(base: Path, documents: list[str]) -> None:
+def document_paths_resolve(base: Path, documents: list[str]) -> None:
     """Whatever a scenario names as documents, they load only from inside its folder."""
     text = yaml.safe_dump({"name": "d", "goal": "g", "personas": ["Critic"], "documents": documents})
     try:
@@ -135,6 +149,11 @@ def test_document_paths_resolve_inside_the_folder_or_fail_cleanly(base: Path, do
         return
     root = base.resolve()
     assert all(doc.is_file() and doc.is_relative_to(root) for doc in loaded.documents)
+
+
+test_document_paths_resolve_inside_the_folder_or_fail_cleanly, test_document_paths_quick = two_strengths(
+    1000, st.lists(PATHS, max_size=4)
+)(document_paths_resolve)
 
 
 # -- mutated valid documents ------------------------------------------------------------------
@@ -190,23 +209,29 @@ def mutate(text: str, rng: random.Random, steps: int) -> str:
     return text
 
 
-@MANY
-@given(st.sampled_from(range(len(VALID))), st.integers(0, 2**32 - 1), st.integers(1, 6))
-def test_mutated_scenarios_load_or_fail_with_a_config_error(base: Path, which: int, seed: int, steps: int) -> None:
+def mutated_scenario_loads(base: Path, which: int, seed: int, steps: int) -> None:
     text = mutate(VALID[which], random.Random(seed), steps)
     builtin = builtin_dir() / "scenarios"
     load(text, builtin if which < len(VALID) - 1 else base)
 
 
-@SOME
-@given(st.one_of(documents.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=120)))
-def test_validate_file_never_crashes(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+test_mutated_scenarios_load_or_fail_with_a_config_error, test_mutated_scenarios_quick = two_strengths(
+    1000, st.sampled_from(range(len(VALID))), st.integers(0, 2**32 - 1), st.integers(1, 6)
+)(mutated_scenario_loads)
+
+
+def validate_file_returns(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     path = tmp_path_factory.mktemp("v") / LABEL
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
         validate_file(path)
     except ConfigError as exc:
         assert str(exc).startswith(str(path))
+
+
+test_validate_file_never_crashes, test_validate_file_quick = two_strengths(
+    400, st.one_of(documents.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), st.text(max_size=120))
+)(validate_file_returns)
 
 
 # -- malformed model output ------------------------------------------------------------------------
@@ -252,9 +277,7 @@ def speaks_as(line: str, name: str) -> bool:
     return rest.lstrip("*_").startswith(":")
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
-@given(replies, st.sampled_from(ROSTER))
-def test_reply_parser_always_returns_a_clean_message(raw: str, speaker: str) -> None:
+def reply_parser_returns_a_clean_message(raw: str, speaker: str) -> None:
     parsed = parse_reply(raw, speaker, ROSTER)
     assert isinstance(parsed.content, str) and parsed.content == parsed.content.strip()
     assert not CONTROL.search(parsed.content)
@@ -263,6 +286,11 @@ def test_reply_parser_always_returns_a_clean_message(raw: str, speaker: str) -> 
     for line in parsed.content.splitlines():
         assert not any(speaks_as(line, name) for name in others), (raw, parsed)
     assert len(parsed.content) <= len(raw)
+
+
+test_reply_parser_always_returns_a_clean_message, test_reply_parser_quick = two_strengths(
+    3000, replies, st.sampled_from(ROSTER)
+)(reply_parser_returns_a_clean_message)
 
 
 SCHEMA = {
@@ -282,11 +310,7 @@ def json_damage(data: Any, rng: random.Random) -> str:
     return text
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
-@given(values, st.integers(0, 2**32 - 1), st.sampled_from([SCHEMA, UNTYPED]))
-@example({"summary": "s"}, 0, UNTYPED)
-@example([1, 2], 0, UNTYPED)
-def test_structured_replies_never_crash(data: Any, seed: int, schema: dict[str, Any]) -> None:
+def structured_reply_parses(data: Any, seed: int, schema: dict[str, Any]) -> None:
     raw = json_damage(data, random.Random(seed))
     output = interpret(raw, TurnPlan("Critic", schema=schema), ROSTER)
     assert isinstance(output.content, str)
@@ -295,6 +319,14 @@ def test_structured_replies_never_crash(data: Any, seed: int, schema: dict[str, 
     else:
         assert isinstance(output.structured, dict)
         assert structured.validate(output.structured, schema) == []
+
+
+test_structured_replies_never_crash, test_structured_replies_quick = (
+    example([1, 2], 0, UNTYPED)(example({"summary": "s"}, 0, UNTYPED)(test))
+    for test in two_strengths(1500, values, st.integers(0, 2**32 - 1), st.sampled_from([SCHEMA, UNTYPED]))(
+        structured_reply_parses
+    )
+)
 
 
 @pytest.mark.timeout(120)

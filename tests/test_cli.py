@@ -33,6 +33,7 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) ->
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "validate"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_one_clear_message_and_exit_2(
@@ -66,6 +67,7 @@ def test_usage_error_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert result.returncode == 2
 
 
+@pytest.mark.slow
 def test_unknown_run_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     from personae.store.repo import Store
 
@@ -74,6 +76,7 @@ def test_unknown_run_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert result.returncode == 2 and "No run 42" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_validate_accepts_every_builtin_file(tmp_path: Path, cli_env: dict[str, str]) -> None:
     files = sorted(str(p) for p in (REPO / "personas").glob("*.yaml")) + sorted(
         str(p) for p in (REPO / "scenarios").glob("*.yaml")
@@ -89,6 +92,7 @@ def test_schema_is_json(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert "goal" in json.loads(result.stdout)["properties"]
 
 
+@pytest.mark.slow
 def test_init_writes_examples_that_validate(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert run_cli("init", "project", env=cli_env, cwd=tmp_path).returncode == 0
     scenario = tmp_path / "project" / "scenarios" / "cache-review.yaml"
@@ -98,6 +102,7 @@ def test_init_writes_examples_that_validate(tmp_path: Path, cli_env: dict[str, s
     assert "kept" in again.stdout
 
 
+@pytest.mark.slow
 def test_doctor_reports_each_check(tmp_path: Path, cli_env: dict[str, str]) -> None:
     result = run_cli("doctor", env=cli_env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout

@@ -20,6 +20,7 @@ from personae.orchestrator.collapse import Budget
 from personae.orchestrator.run import Orchestrator, settings_for
 from personae.orchestrator.state import Collapsed, TurnDone
 from personae.store.repo import Store
+from tests.builders import TERSE, make_scenario, roster
 from tests.durable_support import run_events, start
 
 WINDOW = 700  # whitespace tokens of the scripted backend
@@ -27,18 +28,11 @@ WINDOW = 700  # whitespace tokens of the scripted backend
 
 def scenario(extra: str = "", collapse: str = "{at_fraction: 0.6, keep_recent: 3, fan_in: 2, max_tokens: 200}",
              turns: int = 60) -> str:
-    return f"""name: collapse-test
-goal: Decide on a cache for the orders API.
-guard: {{enabled: false}}
-personas:
-  - {{name: Planner, description: plans, system: Plan., options: {{num_predict: 40}}}}
-  - {{name: Critic, description: flaws, system: Attack., options: {{num_predict: 40}}}}
-  - {{name: Summarizer, description: sums up, system: Sum up., options: {{num_predict: 40}}}}
-memory:
-  num_ctx: {WINDOW}
-  collapse: {collapse}
-termination: {{max_turns: {turns}}}
-{extra}"""
+    return make_scenario(
+        name="collapse-test", goal="Decide on a cache for the orders API.",
+        personas=roster(["Planner", "Critic", "Summarizer"], systems=TERSE, options="{num_predict: 40}"),
+        extra=f"memory:\n  num_ctx: {WINDOW}\n  collapse: {collapse}\ntermination: {{max_turns: {turns}}}\n{extra}",
+    )
 
 
 def chatter(rng: random.Random, words: int = 30) -> str:
@@ -457,9 +451,9 @@ def test_collapse_measures_a_structured_turn_as_it_is_sent(
     """A structured reply's prompt carries its schema hint; the collapse check measures that
     prompt, so no turn's prompt passes the trigger. Runs started before 0.2.1 measured it
     without the hint (and resume so): a structured turn then went past by up to the hint."""
-    plain = scenario(turns=90)
-    roster = plain[plain.index("personas:"):plain.index("memory:")]
-    text = plain.replace(roster, STRUCTURED.lstrip("\n"))
+    plain = scenario(turns=90)  # the same run, with a Summarizer that answers under a schema
+    personas = plain[plain.index("personas:"):plain.index("memory:")]
+    text = plain.replace(personas, STRUCTURED.lstrip("\n"))
     backend = ScriptedBackend(default=summarizer(), num_ctx=WINDOW)
     store, run_id, orchestrator = start(
         tmp_path / "s.db", text, backend, measure_prepared=measure_prepared

@@ -48,6 +48,7 @@ def check_runs(db: Path, expected_runs: int, turns: int) -> None:
             assert numbers == list(range(1, turns + 1))
 
 
+@pytest.mark.slow
 def test_four_writer_processes_share_one_database(tmp_path: Path) -> None:
     """Four processes, each committing three runs of 25 turns as fast as a scripted model
     allows, while this process keeps reading."""

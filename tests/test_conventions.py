@@ -66,6 +66,7 @@ def test_shell_completion_is_typers_own(cli_env: dict[str, str]) -> None:
     assert set(result.stdout.split()) == {"run", "runs"}, result
 
 
+@pytest.mark.slow
 def test_run_finds_a_scenario_by_name_local_first(tmp_path: Path, cli_env: dict[str, str]) -> None:
     """`personae run cache-review` runs the built-in; a ./scenarios/cache-review.yaml wins."""
     env = {**cli_env, "PERSONAE_RETRIES": "1"}
@@ -85,6 +86,7 @@ def test_run_finds_a_scenario_by_name_local_first(tmp_path: Path, cli_env: dict[
     assert "checkout-rollout" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+@pytest.mark.slow
 def test_scenarios_and_personas_say_which_one_wins(tmp_path: Path, cli_env: dict[str, str]) -> None:
     (tmp_path / "scenarios").mkdir()
     (tmp_path / "scenarios" / "cache-review.yaml").write_text(scenario_text(name="mine"), encoding="utf-8")
@@ -104,6 +106,7 @@ def test_scenarios_and_personas_say_which_one_wins(tmp_path: Path, cli_env: dict
     assert "built-in (not used: personas/analyst.yaml has this name)" in people[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["persona", "scenario"])
 def test_new_writes_a_template_that_validates(kind: str, tmp_path: Path, cli_env: dict[str, str]) -> None:
     made = cli("new", kind, "Security Reviewer", env=cli_env, cwd=tmp_path)
@@ -121,6 +124,7 @@ def test_new_writes_a_template_that_validates(kind: str, tmp_path: Path, cli_env
     assert bad.returncode == 2 and not (tmp_path / "escape.yaml").exists()
 
 
+@pytest.mark.slow
 def test_plurals_copied_turns_and_user_lines(
     isolated_env: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

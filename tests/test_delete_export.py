@@ -79,6 +79,7 @@ def test_deleting_in_the_sqlite3_shell_leaves_no_orphans(two_runs: Path) -> None
         db.execute("insert into messages_fts(messages_fts) values ('integrity-check')")
 
 
+@pytest.mark.slow
 def test_delete_asks_unless_yes(two_runs: Path, cli_env: dict[str, str]) -> None:
     refused = cli("delete", "1", env=cli_env)  # standard input is not a terminal
     assert refused.returncode == 2 and "--yes" in refused.stderr and "Nothing was deleted" in refused.stderr
@@ -112,6 +113,7 @@ def test_delete_asks_unless_yes(two_runs: Path, cli_env: dict[str, str]) -> None
     assert table_counts(two_runs)["messages"] == 0
 
 
+@pytest.mark.slow
 def test_export_json_has_the_whole_run_and_md_the_transcript(two_runs: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     result = cli("export", "1", env=cli_env)
     assert result.returncode == 0, result.stderr
@@ -130,6 +132,7 @@ def test_export_json_has_the_whole_run_and_md_the_transcript(two_runs: Path, cli
     assert bad.returncode == 2 and "Cannot write" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_delete_creates_no_database_and_converts_no_foreign_file(tmp_path: Path, cli_env: dict[str, str]) -> None:
     missing = tmp_path / "none.db"
     result = cli("delete", "1", "--yes", "--db", str(missing), env=cli_env)

@@ -64,6 +64,7 @@ def test_the_home_folder_or_root_is_never_the_project(tmp_path: Path, monkeypatc
         load_scenario(scenario)
 
 
+@pytest.mark.slow
 def test_allow_dir_allows_one_more_folder(tmp_path: Path, cli_env: dict[str, str]) -> None:
     scenario = project(tmp_path, "[../docs/notes.md, ../../shared/glossary.md]")
 

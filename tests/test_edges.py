@@ -63,6 +63,7 @@ def test_numbers_beyond_their_range_in_a_file_are_config_errors(
     assert "s.yaml, line 4" in result.stderr and "less than or equal to" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_embedded_model_that_is_no_gguf_file_is_refused(tmp_path: Path, cli_env: dict[str, str], isolated_env: Path) -> None:
     path = scenario(tmp_path)
     (tmp_path / "random.gguf").write_bytes(b"\x00\x01not a model" * 100)
@@ -94,6 +95,7 @@ MALFORMED_HOSTS = [
 ]
 
 
+@pytest.mark.slow
 def test_a_malformed_ollama_host_is_a_clear_error(tmp_path: Path, cli_env: dict[str, str], isolated_env: Path) -> None:
     path = scenario(tmp_path)
     doctor_db = str(tmp_path / "doctor.db")
@@ -144,6 +146,7 @@ def test_init_into_a_file_is_a_clear_error(tmp_path: Path, cli_env: dict[str, st
     assert "Cannot write" in inside.stderr and "personas" in inside.stderr
 
 
+@pytest.mark.slow
 def test_printed_hints_quote_the_database_path_for_a_shell(
     tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
 ) -> None:
@@ -167,6 +170,7 @@ def test_printed_hints_quote_the_database_path_for_a_shell(
     assert shlex.split(f"personae resume 1 --db {quoted}")[-1] == str(db)
 
 
+@pytest.mark.slow
 def test_lone_surrogates_from_a_file_or_a_server_never_reach_the_database(
     tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
 ) -> None:

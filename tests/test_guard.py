@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.state import Retrying, TurnDone
 from tests.durable_support import run_events
@@ -116,6 +118,7 @@ def test_a_structured_reply_that_does_not_validate_is_asked_for_again(tmp_path: 
     assert "Not the JSON asked for" in backend.requests[2].messages[-1].content
 
 
+@pytest.mark.slow
 def test_the_live_stream_shows_a_structured_reply_as_the_others_read_it(
     tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
 ) -> None:

@@ -14,16 +14,12 @@ from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.run import Orchestrator, settings_for
 from personae.orchestrator.state import InputGiven, RunState, TurnStarted
 from tests.conftest import personae_cmd
+from tests.builders import TERSE, make_scenario, roster
 from tests.durable_support import run_events
 
-BASE = """name: inputs-test
-goal: Decide on a cache.
-guard: {enabled: false}
-personas:
-  - {name: Planner, system: Plan.}
-  - {name: Analyst, system: Count.}
-  - {name: Critic, system: Attack.}
-"""
+BASE = make_scenario(
+    name="inputs-test", personas=roster(["Planner", "Analyst", "Critic"], systems=TERSE, described=False)
+)
 
 
 def run_all(text: str, db: Path, ask=None, **overrides: object):  # type: ignore[no-untyped-def]

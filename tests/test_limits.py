@@ -15,15 +15,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import personae_cmd
+from tests.builders import roster
 from tests.durable_support import write_scenario
 from tests.ollama_server import DEFAULT_MODEL_NAME, OllamaTestServer
 from tests.test_resume_http import InstantModel
 
-PERSONAS = """\
-personas:
-  - {name: Planner, description: plans, system: Plan concretely.}
-  - {name: Critic, description: finds flaws, system: Attack the weakest claim.}
-"""
+PERSONAS = roster(["Planner", "Critic"], descriptions={"Critic": "finds flaws"})
 
 
 def router(pattern: str) -> str:
@@ -56,6 +53,7 @@ def run_args(path: Path) -> list[str]:
     return ["run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q"]
 
 
+@pytest.mark.slow
 def test_a_catastrophic_router_regex_fails_the_run_naming_the_rule(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, server: OllamaTestServer
 ) -> None:
@@ -82,6 +80,7 @@ def test_a_catastrophic_router_regex_fails_the_run_naming_the_rule(
     assert speakers[:2] == ["Planner", "Critic"] and "^a+!$" in yaml_now  # the fixed rule routed
 
 
+@pytest.mark.slow
 def test_the_example_of_the_issue_no_longer_hangs(
     tmp_path: Path, cli_env: dict[str, str], server: OllamaTestServer
 ) -> None:
@@ -99,6 +98,7 @@ def plain(extra: str, *, num_ctx: int = 1024, num_predict: int = 64) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -123,6 +123,7 @@ def test_a_prompt_that_cannot_fit_is_refused_before_the_first_turn(
             assert connection.execute("select count(*) from runs").fetchone() == (0,)
 
 
+@pytest.mark.slow
 def test_resume_checks_the_window_too(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, server: OllamaTestServer
 ) -> None:
@@ -147,6 +148,7 @@ def with_schema(schema: str) -> str:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("schema", "says"),
     [

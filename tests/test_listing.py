@@ -66,6 +66,7 @@ def stored(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return isolated_env
 
 
+@pytest.mark.slow
 def test_piped_runs_are_whole_tab_separated_values(stored: Path, cli_env: dict[str, str]) -> None:
     result = cli("runs", env=cli_env)
     assert result.returncode == 0, result.stderr
@@ -81,6 +82,7 @@ def test_piped_runs_are_whole_tab_separated_values(stored: Path, cli_env: dict[s
     assert cli("runs", "-n", "1", env=cli_env).stdout.count("\n") == 2  # header and the newest
 
 
+@pytest.mark.slow
 def test_runs_csv_and_json(stored: Path, cli_env: dict[str, str]) -> None:
     as_csv = list(csv.DictReader(io.StringIO(cli("runs", "--format", "csv", env=cli_env).stdout)))
     assert [r["scenario"] for r in as_csv] == ["durable", "durable", LONG_NAME]
@@ -88,6 +90,7 @@ def test_runs_csv_and_json(stored: Path, cli_env: dict[str, str]) -> None:
     assert [r["id"] for r in as_json] == [3, 2] and as_json[0]["parent_run_id"] == 2
 
 
+@pytest.mark.slow
 def test_runs_fits_an_80_column_terminal(stored: Path, cli_env: dict[str, str]) -> None:
     screen = in_terminal("runs", env=cli_env, columns=80)
     text = "\n".join(screen)
@@ -106,6 +109,7 @@ def test_runs_fits_an_80_column_terminal(stored: Path, cli_env: dict[str, str]) 
     assert "SmolLM2-135M-Instruct.Q8_0.gguf" in wide and "tokens" in wide
 
 
+@pytest.mark.slow
 def test_show_formats_turn_and_last(stored: Path, cli_env: dict[str, str]) -> None:
     tsv = cli("show", "1", "-f", "tsv", env=cli_env).stdout.splitlines()
     assert len(tsv) == 4  # header and three turns, each one line
@@ -125,6 +129,7 @@ def test_show_formats_turn_and_last(stored: Path, cli_env: dict[str, str]) -> No
     assert memory_md.returncode == 2 and "--format text or --format json" in memory_md.stderr
 
 
+@pytest.mark.slow
 def test_show_colours_each_persona_in_a_terminal_only(stored: Path, cli_env: dict[str, str]) -> None:
     env = {k: v for k, v in cli_env.items() if k != "COLUMNS"}
     child = pexpect.spawn(personae_cmd()[0], personae_cmd("show", "1")[1:], env={**env, "TERM": "xterm-256color"},
@@ -143,6 +148,7 @@ def test_show_colours_each_persona_in_a_terminal_only(stored: Path, cli_env: dic
     assert "\x1b[" not in piped and "[1] Planner:" in piped
 
 
+@pytest.mark.slow
 def test_search_takes_fts5_syntax(stored: Path, cli_env: dict[str, str]) -> None:
     def turns(query: str) -> set[tuple[str, str]]:
         result = cli("search", query, "-f", "tsv", "--run", "1", env=cli_env)
@@ -166,6 +172,7 @@ def test_search_takes_fts5_syntax(stored: Path, cli_env: dict[str, str]) -> None
     assert nothing.returncode == 1 and "Nothing matches" in nothing.stderr and "Traceback" not in nothing.stderr
 
 
+@pytest.mark.slow
 def test_search_groups_identical_hits(stored: Path, cli_env: dict[str, str]) -> None:
     """The same reply in runs 1 and 2, and copied into run 3 (a fork of 2): one hit, three runs;
     run 3's own third turn is a hit of its own."""
@@ -186,6 +193,7 @@ def test_search_groups_identical_hits(stored: Path, cli_env: dict[str, str]) -> 
     assert [h["run_id"] for h in json.loads(ungrouped.stdout)] == [2]
 
 
+@pytest.mark.slow
 def test_replay_tsv_has_one_row_per_call(stored: Path, cli_env: dict[str, str]) -> None:
     result = cli("replay", "1", "-f", "tsv", env=cli_env)
     assert result.returncode == 0, result.stderr

@@ -252,6 +252,7 @@ def test_graph_exports_carry_every_node_and_edge_type(tmp_path: Path) -> None:
     assert dot.startswith("digraph") and dot.count(" -> ") == graph.number_of_edges()
 
 
+@pytest.mark.slow
 def test_cli_graph_show_memory_and_search(tmp_path: Path, cli_env: dict[str, str]) -> None:
     store, run_id = graph_store(tmp_path)
     db = str(tmp_path / "g.db")

@@ -185,6 +185,7 @@ def _stamp(path: Path, revision: str) -> None:
         db.execute("update alembic_version set version_num = ?", (revision,))
 
 
+@pytest.mark.slow
 def test_a_database_from_a_newer_personae_is_refused(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:

@@ -103,6 +103,7 @@ def test_dead_server_is_a_clear_transient_error() -> None:
     assert backend.context_length() is None  # the window lookup never raises
 
 
+@pytest.mark.slow
 def test_cli_run_against_dead_server_exits_1(cli_env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(SCENARIO.format(turns=1), encoding="utf-8")

@@ -12,29 +12,19 @@ from personae.errors import BackendError
 from personae.llm.base import ChatMessage, ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.state import Stopped, TurnDone, TurnStarted
-from personae.store.repo import Store
+from tests.builders import make_scenario, roster
 from tests.durable_support import run_events, start
 
-PERSONAS = """
-personas:
-  - {name: Planner, description: plans, system: Plan concretely.}
-  - {name: Analyst, description: numbers, system: Bring numbers.}
-  - {name: Critic, description: flaws, system: Attack the weakest claim.}
-  - {name: Summarizer, description: sums up, system: Sum up.}
-"""
+PERSONAS = roster()
 
 
 def scenario(extra: str = "", personas: str = PERSONAS) -> str:
-    return f"name: test\ngoal: Decide on a cache.\nguard: {{enabled: false}}\ncontext: p99 is 900 ms.\n{personas}{extra}"
-
-
-def run_all(text: str, backend: ScriptedBackend, db: Path, **overrides: object) -> tuple[Store, int, list]:
-    return run_events(db, text, backend, **overrides)
+    return make_scenario(extra, context="p99 is 900 ms.", personas=personas)
 
 
 def test_round_robin_order_and_max_turns(tmp_path: Path) -> None:
     backend = ScriptedBackend(default="A point.")
-    store, run_id, events = run_all(scenario("termination: {max_turns: 6}\n"), backend, tmp_path / "t.db")
+    store, run_id, events = run_events(tmp_path / "t.db", scenario("termination: {max_turns: 6}\n"), backend)
     started = [e.persona for e in events if isinstance(e, TurnStarted)]
     assert started == ["Planner", "Analyst", "Critic", "Summarizer", "Planner", "Analyst"]
     assert isinstance(events[-1], Stopped) and events[-1].reason == "max_turns"
@@ -53,7 +43,7 @@ policy:
     - {name: conclude, speakers: [Summarizer]}
 termination: {max_turns: 50}
 """
-    store, run_id, events = run_all(scenario(policy), ScriptedBackend(), tmp_path / "t.db")
+    store, run_id, events = run_events(tmp_path / "t.db", scenario(policy), ScriptedBackend())
     said = [(m.persona, m.phase) for m in store.messages(run_id)]
     assert said == [
         ("Planner", "plan"), ("Analyst", "debate"), ("Critic", "debate"),
@@ -64,8 +54,8 @@ termination: {max_turns: 50}
 
 def test_stop_phrase_ends_the_run(tmp_path: Path) -> None:
     backend = ScriptedBackend(["one", "two", "FINAL DECISION: cache it", "never"])
-    store, run_id, _ = run_all(
-        scenario('termination: {max_turns: 10, stop_phrase: "FINAL DECISION:"}\n'), backend, tmp_path / "t.db"
+    store, run_id, _ = run_events(
+        tmp_path / "t.db", scenario('termination: {max_turns: 10, stop_phrase: "FINAL DECISION:"}\n'), backend
     )
     assert store.run(run_id).stop_reason == "stop_phrase"
     assert len(store.messages(run_id)) == 3
@@ -73,7 +63,7 @@ def test_stop_phrase_ends_the_run(tmp_path: Path) -> None:
 
 def test_prompt_holds_goal_transcript_and_speaker_last(tmp_path: Path) -> None:
     backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
-    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db", layout="cache_friendly")
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 3}\n"), backend, layout="cache_friendly")
     third = backend.requests[2]
     roles = [m.role for m in third.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
@@ -97,7 +87,7 @@ def test_cache_friendly_prompt_extends_the_previous_prompt_and_reply(tmp_path: P
     server's prefix cache re-reads only the new cue."""
     replies = ["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data.", "Summary."]
     backend = ScriptedBackend(list(replies))
-    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db", layout="cache_friendly")
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 4}\n"), backend, layout="cache_friendly")
     prompts = [r.messages for r in backend.requests]
     for before, reply, after in zip(prompts, replies, prompts[1:]):
         assert after[: len(before)] == before
@@ -107,7 +97,7 @@ def test_cache_friendly_prompt_extends_the_previous_prompt_and_reply(tmp_path: P
 
 def test_classic_prompt_puts_the_speaker_first(tmp_path: Path) -> None:
     backend = ScriptedBackend(["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data."])
-    run_all(scenario("termination: {max_turns: 3}\n"), backend, tmp_path / "t.db", layout="classic")
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 3}\n"), backend, layout="classic")
     system, user = backend.requests[2].messages
     assert system.role == "system" and system.content.startswith("Attack the weakest claim.")
     assert "Decide on a cache." in system.content and "Plan concretely." not in system.content
@@ -119,8 +109,8 @@ def test_cache_friendly_prefix_is_stable_classic_is_not(tmp_path: Path) -> None:
     evaluated = {}
     for layout in ("cache_friendly", "classic"):
         backend = ScriptedBackend(default="word " * 30)
-        store, run_id, _ = run_all(
-            scenario("termination: {max_turns: 8}\n"), backend, tmp_path / f"{layout}.db", layout=layout
+        store, run_id, _ = run_events(
+            tmp_path / f"{layout}.db", scenario("termination: {max_turns: 8}\n"), backend, layout=layout
         )
         calls = store.calls(run_id)
         later = calls[2:]
@@ -134,7 +124,7 @@ def test_cache_friendly_prefix_is_stable_classic_is_not(tmp_path: Path) -> None:
 
 def test_every_call_is_a_row_with_manifest(tmp_path: Path) -> None:
     backend = ScriptedBackend(["<thinking>secret</thinking>Visible.", "Next.\nCritic: fake line"])
-    store, run_id, _ = run_all(scenario("termination: {max_turns: 2}\n"), backend, tmp_path / "t.db")
+    store, run_id, _ = run_events(tmp_path / "t.db", scenario("termination: {max_turns: 2}\n"), backend)
     messages = store.messages(run_id)
     assert messages[0].content == "Visible." and messages[0].thinking == "secret"
     assert messages[1].cut == "Critic: fake line" and messages[1].content == "Next."
@@ -159,20 +149,20 @@ def test_every_call_is_a_row_with_manifest(tmp_path: Path) -> None:
 def test_visible_thinking_is_shown_to_others(tmp_path: Path) -> None:
     personas = PERSONAS.replace("system: Plan concretely.}", "system: Plan concretely., thinking: visible}")
     backend = ScriptedBackend(["<thinking>why</thinking>Plan."])
-    run_all(scenario("termination: {max_turns: 2}\n", personas), backend, tmp_path / "t.db")
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 2}\n", personas), backend)
     assert "<thinking>why</thinking>\nPlan." in "\n".join(m.content for m in backend.requests[1].messages)
 
 
 def test_seed_is_sent_and_varies_per_turn(tmp_path: Path) -> None:
     backend = ScriptedBackend()
-    run_all(scenario("termination: {max_turns: 2}\n"), backend, tmp_path / "t.db", seed=7)
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 2}\n"), backend, seed=7)
     assert [r.options["seed"] for r in backend.requests] == [8, 9]
 
 
 def test_oldest_turns_are_dropped_when_the_window_is_full(tmp_path: Path) -> None:
     backend = ScriptedBackend(default="word " * 100, num_ctx=700)
-    store, run_id, _ = run_all(
-        scenario("memory: {num_ctx: 700, collapse: null}\ntermination: {max_turns: 12}\n"), backend, tmp_path / "t.db"
+    store, run_id, _ = run_events(
+        tmp_path / "t.db", scenario("memory: {num_ctx: 700, collapse: null}\ntermination: {max_turns: 12}\n"), backend
     )
     calls = store.calls(run_id)
     assert max(c.prompt_tokens for c in calls) <= 700 - 200
@@ -185,7 +175,7 @@ def test_trimming_drops_whole_turns_with_the_user_lines_before_them(tmp_path: Pa
     inputs = "inputs:\n" + "".join(f"  - {{at_turn: {t}, text: Note {t}.}}\n" for t in (2, 5, 6, 9))
     backend = ScriptedBackend(default="word " * 60, num_ctx=700)
     text = scenario(f"memory: {{num_ctx: 700, collapse: null}}\ntermination: {{max_turns: 12}}\n{inputs}")
-    store, run_id, _ = run_all(text, backend, tmp_path / "t.db", layout="cache_friendly")
+    store, run_id, _ = run_events(tmp_path / "t.db", text, backend, layout="cache_friendly")
     calls = store.calls(run_id)
     assert any("dropped_turns" in s for c in calls for s in c.manifest)
     for request, call in zip(backend.requests, calls):
@@ -218,7 +208,7 @@ def test_backend_failure_marks_run_failed_and_keeps_turns(tmp_path: Path) -> Non
 
 
 def test_turn_done_events_carry_usage(tmp_path: Path) -> None:
-    _, _, events = run_all(scenario("termination: {max_turns: 2}\n"), ScriptedBackend(), tmp_path / "t.db")
+    _, _, events = run_events(tmp_path / "t.db", scenario("termination: {max_turns: 2}\n"), ScriptedBackend())
     done = [e for e in events if isinstance(e, TurnDone)]
     assert len(done) == 2 and all(e.usage.prompt_tokens > 0 for e in done)
 
@@ -229,7 +219,7 @@ def test_speaker_last_layouts_end_with_the_speaker_and_show_turns_as_named_text(
 ) -> None:
     replies = ["Plan: cache reads.", "Hit rate 80%.", "Risk: stale data.", "Summary."]
     backend = ScriptedBackend(list(replies))
-    run_all(scenario("termination: {max_turns: 4}\n"), backend, tmp_path / "t.db", layout=layout)
+    run_events(tmp_path / "t.db", scenario("termination: {max_turns: 4}\n"), backend, layout=layout)
     prompts = [r.messages for r in backend.requests]
     for prompt in prompts:
         assert prompt[0].role == "system" and "Decide on a cache." in prompt[0].content
@@ -262,8 +252,8 @@ def test_speaker_last_layouts_cost_about_a_reply_and_a_cue_per_turn(tmp_path: Pa
     evaluated = {}
     for layout in ("transcript", "classic"):
         backend = ScriptedBackend(default="word " * 30)
-        store, run_id, _ = run_all(
-            scenario("termination: {max_turns: 12}\n"), backend, tmp_path / f"{layout}.db", layout=layout
+        store, run_id, _ = run_events(
+            tmp_path / f"{layout}.db", scenario("termination: {max_turns: 12}\n"), backend, layout=layout
         )
         calls = store.calls(run_id)
         evaluated[layout] = sum(c.evaluated_tokens for c in calls[2:])

@@ -23,15 +23,10 @@ from personae.orchestrator.run import (
 from personae.store.repo import Store
 from tests.conftest import personae_cmd
 from tests import durable_support
+from tests.builders import TERSE, make_scenario, roster
 from tests.durable_support import run_to_end
 
-PERSONAS = """
-personas:
-  - {name: Planner, description: plans, system: Plan.}
-  - {name: Analyst, description: numbers, system: Count.}
-  - {name: Critic, description: flaws, system: Attack.}
-  - {name: Summarizer, description: sums up, system: Sum up.}
-"""
+PERSONAS = roster(systems=TERSE)
 
 FOUR_PHASES = """
 modes:
@@ -80,7 +75,7 @@ def run_all(text: str, db: Path, **overrides: object) -> tuple[Store, int, Scrip
 
 
 def scenario(policy: str) -> str:
-    return f"name: phases-test\ngoal: Decide.\nguard: {{enabled: false}}\n{PERSONAS}{policy}"
+    return make_scenario(policy, name="phases-test", goal="Decide.", personas=PERSONAS)
 
 
 def test_plan_debate_review_conclude(tmp_path: Path) -> None:

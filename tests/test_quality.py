@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from personae.llm.scripted import ScriptedBackend
 from personae.quality import Deliberation, Reply, score, speaks_as, summarize
 from personae.quality.runs import score_run
@@ -78,6 +80,7 @@ def test_cut_and_contracts() -> None:
     assert (s.replies, s.counts["cut"], s.contracts, s.contracts_kept) == (3, 1, 3, 2)
 
 
+@pytest.mark.slow
 def test_a_stored_run_is_scored_from_the_database(tmp_path: Path, cli_env: dict[str, str]) -> None:
     backend = ScriptedBackend([
         "Caching the order reads in Redis would cut the p99 latency well below 900 ms.",

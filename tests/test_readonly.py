@@ -33,6 +33,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY + [["doctor"]], ids=lambda c: c[0])
 def test_a_missing_database_is_named_and_not_created(
     command: list[str], tmp_path: Path, cli_env: dict[str, str]
@@ -52,6 +53,7 @@ def test_a_missing_database_is_named_and_not_created(
     assert "--db" in message and "PERSONAE_DB" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY + [["doctor"]], ids=lambda c: c[0])
 def test_a_foreign_sqlite_file_is_refused_untouched(
     command: list[str], tmp_path: Path, cli_env: dict[str, str]
@@ -71,6 +73,7 @@ def test_a_foreign_sqlite_file_is_refused_untouched(
     assert result.returncode == (1 if command == ["doctor"] else 2), result
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", READ_ONLY, ids=lambda c: c[0])
 def test_an_older_database_is_not_upgraded_by_reading(
     command: list[str], tmp_path: Path, cli_env: dict[str, str]
@@ -89,6 +92,7 @@ def test_an_older_database_is_not_upgraded_by_reading(
     assert snapshot(folder) == before
 
 
+@pytest.mark.slow
 def test_db_upgrade_then_reading_works(tmp_path: Path, cli_env: dict[str, str]) -> None:
     path = tmp_path / "old.db"
     build_first_revision(path)

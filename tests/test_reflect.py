@@ -13,26 +13,22 @@ from personae.config import load_scenario_text
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.verdicts import VERDICT_SCHEMA
-from personae.store.repo import Store
+from tests.builders import make_scenario, roster
 from tests.durable_support import run_to_end
 
-PERSONAS = """
-personas:
-  - {name: Planner, description: Writes the plan., system: Write a plan.}
-  - {name: Critic, description: Reviews it., system: Review strictly.}
-"""
+PERSONAS = roster(
+    ["Planner", "Critic"],
+    systems={"Planner": "Write a plan.", "Critic": "Review strictly."},
+    descriptions={"Planner": "Writes the plan.", "Critic": "Reviews it."},
+)
 
 
 def scenario(max_rounds: int = 3, extra: str = "") -> str:
-    return (
-        f"name: reflect-test\ngoal: A rollout plan for the cache.\nguard: {{enabled: false}}\n{PERSONAS}"
-        f"policy: {{type: reflect, author: Planner, critic: Critic, max_rounds: {max_rounds}}}\n"
-        f"termination: {{max_turns: 50}}\n{extra}"
+    return make_scenario(
+        f"policy: {{type: reflect, author: Planner, critic: Critic, max_rounds: {max_rounds}}}\n",
+        name="reflect-test", goal="A rollout plan for the cache.", personas=PERSONAS,
+        extra=f"termination: {{max_turns: 50}}\n{extra}",
     )
-
-
-def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
-    return run_to_end(db, text, backend)
 
 
 def scripted(verdicts: list[dict]) -> ScriptedBackend:
@@ -50,7 +46,7 @@ def test_reflect_ends_when_the_critic_approves(tmp_path: Path) -> None:
         [{"approve": False, "issues": ["No owner.", "No date."]}, {"approve": True, "issues": []}]
     )
     # the cache-friendly layout, whose transcript re-renders each turn's cue word for word
-    store, run_id = run_all(scenario(extra="layout: cache_friendly\n"), backend, tmp_path / "a.db")
+    store, run_id = run_to_end(tmp_path / "a.db", scenario(extra="layout: cache_friendly\n"), backend)
     messages = store.messages(run_id)
     roles = [(m.persona, m.meta["reflect"], m.meta["round"]) for m in messages]
     assert roles == [
@@ -83,7 +79,7 @@ def test_reflect_ends_when_the_critic_approves(tmp_path: Path) -> None:
 
 def test_reflect_stops_at_max_rounds_without_approval(tmp_path: Path) -> None:
     backend = scripted([{"approve": False, "issues": [f"issue {i}"]} for i in range(5)])
-    store, run_id = run_all(scenario(max_rounds=3), backend, tmp_path / "m.db")
+    store, run_id = run_to_end(tmp_path / "m.db", scenario(max_rounds=3), backend)
     messages = store.messages(run_id)
     assert [m.meta["reflect"] for m in messages] == [
         "draft", "verdict", "revision", "verdict", "revision", "verdict",
@@ -100,7 +96,7 @@ def test_reflect_stops_at_max_rounds_without_approval(tmp_path: Path) -> None:
 def test_an_unreadable_verdict_counts_as_a_rejection(tmp_path: Path) -> None:
     replies = iter(["Draft.", '{"approve": "yes"}', "Better draft.", json.dumps({"approve": True, "issues": []})])
     backend = ScriptedBackend(default=lambda request: next(replies))
-    store, run_id = run_all(scenario(max_rounds=2), backend, tmp_path / "u.db")
+    store, run_id = run_to_end(tmp_path / "u.db", scenario(max_rounds=2), backend)
     messages = store.messages(run_id)
     bad = messages[1]
     assert bad.structured is None and bad.content == '{"approve": "yes"}'

@@ -261,6 +261,7 @@ def test_fork_at_a_turn_outside_the_run_is_refused(tmp_path: Path) -> None:
 # -- the command line ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_replay_reports_identical_then_the_first_differing_turn(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path
 ) -> None:
@@ -290,6 +291,7 @@ def test_cli_replay_reports_identical_then_the_first_differing_turn(
     assert all(len(c["prompt_hash"]) == 64 and c["identical"] for c in payload["calls"])
 
 
+@pytest.mark.slow
 def test_cli_runs_shows_lineage(tmp_path: Path, cli_env: dict[str, str], isolated_env: Path) -> None:
     from personae.store.repo import Store
 

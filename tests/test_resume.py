@@ -211,6 +211,7 @@ def test_only_one_of_two_racing_resumes_wins(tmp_path: Path) -> None:
     assert store.run(run_id).pid == os.getpid()
 
 
+@pytest.mark.slow
 def test_cli_refuses_completed_alive_and_unknown_runs(
     cli_env: dict[str, str], isolated_env: Path
 ) -> None:
@@ -232,6 +233,7 @@ def test_cli_refuses_completed_alive_and_unknown_runs(
     assert "running" in listing.stdout and "stale" not in listing.stdout
 
 
+@pytest.mark.slow
 def test_cli_runs_marks_a_run_whose_process_died(cli_env: dict[str, str], isolated_env: Path) -> None:
     store, run_id, _ = start(isolated_env, scenario_text(PHASES), ScriptedBackend())
     store.close()

@@ -79,6 +79,7 @@ def instant_ollama(tmp_path: Path) -> Iterator[OllamaTestServer]:
         yield server
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_ollama_run_replays_identically(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
@@ -148,6 +149,7 @@ def _resume_elsewhere(env: dict[str, str], server: OllamaTestServer, cwd: Path) 
     )
 
 
+@pytest.mark.slow
 def test_resume_after_the_folder_moved_uses_the_imported_documents(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
@@ -175,6 +177,7 @@ def test_resume_after_the_folder_moved_uses_the_imported_documents(
     assert read(isolated_env, "select status, turns from runs") == [("completed", 6)]
 
 
+@pytest.mark.slow
 def test_resume_of_a_run_that_never_imported_its_documents_is_refused_once_they_moved(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
@@ -200,6 +203,7 @@ def test_resume_of_a_run_that_never_imported_its_documents_is_refused_once_they_
     assert "IMPOSTER" not in _memory_text(isolated_env)
 
 
+@pytest.mark.slow
 def test_an_unreadable_document_leaves_no_run_behind(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
@@ -216,6 +220,7 @@ def test_an_unreadable_document_leaves_no_run_behind(
     assert not isolated_env.exists() or read(isolated_env, "select count(*) from runs") == [(0,)]
 
 
+@pytest.mark.slow
 def test_sigterm_in_the_first_seconds_never_leaves_a_running_run(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:
@@ -252,6 +257,7 @@ def test_sigterm_in_the_first_seconds_never_leaves_a_running_run(
     assert "interrupted" in statuses
 
 
+@pytest.mark.slow
 def test_resume_force_racing_a_live_run_is_a_clear_conflict(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path, instant_ollama: OllamaTestServer
 ) -> None:

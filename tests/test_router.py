@@ -17,25 +17,19 @@ from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.policies.router import Router
 from personae.orchestrator.selector import read_choice, selection_schema
 from personae.orchestrator.state import Utterance
-from personae.store.repo import Store
 from tests import durable_support
+from tests.builders import TERSE, make_scenario, roster
 from tests.durable_support import run_to_end, start
 
-PERSONAS = """
-personas:
-  - {name: Planner, description: Makes the plan., system: Plan.}
-  - {name: Analyst, description: Brings numbers., system: Count.}
-  - {name: Critic, description: Finds flaws., system: Attack.}
-  - {name: Summarizer, description: Sums up., system: Sum up.}
-"""
+# The selector's prompt lists each candidate with its description, so they are sentences here.
+DESCRIPTIONS = {
+    "Planner": "Makes the plan.", "Analyst": "Brings numbers.", "Critic": "Finds flaws.", "Summarizer": "Sums up."
+}
+PERSONAS = roster(systems=TERSE, descriptions=DESCRIPTIONS)
 
 
 def scenario(policy: str, extra: str = "") -> str:
-    return f"name: router-test\ngoal: Decide on a cache.\nguard: {{enabled: false}}\n{PERSONAS}{policy}{extra}"
-
-
-def run_all(text: str, backend: ScriptedBackend, db: Path) -> tuple[Store, int]:
-    return run_to_end(db, text, backend)
+    return make_scenario(policy, name="router-test", personas=PERSONAS, extra=extra)
 
 
 def speaker_of(request: ChatRequest) -> str:
@@ -78,7 +72,7 @@ def test_router_follows_its_rules_exactly(tmp_path: Path) -> None:
         )
     )
     text = scenario(RULES, 'termination: {max_turns: 9, stop_phrase: "FINAL DECISION:"}\n')
-    store, run_id = run_all(text, backend, tmp_path / "r.db")
+    store, run_id = run_to_end(tmp_path / "r.db", text, backend)
     messages = store.messages(run_id)
     said = [(m.persona, (m.meta or {})["route"]) for m in messages]
     assert said == [
@@ -107,7 +101,7 @@ policy:
     # Critic says "risk": the rule would repeat Critic (allow_repeat false) -> skipped; the default
     # (Critic) is not allowed either -> the first allowed speaker. Analyst may only hand to Planner.
     backend = ScriptedBackend(["a risk", "a risk", "ok", "ok", "ok"])
-    store, run_id = run_all(scenario(policy, "termination: {max_turns: 5}\n"), backend, tmp_path / "c.db")
+    store, run_id = run_to_end(tmp_path / "c.db", scenario(policy, "termination: {max_turns: 5}\n"), backend)
     got = [(m.persona, m.meta["route"]["by"]) for m in store.messages(run_id)]
     assert got == [
         ("Critic", "default"),
@@ -155,7 +149,7 @@ def test_selector_picks_where_no_rule_matches_and_is_stored_with_the_turn(tmp_pa
         return "a point"
 
     backend = ScriptedBackend(default=reply)
-    store, run_id = run_all(scenario(SELECTOR, "termination: {max_turns: 4}\n"), backend, tmp_path / "s.db")
+    store, run_id = run_to_end(tmp_path / "s.db", scenario(SELECTOR, "termination: {max_turns: 4}\n"), backend)
     messages = store.messages(run_id)
     # turn 1: no last message -> selector among all three; Critic (last) chosen.
     # turn 2: Critic spoke, no rule -> selector among Planner, Analyst -> Analyst (last).
@@ -194,7 +188,7 @@ def test_selector_in_the_classic_layout_builds_its_own_prompt(tmp_path: Path) ->
 
     backend = ScriptedBackend(default=reply)
     text = scenario(SELECTOR, "layout: classic\ntermination: {max_turns: 3}\n")
-    store, run_id = run_all(text, backend, tmp_path / "k.db")
+    store, run_id = run_to_end(tmp_path / "k.db", text, backend)
     assert [m.persona for m in store.messages(run_id)] == ["Planner", "Critic", "Planner"]
     select = store.calls(run_id, "select")[-1]
     assert select.prompt[0]["content"].startswith("Several personas deliberate")
@@ -218,7 +212,7 @@ def test_invalid_or_disallowed_answers_fall_back_to_the_default(tmp_path: Path) 
     policy = SELECTOR.replace("    - {when: {persona: Planner}, next: Critic}\n", "    []\n").replace(
         "  rules:\n    []\n", "  allow_repeat: true\n"
     )
-    store, run_id = run_all(scenario(policy, "termination: {max_turns: 4}\n"), backend, tmp_path / "f.db")
+    store, run_id = run_to_end(tmp_path / "f.db", scenario(policy, "termination: {max_turns: 4}\n"), backend)
     routes = [m.meta["route"] for m in store.messages(run_id)]
     assert [m.persona for m in store.messages(run_id)] == ["Analyst", "Analyst", "Critic", "Analyst"]
     assert [r["fallback"] for r in routes] == [True, True, False, True]

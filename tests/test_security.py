@@ -157,6 +157,7 @@ def test_persona_files_outside_their_folder_are_refused(
     assert "Copy the file into" in message and "1234" not in message
 
 
+@pytest.mark.slow
 def test_a_persona_link_outside_is_refused_by_the_cli_and_stores_nothing(
     tmp_path: Path, cli_env: dict[str, str], isolated_env: Path
 ) -> None:

@@ -174,6 +174,7 @@ def test_timeout_stops_a_slow_run(tmp_path: Path) -> None:
     assert run.stop_reason == "timeout" and 2 <= run.turns <= 3
 
 
+@pytest.mark.slow
 def test_runs_and_show_say_why_a_run_stopped(tmp_path: Path, cli_env: dict[str, str]) -> None:
     db = tmp_path / "cli.db"
     run_scenario("{max_turns: 9, token_budget: 40}", ScriptedBackend(default="word " * 5), db)

@@ -57,6 +57,7 @@ def _folder(tmp: Path, env: dict[str, str]) -> Path:
     return tmp / "a-folder"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "code", "says"),
     [
@@ -78,6 +79,7 @@ def test_a_bad_database_path_is_one_paragraph(
         assert says in done.stderr and str(db) in done.stderr and "--db" in done.stderr
 
 
+@pytest.mark.slow
 def test_urls_nobody_can_open(cli_env: dict[str, str]) -> None:
     bad = cli(cli_env, "runs", "--db", "foo://bar")
     assert bad.returncode == 2 and "foo://bar" in bad.stderr and "sqlite:///" in bad.stderr
@@ -93,6 +95,7 @@ def run_somewhere(tmp: Path, env: dict[str, str], db: Path) -> subprocess.Comple
     return cli(env, "run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q", "--db", str(db))
 
 
+@pytest.mark.slow
 def test_a_foreign_sqlite_file_with_its_own_runs_table_is_left_alone(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
@@ -124,6 +127,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_file_system_and_a_read_only_folder(
     small_disk: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
@@ -150,6 +154,7 @@ class Verbose(InstantModel):
         self.default = lambda request: BIG + reply_for(request)
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_resumably(
     small_disk: Path, tmp_path: Path, cli_env: dict[str, str]
 ) -> None:

@@ -11,9 +11,8 @@ import pytest
 from personae.replies.structured import parse, render, schema_hint, validate
 from personae.config import load_scenario_text
 from personae.errors import ConfigError
-from personae.llm.base import ChatMessage
 from personae.llm.scripted import ScriptedBackend
-from personae.store.repo import Store
+from tests.builders import make_scenario
 from tests.durable_support import run_to_end
 
 SCHEMA = {
@@ -63,21 +62,18 @@ def scenario(num_predict: int = 200) -> str:
         "output_schema": SCHEMA,
         "options": {"num_predict": num_predict, "temperature": 0.2},
     }
-    return (
-        "name: structured-test\ngoal: Decide on a cache.\nguard: {enabled: false}\ncontext: p99 is 900 ms; 80% reads.\n"
-        f"personas:\n  - {json.dumps(persona)}\n  - {{name: Critic, system: Attack., options: {{num_predict: 20}}}}\n"
-        "termination: {max_turns: 2}\nmemory: {num_ctx: 2048, collapse: null}\n"
+    return make_scenario(
+        name="structured-test", context="p99 is 900 ms; 80% reads.",
+        personas=f"personas:\n  - {json.dumps(persona)}\n"
+        "  - {name: Critic, system: Attack., options: {num_predict: 20}}\n",
+        extra="termination: {max_turns: 2}\nmemory: {num_ctx: 2048, collapse: null}\n",
     )
-
-
-def run_all(text: str, backend, db: Path) -> tuple[Store, int]:  # type: ignore[no-untyped-def]
-    return run_to_end(db, text, backend, seed=5)
 
 
 def test_structured_turn_is_constrained_validated_stored_and_rendered(tmp_path: Path) -> None:
     reply = {"claims": ["80% of requests are reads."], "decisions": ["Cache order reads."], "questions": []}
     backend = ScriptedBackend([json.dumps(reply), "The TTL is unclear."])
-    store, run_id = run_all(scenario(), backend, tmp_path / "s.db")
+    store, run_id = run_to_end(tmp_path / "s.db", scenario(), backend, seed=5)
     analyst, critic = store.messages(run_id)
     assert analyst.structured == reply
     assert analyst.content == "Claims:\n- 80% of requests are reads.\nDecisions:\n- Cache order reads.\nQuestions: none"
@@ -95,7 +91,7 @@ def test_structured_turn_is_constrained_validated_stored_and_rendered(tmp_path: 
 
 def test_an_invalid_structured_reply_is_kept_and_flagged(tmp_path: Path) -> None:
     backend = ScriptedBackend([json.dumps({"claims": "just one"}), "ok"])
-    store, run_id = run_all(scenario(), backend, tmp_path / "i.db")
+    store, run_id = run_to_end(tmp_path / "i.db", scenario(), backend, seed=5)
     analyst = store.messages(run_id)[0]
     assert analyst.structured is None
     assert analyst.meta["structured_error"].startswith("$: missing required field 'decisions'")
@@ -117,7 +113,7 @@ def test_structured_turn_on_the_real_model(tmp_path: Path) -> None:
         # 3+2+2 short strings fit well inside 300 tokens, so the grammar-bound JSON is complete
         bounded = json.dumps(SCHEMA).replace('"items": {"type": "string"}', '"items": {"type": "string", "maxLength": 60}')
         text = scenario(num_predict=300).replace(json.dumps(SCHEMA), bounded)
-        store, run_id = run_all(text, backend, tmp_path / "real.db")
+        store, run_id = run_to_end(tmp_path / "real.db", text, backend, seed=5)
     finally:
         backend.close()
     analyst = store.messages(run_id)[0]

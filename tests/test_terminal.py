@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from personae.llm.scripted import ScriptedBackend
 from personae.cli.terminal import inert
 from tests.cli_batch import Result, run_batch
 from tests.conftest import personae_cmd
@@ -127,6 +126,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.slow
 def test_every_command_prints_hostile_text_inert(
     tmp_path: Path, cli_env: dict[str, str], scripted_ollama: str
 ) -> None:
@@ -156,6 +156,7 @@ def test_every_command_prints_hostile_text_inert(
     assert "[link=http://evil.example]click[/link] ␛[2J" in results[-1].stdout
 
 
+@pytest.mark.slow
 def test_run_streams_inert_in_its_own_process(
     tmp_path: Path, cli_env: dict[str, str], scripted_ollama: str
 ) -> None:
@@ -171,6 +172,7 @@ def test_run_streams_inert_in_its_own_process(
     assert "zebra plan ␛]52;c;" in result.stdout
 
 
+@pytest.mark.slow
 def test_errors_that_quote_a_file_print_it_inert(tmp_path: Path, cli_env: dict[str, str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -195,6 +197,7 @@ hostile_text = st.lists(
 ).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     scenario_name=hostile_text, persona_name=hostile_text, phase_name=hostile_text,
