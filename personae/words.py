@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-_IRREGULAR = {"reply": "replies", "summary": "summaries", "query": "queries"}
-
-
 def plural(noun: str) -> str:
-    return _IRREGULAR.get(noun, noun + "s")
+    """English plural of the nouns our messages count: ``reply`` → ``replies``, ``retry`` →
+    ``retries`` (a consonant before the y), else an ``s``."""
+    if len(noun) > 1 and noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
 
 
 def count(number: int, noun: str) -> str:
