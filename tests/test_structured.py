@@ -122,3 +122,15 @@ def test_structured_turn_on_the_real_model(tmp_path: Path) -> None:
     assert validate(analyst.structured, schema) == []
     assert json.loads(analyst.raw) == analyst.structured
     assert analyst.content.startswith("Claims:")
+
+
+def test_the_embedded_grammar_keeps_control_characters_out_of_json_strings() -> None:
+    """A raw newline inside a string is what the grammar of llama-cpp-python's converter allowed
+    and JSON refuses; the embedded backend's grammar allows only escaped ones."""
+    from personae.llm.embedded import json_grammar, json_grammar_text
+
+    schema = {"type": "object", "properties": {"reason": {"type": "string", "maxLength": 40}}}
+    text = json_grammar_text(schema)
+    char = next(line for line in text.splitlines() if line.startswith("char ::="))
+    assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F] | "\\\\" (["\\\\/bfnrt]')
+    assert json_grammar(schema) is not None  # llama.cpp parses it

@@ -69,6 +69,26 @@ def resolve_model_path(model: str | None) -> Path:
     return bundled
 
 
+# llama-cpp-python's schema converter lets a JSON string hold raw control characters (its `char`
+# rule is [^"\\]), which JSON forbids: a newline sampled inside a string made a reply the grammar
+# accepted and json.loads refused. llama.cpp's own converter excludes them; so does ours.
+_LOOSE_CHAR = r'char ::= [^"\\] |'
+_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
+
+
+def json_grammar_text(schema: dict[str, Any]) -> str:
+    """The GBNF grammar of replies that match ``schema`` and are valid JSON."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _JSON_CHAR)
+
+
+def json_grammar(schema: dict[str, Any]) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(json_grammar_text(schema), verbose=False)
+
+
 def threads() -> int:
     """llama.cpp's thread count: PERSONAE_THREADS, else every core. On a loaded machine fewer
     threads can be faster, since llama.cpp's workers spin while they wait for each other."""
@@ -157,8 +177,6 @@ class EmbeddedBackend:
         return len(self.tokenize(text))
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
-        from llama_cpp import LlamaGrammar
-
         options = request.options
         tokens = self.prompt_tokens(request.messages)
         max_tokens = int(options.get("num_predict") or DEFAULT_NUM_PREDICT)
@@ -174,9 +192,7 @@ class EmbeddedBackend:
         reused = longest_common_prefix(cached, tokens[:-1])
         if "seed" in options:
             self.llm.set_seed(int(options["seed"]))
-        grammar = None
-        if request.schema is not None:
-            grammar = LlamaGrammar.from_json_schema(json.dumps(request.schema), verbose=False)
+        grammar = json_grammar(request.schema) if request.schema is not None else None
         stops = [s for s in (options.get("stop") or []) if s]
 
         started = time.perf_counter_ns()
