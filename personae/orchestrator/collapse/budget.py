@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.llm.base import Backend
 from personae.orchestrator.prompts import instructions_text, layout_header
-from personae.orchestrator.state import TurnPlan
+from personae.orchestrator.state import RunSettings, TurnPlan
 
 MEMORY_SHARE = 0.4  # of the room left under the trigger once header and instructions are in
 MESSAGE_OVERHEAD = 24  # a transcript entry's cue (or name and phase) and template tokens
@@ -46,7 +45,7 @@ class Budget:
 
 
 def budget_for(
-    loaded: LoadedScenario, backend: Backend, settings: Any, reply_reserve: int, at_fraction: float
+    loaded: LoadedScenario, backend: Backend, settings: RunSettings, reply_reserve: int, at_fraction: float
 ) -> Budget:
     """The run's budgets: from the served window (``settings.num_ctx``) and what every prompt
     of its layout holds anyway (the header and the longest persona instructions)."""

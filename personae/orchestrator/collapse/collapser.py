@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.models import CollapseConfig
@@ -33,7 +32,7 @@ from personae.orchestrator.collapse.summarizer import (
     source_line,
 )
 from personae.orchestrator.prompts import Prompt, entry_tokens
-from personae.orchestrator.state import Collapsed, RunState, TurnPlan, Utterance
+from personae.orchestrator.state import Collapsed, RunSettings, RunState, TurnPlan, Utterance
 from personae.store.graph_rows import EdgeSpec, NodeSpec
 from personae.store.models import MemoryNode
 from personae.store.repo import Store
@@ -288,7 +287,7 @@ class Collapser:
 
 
 def make_collapser(
-    loaded: LoadedScenario, backend: Backend, store: Store, settings: Any, reply_reserve: int
+    loaded: LoadedScenario, backend: Backend, store: Store, settings: RunSettings, reply_reserve: int
 ) -> Collapser | None:
     """The scenario's collapser, or None when ``memory.collapse`` is off."""
     config = loaded.scenario.memory.collapse
