@@ -35,7 +35,10 @@ policy:
 memory: {collapse: null}
 termination: {max_turns: 4}
 """
-PERSONAS = roster(["Planner", "Critic"], systems={"Planner": "'Plan for {candidate}.'"})
+PERSONAS = roster(
+    ["Planner", "Critic"], systems={"Planner": "'Plan for {candidate}.'"},
+    descriptions={"Critic": "'finds flaws in {candidate}'"},
+)
 
 
 def scenario(extra: str = VARS, personas: str = PERSONAS, goal: str = "Judge {candidate}.") -> str:
@@ -59,6 +62,7 @@ def test_every_prompt_text_is_filled_and_the_values_recorded() -> None:
     assert s.modes == {"weigh": "Weigh Redis against 10k."}
     assert s.inputs[0].text == "What about Redis?"
     assert loaded.personas["Planner"].system == "Plan for Redis."
+    assert loaded.personas["Critic"].description == "finds flaws in Redis"
     assert loaded.variables == {"candidate": "Redis", "budget": "10k"}
     assert "{candidate}" in loaded.source_yaml  # the text as written, for the run row
 

@@ -146,7 +146,7 @@ def load_scenario_text(
     if uses_variables(scenario):
         scenario = fill_scenario(scenario, src, values)
         personas = {
-            name: fill_persona(persona, values, _system_spot(catalog, found_by_name[name]))
+            name: fill_persona(persona, values, _field_spot(catalog, found_by_name[name]))
             for name, persona in personas.items()
         }
     scenario, personas = apply_options(scenario, personas, overrides)
@@ -162,21 +162,20 @@ def load_scenario_text(
     )
 
 
-def _system_spot(catalog: PersonaCatalog, found: FoundPersona) -> Callable[[], Spot]:
-    """Where a persona's instructions were written: its own definition, or the one it inherits
-    them from through ``extends`` (for the message about a placeholder in them)."""
+def _field_spot(catalog: PersonaCatalog, found: FoundPersona) -> Callable[[str], Spot]:
+    """Where a persona's field was written: its own definition, or the one it inherits it from
+    through ``extends`` (for the message about a placeholder in it)."""
 
-    def where() -> Spot:
+    def where(field: str) -> Spot:
         here = found
-        while "system" not in here.persona.model_fields_set and here.persona.extends:
+        while field not in here.persona.model_fields_set and here.persona.extends:
             start = here.level + 1 if here.persona.extends == here.persona.name else 0
             parent = catalog.find(here.persona.extends, start)
             if parent is None:
                 break
             here = parent
-        loc = (*prefix_loc(here.prefix), "system")
-        node, _ = node_at(here.node, ("system",))
-        return Spot(here.src.label, node, loc)
+        node, _ = node_at(here.node, (field,))
+        return Spot(here.src.label, node, (*prefix_loc(here.prefix), field))
 
     return where
 

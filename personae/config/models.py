@@ -453,7 +453,8 @@ class Scenario(Strict):
     vars: VarTable = Field(
         default_factory=dict,
         description="Variables: name -> default (null: each run must give it, --var NAME=VALUE). "
-        "{name} in goal, context, inputs, modes and persona instructions is replaced; {{ }} are braces.",
+        "{name} in goal, context, inputs, modes and persona system/description is replaced; "
+        "{{ }} are braces.",
     )
     guard: GuardConfig = Field(
         default_factory=GuardConfig,

@@ -121,12 +121,18 @@ def fill_scenario(scenario: Scenario, src: Source | None, values: dict[str, str]
     })
 
 
-def fill_persona(persona: Persona, values: dict[str, str], where: Callable[[], Spot]) -> Persona:
-    """The persona with its instructions (``system``) filled in; ``where`` finds the file and
-    line that wrote them, asked only for an error message."""
-    if persona.system is None:
-        return persona
-    return persona.model_copy(update={"system": fill_text(persona.system, values, where)})
+def fill_persona(
+    persona: Persona, values: dict[str, str], where: Callable[[str], Spot]
+) -> Persona:
+    """The persona with its instructions (``system``) and ``description`` (which routers and
+    the roster show) filled in; ``where(field)`` finds the file and line that wrote the field,
+    asked only for an error message."""
+    update = {
+        field: fill_text(text, values, lambda: where(field))  # called before `field` moves on
+        for field in ("system", "description")
+        if (text := getattr(persona, field))
+    }
+    return persona.model_copy(update=update) if update else persona
 
 
 def fill_text(text: str, values: dict[str, str], where: Callable[[], Spot]) -> str:
