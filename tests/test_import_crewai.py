@@ -174,3 +174,20 @@ def test_bad_folders_and_existing_files_are_refused(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "personas" / "critic.yaml").read_text() == "name: Mine\n"
     write_converted(converted, tmp_path / "out", force=True)
     assert validate_file(tmp_path / "out" / "personas" / "critic.yaml") == "persona 'Critic'"
+    (tmp_path / "out" / "personas" / "mine.yaml").write_text("name: critic\nsystem: Mine.\n")
+    with pytest.raises(UserError, match=r"mine\.yaml already defines a persona named 'critic'"):
+        write_converted(converted, tmp_path / "out", force=True)
+
+
+def test_keys_that_slug_alike_get_files_and_modes_of_their_own(tmp_path: Path) -> None:
+    agents = "a b: {role: R, goal: G, backstory: B}\na_b: {role: S, goal: H, backstory: C}\n"
+    tasks = (
+        "t 1: {description: D, expected_output: E, agent: a b}\n"
+        "t_1: {description: F, expected_output: G, agent: a_b}\n"
+    )
+    converted = import_project(project(tmp_path, agents, tasks))
+    assert [str(p.relative) for p in converted.personas] == ["personas/a_b.yaml", "personas/a_b_2.yaml"]
+    assert list(converted.scenario.data["modes"]) == ["t_1", "t_1_2"]
+    assert [p["mode"] for p in converted.scenario.data["policy"]["phases"]] == ["t_1", "t_1_2"]
+    written, _ = write_converted(converted, tmp_path / "out")
+    assert load_scenario(written[-1]).roster == ["A B", "A B 2"]

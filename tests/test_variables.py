@@ -160,6 +160,9 @@ def test_bad_declarations_are_one_message_at_vars(vars_line: str, expected: str)
 
 def test_a_value_that_is_not_text_is_refused() -> None:
     assert "which is not a character" in error(scenario(), variables={"candidate": "a\udcffb"})
+    assert "the goal is empty once its variables are filled in" in error(
+        scenario(goal="'{candidate}'"), variables={"candidate": " "}
+    )
 
 
 # ------------------------------------------------------------------ option overrides

@@ -113,8 +113,14 @@ def fill_scenario(scenario: Scenario, src: Source | None, values: dict[str, str]
         item.model_copy(update={"text": text(item.text, ("inputs", i, "text"))})
         for i, item in enumerate(scenario.inputs)
     ]
+    goal = text(scenario.goal, ("goal",))
+    if not goal.strip():  # the one text a run cannot do without
+        raise config_error(
+            label, node_at(root, ("goal",))[0], "goal", "the goal is empty once its variables "
+            "are filled in.", "Give the variables a value that is not empty.",
+        )
     return scenario.model_copy(update={
-        "goal": text(scenario.goal, ("goal",)),
+        "goal": goal,
         "context": text(scenario.context, ("context",)),
         "inputs": inputs,
         "modes": {name: text(words, ("modes", name)) for name, words in scenario.modes.items()},

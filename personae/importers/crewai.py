@@ -79,13 +79,16 @@ def convert(project: CrewProject) -> Converted:
         return _as_personae_text(raw, found, notes)
 
     agent_keys = [a.key for a in project.agents]
+    files = _unique({a.key: _slug(a.key) for a in project.agents})
+    mode_keys = _unique({t.key: _slug(t.key) for t in project.tasks})
+    phase_names = _unique({t.key: _phase_name(t.key) for t in project.tasks})
     task_keys = [t.key for t in project.tasks]
     personas, speakers, phases, modes = [], [], [], {}
     for agent in project.agents:
         role, goal = agent.require("role", "agent"), agent.require("goal", "agent")
         backstory = agent.require("backstory", "agent")
         personas.append(OutputFile(
-            Path("personas") / f"{_slug(agent.key)}.yaml",
+            Path("personas") / f"{files[agent.key]}.yaml",
             {
                 "name": names[agent.key],
                 "description": text(_one_line(goal)),
@@ -108,8 +111,10 @@ def convert(project: CrewProject) -> Converted:
         words = f"Your task now ({task.key}): {description}\nExpected output: {expected}"
         if context:
             words += f"\nBuild on what was said in: {', '.join(context)}."
-        modes[_slug(task.key)] = text(words) + "\n"
-        phases.append({"name": _phase_name(task.key), "speakers": [names[agent_key]], "mode": _slug(task.key)})
+        modes[mode_keys[task.key]] = text(words) + "\n"
+        phases.append({
+            "name": phase_names[task.key], "speakers": [names[agent_key]], "mode": mode_keys[task.key],
+        })
         if names[agent_key] not in speakers:
             speakers.append(names[agent_key])
         notes += _left_out(task, _TASK_FIELDS, "task")
@@ -213,6 +218,19 @@ def _python_notes(project: CrewProject) -> list[str]:
             )
             break
     return notes
+
+
+def _unique(by_key: dict[str, str]) -> dict[str, str]:
+    """Keys that differ only in characters a slug drops (`a-b`, `a_b`) still get their own."""
+    seen: set[str] = set()
+    out = {}
+    for key, value in by_key.items():
+        chosen, n = value, 2
+        while chosen.casefold() in seen:
+            chosen, n = f"{value}_{n}", n + 1
+        seen.add(chosen.casefold())
+        out[key] = chosen
+    return out
 
 
 def _one_line(text: str) -> str:

@@ -85,9 +85,7 @@ def find_config(root: Path) -> Path:
             f"{root}: {problem}. Give the CrewAI project's folder (the one with pyproject.toml "
             "and src/), or its config folder."
         )
-    found = sorted(
-        {p.parent for p in root.rglob("agents.yaml") if not _SKIPPED & set(p.relative_to(root).parts)}
-    )
+    found = sorted(_config_folders(root))
     complete = [folder for folder in found if (folder / "tasks.yaml").is_file()]
     if len(complete) == 1:
         return complete[0]
@@ -106,6 +104,29 @@ def find_config(root: Path) -> Path:
         f"No agents.yaml under {root}. CrewAI keeps a project's agents.yaml and tasks.yaml in "
         "src/<name>/config/; give that project's folder (or the config folder itself)."
     )
+
+
+def _config_folders(root: Path, depth: int = 6) -> list[Path]:
+    """Folders under ``root`` (a few levels deep) holding an agents.yaml; installed packages,
+    virtual environments and hidden folders are not entered, so a big tree stays quick."""
+    found = []
+    level = [root]
+    for _ in range(depth + 1):
+        below = []
+        for folder in level:
+            try:
+                children = sorted(folder.iterdir())
+            except OSError:
+                continue
+            if any(c.name == "agents.yaml" and c.is_file() for c in children):
+                found.append(folder)
+            below += [
+                c for c in children
+                if c.is_dir() and not c.is_symlink() and c.name not in _SKIPPED
+                and not c.name.startswith(".")
+            ]
+        level = below
+    return found
 
 
 def read_project(root: Path) -> CrewProject:

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from personae.config.loader import validate_file
+from personae.config.names import canonical_name
+from personae.config.yaml_source import YAML_SUFFIXES
 from personae.errors import UserError
 from personae.importers.crewai import Converted, OutputFile
 
@@ -48,11 +50,35 @@ def write_converted(converted: Converted, outdir: Path, *, force: bool = False) 
             f"Not overwriting {', '.join(existing)}. Pass --force to replace them, or choose "
             "another folder with -o OUTDIR."
         )
+    _check_names_free(converted, outdir, set(targets))
     with tempfile.TemporaryDirectory(prefix="personae-import-") as scratch:
         _write(files, Path(scratch))
         summary = validate_file(Path(scratch) / converted.scenario.relative)
     _write(files, outdir)
     return targets, summary
+
+
+def _check_names_free(converted: Converted, outdir: Path, targets: set[Path]) -> None:
+    """A persona file already in OUTDIR/personas with one of the new names would make every
+    lookup of that name ambiguous: say so before writing anything."""
+    new = {canonical_name(str(p.data["name"])): str(p.data["name"]) for p in converted.personas}
+    folder = outdir / "personas"
+    if not folder.is_dir():
+        return
+    for file in sorted(folder.iterdir()):
+        if file in targets or file.suffix not in YAML_SUFFIXES or not file.is_file():
+            continue
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, yaml.YAMLError):
+            continue
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, str) and canonical_name(name) in new:
+            raise UserError(
+                f"{file} already defines a persona named '{name}', which the import would write "
+                f"as {new[canonical_name(name)]!r} too. Rename or move that file, or choose "
+                "another folder with -o OUTDIR."
+            )
 
 
 def _write(files: list[OutputFile], folder: Path) -> None:
