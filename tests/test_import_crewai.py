@@ -167,6 +167,11 @@ def test_bad_folders_and_existing_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"No agents.yaml under .*src/<name>/config/"):
         import_project(tmp_path / "empty")
     converted = import_project(project(tmp_path))
+    config = tmp_path / "crew" / "src" / "launch_crew" / "config"
+    assert import_project(config / "tasks.yaml").scenario.data == converted.scenario.data
+    (config / "tasks.yaml").unlink()
+    with pytest.raises(UserError, match=r"agents\.yaml has no tasks\.yaml beside it"):
+        import_project(tmp_path / "crew")
     write_converted(converted, tmp_path / "out")
     (tmp_path / "out" / "personas" / "critic.yaml").write_text("name: Mine\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"Not overwriting .*critic\.yaml.*--force"):

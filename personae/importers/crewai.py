@@ -171,7 +171,7 @@ def _persona_names(keys: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken: set[str] = set()
     for index, key in enumerate(keys, 1):
-        words = re.sub(r"[^0-9A-Za-z]+", " ", key).split()
+        words = re.sub(r"[\W_]+", " ", key).split()  # letters of any script, digits
         base = " ".join(w[:1].upper() + w[1:] for w in words) or f"Agent {index}"
         if is_reserved(base) or name_problem(base):
             base = f"{base} Agent" if not name_problem(f"{base} Agent") else f"Agent {index}"

@@ -78,7 +78,10 @@ class CrewProject:
 
 
 def find_config(root: Path) -> Path:
-    """The folder under ``root`` that holds agents.yaml and tasks.yaml (one, or an error)."""
+    """The folder under ``root`` that holds agents.yaml and tasks.yaml (one, or an error); the
+    path of one of those two files stands for its folder."""
+    if root.is_file() and root.name in {"agents.yaml", "tasks.yaml"}:
+        root = root.parent
     if not root.is_dir():
         problem = "no such folder" if not root.exists() else "not a folder"
         raise UserError(
@@ -131,6 +134,7 @@ def _config_folders(root: Path, depth: int = 6) -> list[Path]:
 
 def read_project(root: Path) -> CrewProject:
     folder = find_config(root)
+    root = folder if root.is_file() else root
     agents = _entries(folder / "agents.yaml", "agent")
     tasks = _entries(folder / "tasks.yaml", "task")
     parts = folder.resolve().parts
