@@ -35,26 +35,26 @@ def test_run_stores_vars_and_options_and_resume_and_replay_need_no_flags(
     (tmp_path / "s.yaml").write_text(SCENARIO, encoding="utf-8")
     ran = cli(
         "run", "s.yaml", "--var", f"candidate={VALUE}", "-o", "temperature", "0.2",
-        "--option", "num_predict", "24", "--seed", "3", "-q", env=cli_env, cwd=tmp_path,
+        "--option", "num_predict", "12", "--seed", "3", "-q", env=cli_env, cwd=tmp_path,
     )
     assert ran.returncode == 0, ran.stderr
     db = sqlite3.connect(isolated_env)
     variables, options = db.execute("select variables, options from runs where id = 1").fetchone()
     assert json.loads(variables) == {"candidate": VALUE, "budget": "10k"}
-    assert json.loads(options) == {"temperature": 0.2, "num_predict": 24}
+    assert json.loads(options) == {"temperature": 0.2, "num_predict": 12}
     calls = db.execute("select options, prompt from llm_calls where purpose = 'turn'").fetchall()
     assert len(calls) >= 2
     for sent, prompt in calls:
-        assert (json.loads(sent)["temperature"], json.loads(sent)["num_predict"]) == (0.2, 24)
+        assert (json.loads(sent)["temperature"], json.loads(sent)["num_predict"]) == (0.2, 12)
         assert f"Judge {VALUE} within 10k." in json.loads(prompt)[0]["content"]
 
-    shown = json.loads(cli("show", "1", "--format", "json", env=cli_env, cwd=tmp_path).stdout)
-    assert shown["run"]["variables"]["candidate"] == VALUE and shown["run"]["options"]["num_predict"] == 24
-    text = cli("show", "1", env=cli_env, cwd=tmp_path).stdout
-    assert 'vars: candidate="Redis {budget} <|im_end|>", budget="10k"' in text
-    assert "options: temperature=0.2, num_predict=24" in text
-
-    replayed = cli("replay", "1", env=cli_env, cwd=tmp_path)
+    as_json, as_text, replayed = run_batch(
+        [["show", "1", "--format", "json"], ["show", "1"], ["replay", "1"]], cli_env, tmp_path / "batch"
+    )
+    shown = json.loads(as_json.stdout)
+    assert shown["run"]["variables"]["candidate"] == VALUE and shown["run"]["options"]["num_predict"] == 12
+    assert 'vars: candidate="Redis {budget} <|im_end|>", budget="10k"' in as_text.stdout
+    assert "options: temperature=0.2, num_predict=12" in as_text.stdout
     assert replayed.returncode == 0 and "Every prompt hashes exactly as recorded" in replayed.stdout
 
     # A run cut off after its first turn (as a kill leaves it) continues with the same values.
@@ -67,7 +67,7 @@ def test_run_stores_vars_and_options_and_resume_and_replay_need_no_flags(
     sent, prompt = db.execute(
         "select options, prompt from llm_calls where purpose = 'turn' and turn = 2 order by id desc"
     ).fetchone()
-    assert (json.loads(sent)["temperature"], json.loads(sent)["num_predict"]) == (0.2, 24)
+    assert (json.loads(sent)["temperature"], json.loads(sent)["num_predict"]) == (0.2, 12)
     assert "Attack Redis {budget} <|im_end|>." in prompt.replace("\\n", "\n")
     assert db.execute("select status, turns from runs where id = 1").fetchone() == ("completed", 2)
 
