@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli import db_commands, file_commands, import_commands, inspect_commands, run_commands
+from personae.cli.run_values import PairedOptions
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -64,7 +65,7 @@ def _main(
 
 
 # The order here is the order of `personae --help`, panel by panel as each first appears.
-app.command(rich_help_panel="Run")(run_commands.run)
+app.command(rich_help_panel="Run", cls=PairedOptions)(run_commands.run)
 app.command(rich_help_panel="Run")(run_commands.resume)
 app.command(rich_help_panel="Run")(run_commands.replay)
 app.command(rich_help_panel="Inspect")(inspect_commands.runs)
@@ -88,6 +89,12 @@ db_app = typer.Typer(
 db_app.command("path")(db_commands.db_path)
 db_app.command("upgrade")(db_commands.db_upgrade)
 app.add_typer(db_app, name="db", rich_help_panel="Inspect")
+
+import_app = typer.Typer(
+    help="Bring a crew from another framework as persona and scenario files.", no_args_is_help=True
+)
+import_app.command("crewai")(import_commands.crewai)
+app.add_typer(import_app, name="import", rich_help_panel="Files")
 
 
 def main() -> None:
