@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from personae import __version__
 from personae.errors import StoreError, UserError
-from personae.store.call_rows import add_totals, call_row, prompt_hash
+from personae.llm.fingerprint import prompt_hash
+from personae.store.call_rows import add_totals, call_row
 from personae.store.db import Engines, database_url, open_engines
 from personae.store.graph_rows import (
     MESSAGE_KEY,
