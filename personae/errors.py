@@ -27,10 +27,18 @@ class ConfigError(UserError):
 class BackendError(PersonaeError):
     """The model server failed. ``transient`` faults are worth retrying; the rest end the run."""
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
 
 
 class ModelNotFound(BackendError):
