@@ -21,12 +21,18 @@ headers and error types, and tolerates servers older or newer than the client.
 
 The ``ollama`` package is imported where it is used, never when this module is: importing it
 builds a default client from ``OLLAMA_HOST``, which fails with a bare ValueError when the variable
-is malformed. ``backends.ollama_host`` checks the variable first, with a clear message.
+is malformed — even by a stray space that ``backends.ollama_host`` forgives. So the variable is
+checked first, with a clear message, and the package is imported (``_import_ollama``) while
+``OLLAMA_HOST`` holds the checked address; the default client it builds is never used.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import sys
+from types import ModuleType
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +58,22 @@ from personae.llm.bounds import (
 )
 from personae.llm.estimate import CharTokenEstimator, RemoteModel
 from personae.llm.retry import retry_after_seconds
+
+def _import_ollama(host: str) -> ModuleType:
+    """The ``ollama`` package, imported with ``OLLAMA_HOST`` set to ``host`` (already checked)
+    for the duration of the import, then restored: see the module docstring."""
+    if "ollama" in sys.modules:
+        return sys.modules["ollama"]
+    saved = os.environ.get("OLLAMA_HOST")
+    os.environ["OLLAMA_HOST"] = host
+    try:
+        return importlib.import_module("ollama")
+    finally:
+        if saved is None:
+            del os.environ["OLLAMA_HOST"]
+        else:
+            os.environ["OLLAMA_HOST"] = saved
+
 
 TRANSIENT_4XX = frozenset({408, 429})  # timeouts and rate limits pass; retrying is right
 
@@ -117,7 +139,7 @@ class OllamaBackend(RemoteModel):
         self._num_ctx = num_ctx
         self._show: Mapping[str, Any] | None = None
         self._estimator = CharTokenEstimator()
-        import ollama  # here, not at the top: see the module docstring
+        ollama = _import_ollama(host)  # here, not at the top: see the module docstring
 
         # A dead host should fail in seconds; a slow model may take minutes between chunks.
         self._client = ollama.Client(
