@@ -8,6 +8,7 @@ it, a field path) live beside it so every message words these things the same wa
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,20 @@ def config_error(
 
 
 def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
-    choices = sorted(choices)
+    """A near miss of ``word`` among ``choices``, never ``word`` itself nor a choice that reads
+    the same (the same name in another Unicode normal form): suggesting the very name that
+    failed helps nobody."""
+    same = _reading(word)
+    choices = sorted(c for c in choices if c != word and _reading(c) != same)
     for choice in choices:
         if choice.casefold() == word.casefold():
             return choice
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return close[0] if close else None
+
+
+def _reading(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
 
 
 def similar_file(wanted: Path, candidates: list[Path]) -> Path | None:
