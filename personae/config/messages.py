@@ -65,6 +65,8 @@ def _reading(text: str) -> str:
 def similar_file(wanted: Path, candidates: list[Path]) -> Path | None:
     """A near-miss file name, compared without extensions (so 'x.yaml' is not like 's.yaml')."""
     by_stem = {p.stem: p for p in sorted(candidates)}
+    if wanted.stem in by_stem and by_stem[wanted.stem] != wanted:  # same name, other extension
+        return by_stem[wanted.stem]
     guess = did_you_mean(wanted.stem, list(by_stem))
     return by_stem[guess] if guess else None
 
