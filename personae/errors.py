@@ -47,3 +47,13 @@ class ModelNotFound(BackendError):
 
 class StoreError(PersonaeError):
     """The database cannot be opened or written (bad path, newer schema, locked for too long)."""
+
+
+class StoreConflict(StoreError):
+    """Another process wrote to the same run at the same moment: the run is that process's, so
+    this one must not mark it failed on its way out."""
+
+
+class DatabaseMoved(StoreError):
+    """The database file was deleted or replaced while a run wrote to it: nothing more may be
+    written through this store, not even the run's end (it would land in another file)."""

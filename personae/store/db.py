@@ -101,6 +101,27 @@ def open_engines(url: str, *, migrate: bool = True) -> Engines:
         raise failures.explain_open(error, where) from error
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we opened
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none: what tells the file
+    a store opened from another put at the same path."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def _where(url: str) -> str:
     """How messages name the database: its path, or its URL without a password."""
     try:
