@@ -250,8 +250,8 @@ def _guess_kind(src: Source) -> str:
         return "scenario"
     scenario_only = set(Scenario.model_fields) - set(Persona.model_fields)
     persona_only = set(Persona.model_fields) - set(Scenario.model_fields)
-    scenario_score = sum(did_you_mean(k, scenario_only) is not None for k in keys)
-    persona_score = sum(did_you_mean(k, persona_only) is not None for k in keys)
+    scenario_score = sum(k in scenario_only or did_you_mean(k, scenario_only) is not None for k in keys)
+    persona_score = sum(k in persona_only or did_you_mean(k, persona_only) is not None for k in keys)
     if scenario_score > persona_score:
         return "scenario"
     if persona_score or "name" in keys:

@@ -27,7 +27,7 @@ from personae.config.names import HUMAN, canonical_name, is_reserved, name_probl
 from personae.config.variables import VarTable
 from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
-from personae.replies.template import check_template
+from personae.config.template import check_template
 
 # A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
 Loc = tuple[str | int, ...]

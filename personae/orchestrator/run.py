@@ -14,7 +14,7 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import PersonaeError, StoreError
+from personae.errors import DatabaseMoved, PersonaeError, StoreConflict, StoreError
 from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
@@ -197,8 +197,9 @@ class Orchestrator:
                 yield done
         except PersonaeError as exc:
             # The model server, the database (disk full) or a rule failed: the run is failed and
-            # resumable once the cause is fixed. A write conflict means another process owns it.
-            if not getattr(exc, "conflict", False):
+            # resumable once the cause is fixed. A write conflict means another process owns it;
+            # a database file moved away takes no more writes (they would land in another file).
+            if not isinstance(exc, (StoreConflict, DatabaseMoved)):
                 _finish_failed(self.store, run_id, exc)
             raise
         except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from personae.orchestrator.state import TurnPlan
 from personae.orchestrator.verdicts import render_verdict
 from personae.replies import structured
 from personae.replies.parsing import parse_reply
-from personae.replies.template import render_template
+from personae.config.template import render_template
 
 
 @dataclass(frozen=True)

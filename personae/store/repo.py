@@ -17,9 +17,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from personae import __version__
-from personae.errors import StoreError, UserError
-from personae.store.call_rows import add_totals, call_row, prompt_hash
-from personae.store.db import Engines, database_url, open_engines
+from personae.errors import DatabaseMoved, StoreError, UserError
+from personae.llm.fingerprint import prompt_hash
+from personae.store.call_rows import add_totals, call_row
+from personae.store.db import Engines, database_url, file_identity, open_engines, sqlite_file
 from personae.store.graph_rows import (
     MESSAGE_KEY,
     GraphEdit,
@@ -52,6 +53,8 @@ class Store(Reader):
         super().__init__(engines)
         self._node_ids = NodeIds()  # memory-graph ids every turn needs; see NodeIds
         self._statements = Statements(engines.write.dialect, engines.where)  # per-turn SQL, compiled once
+        self._file = sqlite_file(engines.url)
+        self._identity = file_identity(self._file) if self._file is not None else None
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
@@ -108,10 +111,29 @@ class Store(Reader):
     def _writing(self) -> Iterator[Transaction]:
         """One write transaction (BEGIN IMMEDIATE). Node ids it reads or makes are remembered only
         once it has committed, so a rolled-back transaction leaves nothing behind in memory."""
+        self._require_same_file()
         with self.engines.write.begin() as connection:
             tx = Transaction(connection, self._statements, self._node_ids)
             yield tx
         self._node_ids.merge(tx.learned)
+
+    def _require_same_file(self) -> None:
+        """The heartbeat of every write: the file at the database's path must still be the one
+        this store opened (same device and inode). Deleted, or replaced by another file (a
+        restore, a copy over it), the run's writes would vanish with the unlinked file or land in
+        a database that never had this run; either way the run must stop and say so."""
+        if self._file is None or self._identity is None:
+            return
+        now = file_identity(self._file)
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise DatabaseMoved(
+            f"The database {self._file} was {what} while this run was writing to it. Nothing "
+            "more is written (it would be lost, or land in a database that never had this run). "
+            "Put the original file back at that path and `personae resume` the run, or start it "
+            "again on the database that is there now."
+        )
 
     def commit_turn(
         self,
@@ -186,6 +208,8 @@ class Store(Reader):
     ) -> None:
         try:
             self._finish(run_id, status, stop_reason, error)
+        except DatabaseMoved:
+            raise
         except StoreError:
             # A full disk refuses even this small update while the write-ahead log holds the
             # run's last pages: fold the log into the file, which frees its space, and try once
@@ -209,6 +233,7 @@ class Store(Reader):
         return not busy
 
     def _finish(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
+        self._require_same_file()
         with self.engines.write.begin() as connection:
             connection.execute(
                 update(RUNS)
