@@ -13,6 +13,8 @@ import sqlite3
 from itertools import islice
 from pathlib import Path
 
+import pytest
+
 from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.orchestrator.state import TurnDone
@@ -257,3 +259,20 @@ def test_task_loop_stops_at_its_budget_with_tasks_open(tmp_path: Path) -> None:
     store, run_id, _ = run_events(tmp_path / "t.db", task_scenario(max_turns=3), ScriptedBackend(default=reply))
     assert store.run(run_id).stop_reason.startswith("max_turns")
     assert [n.valid_to for n in store.memory_nodes(run_id, ["task"])] == [2, None]
+
+
+def test_recipe_config_errors_name_the_field_and_the_fix() -> None:
+    from personae.config import load_scenario_text
+    from personae.errors import ConfigError
+
+    cases = [
+        (chain_scenario(400).replace("manager: Manager", "manager: Worker"), "worker and the manager must be different"),
+        (chain_scenario(400).replace("worker: Worker", "worker: Wroker"), "did you mean 'Worker'"),
+        (self_ask_scenario().replace("max_follow_ups: 3", "max_follow_ups: 0"), "max_follow_ups"),
+        (task_scenario().replace("executor: Executor", "executor: Planner"), "must be different personas"),
+        (task_scenario().replace("collapse: null", "collapse: null, ranking: {type: cosine}"), "ranking"),
+    ]
+    for text, expected in cases:
+        with pytest.raises(ConfigError, match=expected) as caught:
+            load_scenario_text(text)
+        assert "line" in str(caught.value)
