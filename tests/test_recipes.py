@@ -276,3 +276,29 @@ def test_recipe_config_errors_name_the_field_and_the_fix() -> None:
         with pytest.raises(ConfigError, match=expected) as caught:
             load_scenario_text(text)
         assert "line" in str(caught.value)
+
+
+def test_recipe_runs_replay_identically(tmp_path: Path) -> None:
+    """Prompts are a pure function of the stored run: replay re-executes each recipe byte for byte."""
+    from personae.orchestrator.replay import replay_run
+
+    long_document(tmp_path, sections=2)
+    facts_document(tmp_path)
+    asks = [{"step": "Follow up", "text": "Who repaired the fog bell?"},
+            {"step": "So the final answer is", "text": "Hugh Mackay."}]
+
+    def reply(request: ChatRequest) -> str:
+        schema = json.dumps(request.schema)
+        if '"step"' in schema:
+            return json.dumps(asks.pop(0))
+        if '"tasks"' in schema:
+            return tasks((1, "Order paraffin", "open"))
+        return noted(request) if request.schema else "Worked."
+
+    backend = ScriptedBackend(default=reply, num_ctx=400)
+    db = tmp_path / "t.db"
+    for text in (chain_scenario(400), self_ask_scenario(), task_scenario()):
+        store, run_id, _ = run_events(db, text, backend)
+        assert store.run(run_id).status == "completed"
+        report = replay_run(store, run_id)
+        assert report.identical and report.turns == len(store.messages(run_id)), report
