@@ -127,3 +127,17 @@ def test_generative_ranking_rates_items_on_the_real_model(tmp_path: Path) -> Non
     assert items and len(rated) == len(items)
     scores = [(n.data or {}).get("importance") for n in items]
     assert all(s is None or 1 <= s <= 10 for s in scores) and any(s is not None for s in scores)
+
+
+def test_the_shipped_chain_example_is_over_five_windows_long() -> None:
+    from personae.config import builtin_dir, load_scenario
+
+    loaded = load_scenario(builtin_dir() / "scenarios" / "chain-of-agents.yaml")
+    window = loaded.scenario.memory.num_ctx
+    assert window is not None and loaded.scenario.memory.collapse is None
+    backend = EmbeddedBackend(num_ctx=window)
+    try:
+        tokens = backend.count_text_tokens(loaded.documents[0].read_text())
+    finally:
+        backend.close()
+    assert tokens >= 5 * window
