@@ -42,6 +42,6 @@ def best_passage(query: str, passages: Sequence[Passage]) -> Passage | None:
     """The passage that answers ``query`` best (BM25 over the run's chunks; ties: the first)."""
     if not passages:
         return None
-    ranked = rank(query, [(p.node_id, f"{p.where} {p.text}") for p in reversed(passages)])
+    ranked = rank(query, [(p.node_id, f"{p.where} {p.text}") for p in passages])
     by_id = {p.node_id: p for p in passages}
     return by_id[ranked[0]]
