@@ -256,8 +256,13 @@ def test_task_loop_stops_at_its_budget_with_tasks_open(tmp_path: Path) -> None:
             return tasks((1, "One", "open"), (2, "Two", "open"))
         return json.dumps({"order": [2, 1]}) if request.schema else "Worked."
 
-    store, run_id, _ = run_events(tmp_path / "t.db", task_scenario(max_turns=3), ScriptedBackend(default=reply))
+    backend = ScriptedBackend(default=reply)
+    store, run_id, _ = run_events(tmp_path / "t.db", task_scenario(max_turns=3), backend)
     assert store.run(run_id).stop_reason.startswith("max_turns")
+    # The first list may hold open tasks only; later lists may close them.
+    statuses = [r.schema["properties"]["tasks"]["items"]["properties"]["status"]["enum"]
+                for r in backend.requests if r.schema and "tasks" in r.schema["properties"]]
+    assert statuses == [["open"], ["open", "done"]]
     assert [n.valid_to for n in store.memory_nodes(run_id, ["task"])] == [2, None]
 
 

@@ -73,8 +73,8 @@ def test_self_ask_and_task_loop_on_the_real_model(tmp_path: Path) -> None:
         "policy: {type: self_ask, asker: Asker, answerer: Retriever, max_follow_ups: 1}\n",
         name="self-ask-real", goal="Who repaired the fog bell, and when?",
         personas="personas:\n"
-        "  - {name: Asker, description: asks, system: Ask., options: {num_predict: 48}}\n"
-        "  - {name: Retriever, description: answers, system: Answer., options: {num_predict: 48}}\n",
+        "  - {name: Asker, description: asks, system: Ask., options: {num_predict: 80}}\n"
+        "  - {name: Retriever, description: answers, system: Answer., options: {num_predict: 80}}\n",
         extra="documents: [facts.md]\nmemory: {num_ctx: 1024, collapse: null}\n"
         "termination: {max_turns: 6}\noptions: {temperature: 0}\n",
     )

@@ -24,11 +24,12 @@ from personae.orchestrator.state import HUMAN, TurnPlan, Utterance
 FOLLOW_UP = "Follow up"
 FINAL = "So the final answer is"
 INTERMEDIATE = "Intermediate answer"
+STEP_CHARS = 160  # one sentence: a question, an answer (a longer one is cut off at num_predict)
 ASK_TEMPLATE = "{{ step }}: {{ text }}"
 ANSWER_TEMPLATE = INTERMEDIATE + ": {{ answer }}"
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"answer": {"type": "string", "maxLength": 300}},
+    "properties": {"answer": {"type": "string", "maxLength": STEP_CHARS}},
     "required": ["answer"],
     "additionalProperties": False,
 }
@@ -39,7 +40,7 @@ def ask_schema(steps: Sequence[str]) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "step": {"type": "string", "enum": list(steps)},
-            "text": {"type": "string", "maxLength": 300},
+            "text": {"type": "string", "maxLength": STEP_CHARS},
         },
         "required": ["step", "text"],
         "additionalProperties": False,

@@ -29,7 +29,9 @@ TASK_TEMPLATE = (
 ORDER_TEMPLATE = "Priority: {{ order | join(', ') }}"
 
 
-def tasks_schema(max_tasks: int) -> dict[str, Any]:
+def tasks_schema(max_tasks: int, statuses: tuple[str, ...] = ("open", "done")) -> dict[str, Any]:
+    """The task list; the first list may only hold open tasks (a small model otherwise marks
+    its new tasks done and the loop ends before any work)."""
     return {
         "type": "object",
         "properties": {
@@ -42,7 +44,7 @@ def tasks_schema(max_tasks: int) -> dict[str, Any]:
                     "properties": {
                         "id": {"type": "integer", "minimum": 1, "maximum": 999},
                         "text": {"type": "string", "maxLength": TASK_TEXT_CHARS},
-                        "status": {"type": "string", "enum": ["open", "done"]},
+                        "status": {"type": "string", "enum": list(statuses)},
                     },
                     "required": ["id", "text", "status"],
                     "additionalProperties": False,
@@ -126,7 +128,8 @@ class TaskLoop:
         if last is None:
             return self._plan(
                 f"Break the goal into at most {self.max_tasks} concrete tasks, each one short "
-                "sentence, numbered from 1, every status open."
+                "sentence, numbered from 1, every status open.",
+                statuses=("open",),
             )
         if last == "execute":
             worked = (own[-1].meta or {}).get("task")
@@ -158,12 +161,12 @@ class TaskLoop:
             meta={"task_loop": "execute", "task": nxt.id},
         )
 
-    def _plan(self, instructions: str) -> TurnPlan:
+    def _plan(self, instructions: str, statuses: tuple[str, ...] = ("open", "done")) -> TurnPlan:
         return TurnPlan(
             self.planner,
             phase="plan",
             instructions=instructions,
-            schema=tasks_schema(self.max_tasks),
+            schema=tasks_schema(self.max_tasks, statuses),
             template=TASK_TEMPLATE,
             meta={"task_loop": "plan", "max_tasks": self.max_tasks},
         )
