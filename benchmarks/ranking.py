@@ -4,6 +4,7 @@ Run from the repository root, in the project venv (personae[embedded,test] insta
 
     python benchmarks/ranking.py                    # the built-in generative-memory scenario
     python benchmarks/ranking.py my.yaml --seeds 1 2 3 --max-turns 40
+    python benchmarks/ranking.py --rankings generative --db g.db   # one ranking a process
 
 The same scenario runs once per ranking and seed (``memory.ranking`` replaced in its text, all
 else equal), on the embedded model unless ``--backend`` says otherwise, and each run is read back
@@ -79,6 +80,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--max-turns", type=int, default=None)
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS),
+                        help="run only these (e.g. one per process, side by side)")
     args = parser.parse_args()
     base = load_scenario(args.scenario)
     facts = [i.text for i in base.scenario.inputs if not i.pin]
@@ -88,7 +91,8 @@ def main() -> None:
           f"{'eval/turn':>10}{'rating tok':>11}{'collapses':>10}")
     try:
         with Store.open(db) as store:
-            for name, ranking in RANKINGS.items():
+            for name in args.rankings:
+                ranking = RANKINGS[name]
                 kept = runs = good = replies = evaluated = turns = rating = collapses = 0
                 for seed in args.seeds:
                     text = with_ranking(base.source_yaml, ranking)
