@@ -29,7 +29,9 @@ from personae.orchestrator.guard import (
     retry_options,
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
-from personae.orchestrator.policies import make_policy
+from personae.orchestrator.policies import make_policy, reads_documents
+from personae.orchestrator.policies.passages import load_passages
+from personae.orchestrator.recipe_graph import turn_graph
 from personae.orchestrator.prompts import Prompt, RenderCache, build_prompt
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
@@ -161,6 +163,12 @@ class Orchestrator:
         # An estimating backend (Ollama, OpenAI) continues from the ratio the stored calls taught.
         calibrate_from_calls(self.backend, lambda: self.store.calls(run_id))
         import_documents(self.store, run_id, self.loaded.documents)
+        scenario = self.loaded.scenario
+        if reads_documents(scenario.policy):  # the run's own chunks, as stored (resume too)
+            self.policy = make_policy(
+                scenario.policy, scenario.roster, mode_table(scenario),
+                load_passages(self.store, run_id),
+            )
         try:
             while True:
                 reason = self.stop_rule.check(state)
@@ -278,7 +286,8 @@ class Orchestrator:
             meta=meta or None,
         )
         calls = [*chosen_by, *(call for call, _, _ in attempts)]
-        committed = self.store.commit_turn(state.run_id, record, calls)
+        graph = turn_graph(self.store, state.run_id, speaker, state.history, record)
+        committed = self.store.commit_turn(state.run_id, record, calls, graph)
         utterance = Utterance(
             turn=turn,
             persona=speaker.persona,

@@ -41,6 +41,12 @@ class TurnPlan:
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
     choices: tuple[str, ...] = ()
+    # The recipes (chain, self-ask): the prompt holds the header and this turn's cue only, no
+    # memory block and no transcript; what the turn needs to see is in its instructions.
+    isolated: bool = False
+    # Edges from this turn's message node to stored nodes: (kind, node id), e.g. the chunk a
+    # chain worker read (``derived_from``). Written in the turn's transaction.
+    links: tuple[tuple[str, int], ...] = ()
 
 
 _persona_of = attrgetter("persona")

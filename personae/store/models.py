@@ -153,7 +153,9 @@ class LLMCall(Base):
         ForeignKey("messages.id", ondelete="SET NULL"), comment="the turn this call produced"
     )
     turn: Mapped[int | None] = mapped_column(Integer, comment="turn the call belongs to")
-    purpose: Mapped[str] = mapped_column(String, comment="turn | collapse | select")
+    purpose: Mapped[str] = mapped_column(
+        String, comment="turn | retry | collapse | select | importance (a memory item's 1-10 rating)"
+    )
     persona: Mapped[str | None] = mapped_column(String, comment="persona the model played")
     backend: Mapped[str] = mapped_column(String, comment="backend that served the call")
     model: Mapped[str] = mapped_column(Text, comment="model that answered")
@@ -204,7 +206,7 @@ class MemoryNode(Base):
     kind: Mapped[str] = mapped_column(
         String,
         comment="message | persona | summary | fact | decision | question | document | section "
-        "| chunk",
+        "| chunk | task (a task loop's task; data: id, status; valid_to: the turn that worked it)",
     )
     level: Mapped[int | None] = mapped_column(
         Integer, comment="summary level (1 = summarizes messages, 2 = summaries of those …); "
