@@ -14,7 +14,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from personae.cli.options import DbOption, FormatOption, RunArg, RunArgument, check_run_refs, run_id_for
+from personae.cli.options import (
+    DbOption,
+    FormatOption,
+    RunArg,
+    RunArgument,
+    RunOption,
+    run_id_for,
+)
 from personae.cli.output import err, out, output_format, user_errors, write, write_out
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
@@ -161,7 +168,7 @@ def search(
         ),
     ],
     db: DbOption = None,
-    run_id: Annotated[int | None, typer.Option("--run", max=INT64_MAX, help="Only this run.")] = None,
+    run_ref: RunOption = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="At most N hits of each kind.")
     ] = 20,
@@ -176,6 +183,7 @@ def search(
 
     wide = min(limit * 20, 2000)  # room for repeats, which grouping folds into one hit
     with Store.open_readonly(db) as store:
+        run_id = None if run_ref is None else run_id_for(store, run_ref)
         hits = group_hits(store.search(query, run_id=run_id, limit=wide), lambda h: (h.persona, h.text), limit)
         found = group_hits(store.search_memory(query, run_id=run_id, limit=wide), lambda h: (h.kind, h.text), limit)
     if not hits and not found:
@@ -201,7 +209,7 @@ def search(
 
 @user_errors
 def export(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or `last`.", callback=check_run_refs)],
+    run_ref: RunArgument,
     format: Annotated[
         ExportFormat,
         typer.Option("--format", "-f", help="json: everything stored (run, personas, messages, "
@@ -233,7 +241,7 @@ def export(
 
 @user_errors
 def graph(
-    run_id: RunArgument,
+    run_ref: RunArgument,
     format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.json,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
@@ -246,7 +254,7 @@ def graph(
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
-        text = export(load_graph(store, run_id), format.value)
+        text = export(load_graph(store, run_id_for(store, run_ref)), format.value)
     write_out(text, output, format.value)
 
 

@@ -32,7 +32,6 @@ DbOption = Annotated[
     typer.Option("--db", help="Database file or SQLAlchemy URL (default: $PERSONAE_DB, else ./personae.db)."),
 ]
 
-RunArgument = Annotated[int, typer.Argument(metavar="RUN", max=INT64_MAX)]
 
 FormatOption = Annotated[
     Format | None,
@@ -63,14 +62,23 @@ def check_run_refs(value: Any) -> Any:
     return value
 
 
+# Every RUN a command takes — argument or option — is one of these, so `last` means the same
+# everywhere (new commands get it by using them) and a bad id is the same usage error.
+RUN_HELP = "A run id, or `last` for the newest run."
+
 RunArg = Annotated[
     str | None,
-    typer.Argument(
-        metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False,
-        callback=check_run_refs,
-    ),
+    typer.Argument(metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs),
 ]
 
+RunArgument = Annotated[
+    str, typer.Argument(metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs)
+]
+
+RunOption = Annotated[
+    str | None,
+    typer.Option("--run", metavar="RUN", help="Only this run: an id, or `last`.", callback=check_run_refs),
+]
 
 def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:
     """RUN (checked by ``check_run_refs``) as an id: ``last`` (also ``--last``) is the newest run
@@ -83,3 +91,19 @@ def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:
     if ref is None:
         raise UserError("Name a run: personae show RUN (an id from `personae runs`, or `last`).")
     return int(ref)
+
+
+def resumable_run_id(store: Store) -> int:
+    """The run ``personae resume`` continues when none is named: the newest that was interrupted,
+    failed, or left running by a process that is gone."""
+    from personae.liveness import process_alive
+
+    for row in store.runs():
+        if row.status in ("interrupted", "failed"):
+            return int(row.id)
+        if row.status == "running" and not process_alive(row.pid, row.heartbeat_at or row.started_at):
+            return int(row.id)
+    raise UserError(
+        f"{store.path} has no interrupted or failed run to resume. Name one: personae resume RUN "
+        "(an id from `personae runs`)."
+    )

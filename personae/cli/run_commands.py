@@ -14,7 +14,7 @@ import typer
 
 from personae.cli.live import Interrupts, ask_user, drive, release_new_run
 from personae.cli.model_server import open_model_server
-from personae.cli.options import AllowDirOption, DbOption, RunArgument
+from personae.cli.options import AllowDirOption, DbOption, RunArg, RunArgument, resumable_run_id, run_id_for
 from personae.cli.output import db_flag, err, out, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
@@ -135,7 +135,7 @@ def run(
 
 @user_errors
 def resume(
-    run_id: RunArgument,
+    run_ref: RunArg = None,
     db: DbOption = None,
     backend: Annotated[
         BackendName | None, typer.Option(help="Model server (default: the run's own).")
@@ -157,7 +157,8 @@ def resume(
                      "it replaces the run's stored scenario."),
     ] = None,
 ) -> None:
-    """Continue an interrupted, failed or crashed run from its last committed turn."""
+    """Continue an interrupted, failed or crashed run from its last committed turn (with no RUN,
+    the newest such run)."""
     Interrupts.install()
     from personae.orchestrator.resume import (
         check_resumable,
@@ -169,6 +170,7 @@ def resume(
     store = Store.open(db)
     if store.notice:
         out.print(shown(store.notice))
+    run_id = resumable_run_id(store) if run_ref is None else run_id_for(store, run_ref)
     row = store.run(run_id)
     note = check_resumable(row, force=force)
     kind, chosen = backend_to_continue(row, backend, model)
@@ -195,7 +197,7 @@ def resume(
 
 @user_errors
 def replay(
-    run_id: RunArgument,
+    run_ref: RunArgument,
     db: DbOption = None,
     fork_at: Annotated[
         int | None,
@@ -230,6 +232,7 @@ def replay(
     from personae.store.repo import Store
 
     store = Store.open_readonly(db) if fork_at is None else Store.open(db)
+    run_id = run_id_for(store, run_ref)
     if fork_at is None:
         from personae.orchestrator.replay import replay_run
         from personae.run_format import (

@@ -1,0 +1,99 @@
+"""What a new user trips on in the first hour (issue 20), each through the real CLI in a
+subprocess on a real SQLite file: `last` wherever a command takes a run, and listings that write
+booleans as JSON does."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from personae.llm.scripted import ScriptedBackend
+from personae.orchestrator.state import TurnDone
+from tests.cli_batch import run_batch
+from tests.durable_support import run_to_end, scenario_text, start
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def three_runs(isolated_env: Path) -> Path:
+    """Run 1 completed, run 2 interrupted after one turn, run 3 completed (the newest)."""
+    run_to_end(isolated_env, scenario_text("termination: {max_turns: 2}\n"), ScriptedBackend(default="Alpha point."))
+    store, run_id, orchestrator = start(
+        isolated_env, scenario_text("termination: {max_turns: 3}\n"), ScriptedBackend(default="Beta point.")
+    )
+    events = orchestrator.run(run_id)
+    for event in events:
+        if isinstance(event, TurnDone):
+            break
+    events.close()
+    store.finish_run(run_id, "interrupted", stop_reason="interrupted")
+    store.close()
+    run_to_end(isolated_env, scenario_text("termination: {max_turns: 2}\n"), ScriptedBackend(default="Gamma point."))
+    return isolated_env
+
+
+def test_last_names_the_newest_run_for_every_command_that_takes_one(
+    three_runs: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    results = run_batch([
+        ["graph", "last"], ["graph", "3"],
+        ["replay", "last", "-f", "json"],
+        ["search", "point", "--run", "last", "-f", "json"],
+        ["score", "LAST", "-f", "json"],
+        ["export", "last", "-f", "md"],
+        ["graph", "lastt"],
+    ], cli_env, tmp_path / "out")
+    for result in results[:-1]:
+        assert result.returncode == 0, (result.args, result.stderr)
+    assert results[0].stdout == results[1].stdout and "Gamma point." in results[0].stdout
+    assert json.loads(results[2].stdout)["run_id"] == 3
+    hits = json.loads(results[3].stdout)
+    assert hits and {h["run_id"] for h in hits} == {3}
+    assert json.loads(results[4].stdout)["run"] == 3
+    assert "Gamma point." in results[5].stdout
+    bad = results[6]
+    assert bad.returncode == 2 and "expected a run id or `last`, not 'lastt'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_resume_without_a_run_continues_the_newest_interrupted_one(
+    three_runs: Path, cli_env: dict[str, str], tmp_path: Path, scripted_ollama_server: Any
+) -> None:
+    env = {**cli_env, "OLLAMA_HOST": scripted_ollama_server.host}
+    [resumed, listing] = run_batch(
+        [["resume", "--backend", "ollama", "--model", "smollm2:135m", "-q"], ["runs", "-f", "json"]],
+        env, tmp_path / "out",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming run 2 " in resumed.stdout
+    statuses = {r["id"]: r["status"] for r in json.loads(listing.stdout)}
+    assert statuses == {1: "completed", 2: "completed", 3: "completed"}
+
+
+def test_resume_without_a_run_says_when_none_is_resumable(
+    isolated_env: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    run_to_end(isolated_env, scenario_text("termination: {max_turns: 1}\n"), ScriptedBackend(default="A point."))
+    [result] = run_batch([["resume"]], cli_env, tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    assert "has no interrupted or failed run to resume" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_csv_and_tsv_write_booleans_as_json_does(
+    three_runs: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    csv_out, tsv_out = run_batch(
+        [["score", "1", "-f", "csv"], ["score", "1", "-f", "tsv"]], cli_env, tmp_path / "out"
+    )
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    assert rows and {r["good"] for r in rows} <= {"true", "false"}
+    assert {r["cut"] for r in rows} <= {"true", "false"}
+    tsv_rows = list(csv.DictReader(io.StringIO(tsv_out.stdout), delimiter="\t"))
+    assert [r["good"] for r in tsv_rows] == [r["good"] for r in rows]
