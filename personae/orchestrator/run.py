@@ -65,6 +65,7 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         num_ctx=int(num_ctx),
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
         measure_prepared=overrides.get("measure_prepared", True),
+        check_placeholders=overrides.get("check_placeholders", True),
     )
 
 
@@ -124,7 +125,9 @@ class Orchestrator:
         scenario = self.loaded.scenario
         self._fixed_options: dict[str, tuple[dict[str, Any], list[str]]] = {}  # see _options
         self._rendered = RenderCache()  # each committed turn is rendered once, not per prompt
-        self.guard = ReplyGuard.for_scenario(scenario, self.loaded.personas)
+        self.guard = ReplyGuard.for_scenario(
+            scenario, self.loaded.personas, placeholders=self.settings.check_placeholders
+        )
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
             scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
@@ -245,7 +248,10 @@ class Orchestrator:
                 break
             schema_error = (parsed.meta or {}).get("structured_error") if speaker.schema else None
             checks.append(
-                self.guard.check(parsed.content, speaker.persona, state.history, messages, schema_error)
+                self.guard.check(
+                    parsed.content, speaker.persona, state.history, messages, schema_error,
+                    parsed.structured, speaker.schema,
+                )
             )
             if checks[-1].ok:
                 break

@@ -58,6 +58,9 @@ class RunSettings:
     # Collapse measures the prompt as it will be sent (with a structured reply's schema hint).
     # Runs started before 0.2.1 measured it without the hint; they resume and replay as they ran.
     measure_prepared: bool = True
+    # The reply guard calls a structured reply of placeholders a copy (and asks again). Runs
+    # started before that (resume.py::REPLY_CHECKS_SINCE) resume and replay as they ran.
+    check_placeholders: bool = True
 
 
 @dataclass(frozen=True)
