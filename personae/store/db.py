@@ -7,39 +7,30 @@ can share one file; writers take the write lock up front (BEGIN IMMEDIATE), whic
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError
 
-from alembic import command
 from personae.errors import StoreError, UserError
 from personae.store import failures
+from personae.store.location import database_url, display_path
 from personae.store.models import Base
+
+if TYPE_CHECKING:  # Alembic is imported only when a schema is not at head (see at_head)
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 
 
-def database_url(db: str | os.PathLike[str] | None) -> str:
-    """``--db`` wins, then ``PERSONAE_DB``, then ``./personae.db``. A value with ``://`` is a
-    SQLAlchemy URL (PostgreSQL for a shared team database); anything else is a SQLite file path."""
-    value = str(db) if db else os.environ.get("PERSONAE_DB") or "personae.db"
-    if "://" in value:
-        return value
-    return f"sqlite:///{Path(value).expanduser().resolve()}"
-
-
-def display_path(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.database or url if parsed.get_backend_name() == "sqlite" else url
+__all__ = ["Engines", "database_url", "display_path", "open_engines", "open_readonly", "upgrade"]
 
 
 @dataclass
@@ -154,6 +145,10 @@ def open_readonly(url: str) -> Engines:
 
 def _require_head(engines: Engines) -> None:
     """Refuse, with the reason and the fix, a database this version cannot read as it is."""
+    if at_head(engines.read):
+        return
+    from alembic.script import ScriptDirectory
+
     where = display_path(engines.url)
     try:
         current = current_revision(engines.read)
@@ -224,19 +219,55 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
     return engine
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?", re.MULTILINE)
+
+
+def shipped_head() -> str:
+    """The newest revision this package ships, read from the revision files themselves (the one
+    no other revision names as its ``down_revision``): the fast check of ``at_head`` needs no
+    Alembic. ``tests/test_migrations.py`` holds it equal to Alembic's own head."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        fields = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" in fields:
+            revisions.add(fields["revision"])
+            parents.add(fields.get("down_revision"))
+    heads = revisions - parents
+    assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
+    return heads.pop()
+
+
+def at_head(engine: Engine) -> bool:
+    """Is the schema at this version's head? One plain query, so the commands that open a
+    database at head (every one, most of the time) never import Alembic; anything else — no
+    version table, another revision, an unreadable file — goes the slow, careful way."""
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except Exception:  # noqa: BLE001 - the slow path names whatever is wrong
+        return False
+    return stored == [shipped_head()]
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -244,6 +275,11 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engines: Engines, *, to: str = "head") -> str | None:
     """Bring the schema to ``to``; returns a sentence for the user when an existing database was
     upgraded (after a backup copy), None when nothing had to change or the file was new."""
+    if to == "head" and at_head(engines.read):
+        return None
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
     current = current_revision(engines.read)
