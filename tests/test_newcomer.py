@@ -97,3 +97,38 @@ def test_csv_and_tsv_write_booleans_as_json_does(
     assert {r["cut"] for r in rows} <= {"true", "false"}
     tsv_rows = list(csv.DictReader(io.StringIO(tsv_out.stdout), delimiter="\t"))
     assert [r["good"] for r in tsv_rows] == [r["good"] for r in rows]
+
+
+def test_usage_errors_read_like_personae_own_errors(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    results = run_batch(
+        [["runs", "--dv"], ["show", "1", "-f", "xml"], ["nosuch"], ["db", "nosuch"], ["run"]],
+        cli_env, tmp_path / "out",
+    )
+    for result in results:
+        assert result.returncode == 2, result
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
+        assert "╭" not in result.stderr and "Traceback" not in result.stderr
+        assert "--help`)." in result.stderr
+    assert "No such option: --dv (Possible options: --db). Usage: personae runs [OPTIONS]" in results[0].stderr
+    assert "'xml' is not one of" in results[1].stderr and "Value error" not in results[1].stderr
+    assert "(see `personae db --help`)" in results[3].stderr
+
+
+def test_scenario_names_get_a_did_you_mean(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    [result] = run_batch([["run", "cache-reviw"]], cli_env, tmp_path / "out")
+    assert result.returncode == 2
+    assert "Did you mean 'cache-review' (personae run cache-review)?" in result.stderr
+
+
+def test_new_refuses_the_name_reserved_for_the_person_taking_part(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    folder = tmp_path / "personas"
+    results = run_batch(
+        [["new", "persona", name, "--folder", str(folder)] for name in ("User", "user", "ＵＳＥＲ")]
+        + [["new", "scenario", "user", "--folder", str(tmp_path / "scenarios")]],
+        cli_env, tmp_path / "out",
+    )
+    for result in results[:3]:
+        assert result.returncode == 2, result
+        assert "cannot name a persona: User is the person taking part" in result.stderr
+    assert not folder.exists()
+    assert results[3].returncode == 0, results[3].stderr  # a scenario may be called that

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 import typer
 
 from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli.output import OurUsageErrors
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OurUsageErrors,
 )
 
 

@@ -158,7 +158,14 @@ def new(
     from importlib.resources import files
 
     from personae.config import json_schema
+    from personae.config.names import HUMAN, is_reserved
 
+    if kind is FileKind.persona and is_reserved(name):
+        raise UserError(
+            f"{name!r} cannot name a persona: {HUMAN} is the person taking part (scripted "
+            "inputs, --interactive), and a persona of that name would be read as them. Choose "
+            "another name, e.g. Customer or Stakeholder."
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,63}", name):
         raise UserError(
             f"{name!r} cannot name a {kind.value}: use letters, digits, spaces, '-' or '_' "
