@@ -106,11 +106,14 @@ class OurUsageErrors(TyperGroup):
     """The app's group: usage errors are printed as Personae's own errors are (``Error:``, one
     paragraph, exit 2), not in a framed box; every command registered on the app gets this."""
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(
+        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+        standalone_mode: bool = True, **kwargs: Any,
+    ) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
         except _click_errors.ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # `personae` alone: the help
                 exc.show()
