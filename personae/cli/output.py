@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -107,13 +107,15 @@ class OurUsageErrors(TyperGroup):
     paragraph, exit 2), not in a framed box; every command registered on the app gets this."""
 
     def main(
-        self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-        standalone_mode: bool = True, **kwargs: Any,
+        self, args: Sequence[str] | None = None, prog_name: str | None = None,
+        complete_var: str | None = None, standalone_mode: bool = True,
+        windows_expand_args: bool = True, **extra: Any,
     ) -> Any:
+        forward = dict(extra, windows_expand_args=windows_expand_args)
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, False, **forward)
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **kwargs)
+            result = super().main(args, prog_name, complete_var, False, **forward)
         except _click_errors.ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # `personae` alone: the help
                 exc.show()
