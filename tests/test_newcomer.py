@@ -132,3 +132,61 @@ def test_new_refuses_the_name_reserved_for_the_person_taking_part(tmp_path: Path
         assert "cannot name a persona: User is the person taking part" in result.stderr
     assert not folder.exists()
     assert results[3].returncode == 0, results[3].stderr  # a scenario may be called that
+
+
+SMALL = "name: s\ngoal: Decide on a cache.\npersonas: [Planner, Critic]\nmemory: {num_ctx: 2048, collapse: null}\ntermination: {max_turns: 2}\n"
+
+
+def test_the_model_is_checked_before_a_run_or_a_database_exists(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    tight = tmp_path / "tight.yaml"  # fits no window: the run never starts
+    tight.write_text(SMALL.replace("num_ctx: 2048", "num_ctx: 256").replace(
+        "goal: Decide on a cache.", "goal: " + "Decide on the cache and its rollout plan. " * 60), encoding="utf-8")
+    db = tmp_path / "db" / "p.db"
+    db.parent.mkdir()
+    served = {"OLLAMA_HOST": scripted_ollama_server.host}
+    base = ["--backend", "ollama", "--db", str(db), "-q"]
+    missing, interactive, silent, too_big = run_batch([
+        {"args": ["run", str(path), "--model", "nosuch:1b", *base], "env": served},
+        {"args": ["run", str(path), "--model", "nosuch:1b", "-i", *base], "env": served},
+        ["run", str(path), "--model", "smollm2:135m", *base],  # OLLAMA_HOST: nothing answers
+        {"args": ["run", str(tight), "--model", "smollm2:135m", *base], "env": served},
+    ], cli_env, tmp_path / "out")
+    for result in (missing, interactive):
+        assert result.returncode == 1, result
+        assert "does not have the model 'nosuch:1b'. Download it with: ollama pull nosuch:1b" in result.stderr
+        assert "User>" not in result.stdout and "Traceback" not in result.stderr
+    assert silent.returncode == 1 and "does not answer" in silent.stderr, silent
+    assert too_big.returncode == 2 and "Traceback" not in too_big.stderr, too_big
+    assert list(db.parent.iterdir()) == []  # no empty database left behind
+    asked = [r.path for r in scripted_ollama_server.requests]
+    assert "/api/show" in asked and "/api/chat" not in asked
+
+
+def test_a_failed_run_says_why_and_reading_leaves_no_wal_files(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    from personae.errors import BackendError
+
+    def fail(_request: object) -> str:
+        raise BackendError("the model broke")
+
+    scripted_ollama_server.backend.default = fail
+    path = tmp_path / "s.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    db = tmp_path / "db" / "p.db"
+    db.parent.mkdir()
+    env = {**cli_env, "OLLAMA_HOST": scripted_ollama_server.host, "PERSONAE_DB": str(db)}
+    ran, listing, *reads = run_batch(
+        [["run", str(path), "--backend", "ollama", "--model", "smollm2:135m", "-q"],
+         ["runs", "-f", "tsv"], ["show", "last"], ["search", "cache"], ["score", "last"]],
+        env, tmp_path / "out",
+    )
+    assert ran.returncode == 1
+    [row] = list(csv.DictReader(io.StringIO(listing.stdout), delimiter="\t"))
+    assert row["status"] == "failed" and "the model broke" in row["error"]
+    assert "the model broke" in reads[0].stdout
+    assert sorted(p.name for p in db.parent.iterdir()) == ["p.db"]

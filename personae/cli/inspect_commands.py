@@ -54,7 +54,7 @@ class GraphFormat(str, Enum):
 
 RUN_COLUMNS = (
     "id", "scenario", "model", "backend", "turns", "prompt_tokens", "evaluated_tokens",
-    "completion_tokens", "status", "stop_reason", "started", "parent_run_id", "fork_turn",
+    "completion_tokens", "status", "stop_reason", "error", "started", "parent_run_id", "fork_turn",
 )
 
 
@@ -87,7 +87,7 @@ def runs(
             "id": r.id, "scenario": r.scenario_name, "model": r.model, "backend": r.backend,
             "turns": r.turns, "prompt_tokens": r.prompt_tokens,
             "evaluated_tokens": r.evaluated_tokens, "completion_tokens": r.completion_tokens,
-            "status": status, "stop_reason": r.stop_reason, "started": r.started_at,
+            "status": status, "stop_reason": r.stop_reason, "error": r.error, "started": r.started_at,
             "parent_run_id": r.parent_run_id, "fork_turn": r.fork_turn,
         })
     if fmt is not Format.table:

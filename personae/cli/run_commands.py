@@ -110,17 +110,22 @@ def run(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
         retries=retries, retry_delay=retry_delay, quiet=quiet,
     )
+    new_file = new_database_file(db)
     store = Store.open(db)
-    settings = settings_for(
-        loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
-    )
-    out.print(banner(llm, store))
-    if store.notice:
-        out.print(shown(store.notice))
-    short = shortfall(loaded.scenario.policy, settings.max_turns)
-    if short is not None:
-        err.print(f"[yellow]Note:[/] {shown(short.message())}")
-    orchestrator = live_orchestrator(loaded, llm, store, settings, interactive=interactive)
+    try:
+        settings = settings_for(
+            loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
+        )
+        out.print(banner(llm, store))
+        if store.notice:
+            out.print(shown(store.notice))
+        short = shortfall(loaded.scenario.policy, settings.max_turns)
+        if short is not None:
+            err.print(f"[yellow]Note:[/] {shown(short.message())}")
+        orchestrator = live_orchestrator(loaded, llm, store, settings, interactive=interactive)
+    except BaseException:
+        discard_if_unused(store, new_file)
+        raise
     try:
         run_id = start_run(store, loaded, llm, settings)
     except KeyboardInterrupt:
@@ -276,6 +281,25 @@ def replay(
             f"the prompts now differ from {shown(first.describe())} "
             f"(see `{shown(f'personae replay {run_id}{db_flag(db)}')}`)."
         )
+
+
+def new_database_file(db: str | None) -> Path | None:
+    """The SQLite file ``run`` is about to create, or None when it exists (or is a server)."""
+    from personae.store.location import SQLITE_PREFIX, database_url, display_path
+
+    url = database_url(db)
+    path = Path(display_path(url))
+    return path if url.startswith(SQLITE_PREFIX) and not path.exists() else None
+
+
+def discard_if_unused(store: Store, new_file: Path | None) -> None:
+    """A run that never started leaves no database behind: the file this command created is
+    removed again while it holds no run (a scenario too big for its window, an interrupt)."""
+    if new_file is None or store.runs(1):
+        return
+    store.close()
+    for path in (new_file, *(new_file.with_name(new_file.name + s) for s in ("-wal", "-shm"))):
+        path.unlink(missing_ok=True)
 
 
 def banner(llm: Backend, store: Store) -> str:

@@ -32,6 +32,16 @@ def short_model(model: str) -> str:
     return PurePath(model).name if model.endswith(".gguf") else model
 
 
+def stopped_by(row: Mapping[str, Any], limit: int = 70) -> str:
+    """Why a run stopped, for a table cell: a failed run's own error (its first sentence), not
+    just "error" — `personae show RUN` has the whole message."""
+    error = str(row.get("error") or "").strip()
+    if not error:
+        return str(row.get("stop_reason") or "")
+    first = error.split(". ")[0].rstrip(".")
+    return "error: " + (first if len(first) <= limit else first[: limit - 1].rstrip() + "…")
+
+
 def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
     """The runs as a table for a terminal ``width`` columns wide."""
     shown = [name for name, at_least in _RUN_COLUMNS if width >= at_least]
@@ -58,7 +68,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
                 f"{r['prompt_tokens']}/{r['evaluated_tokens']}/{r['completion_tokens']}"
             ),
             "status": Text(inert(r["status"])),
-            "stopped by": Text(inert(r.get("stop_reason") or "")),
+            "stopped by": Text(inert(stopped_by(r))),
             "started": started.strftime("%Y-%m-%d %H:%M" if width >= 130 else "%m-%d %H:%M"),
         }
         table.add_row(*(cells[name] for name in shown))

@@ -111,9 +111,10 @@ def open_readonly(url: str) -> Engines:
     """Engines for a command that only reads (runs, show, search, graph, export, doctor).
 
     Such a command creates nothing and changes nothing: a missing file is an error that says
-    where Personae looked, a SQLite file is opened read-only (``mode=ro``), and a file that is
-    not a Personae database, or not at this version's schema, is named and left as it was:
-    upgrading it is a writing command's job (``personae db upgrade``), after a backup."""
+    where Personae looked, a SQLite file is opened for reading only (``query_only``; no -wal or
+    -shm is left behind), and a file that is not a Personae database, or not at this version's
+    schema, is named and left as it was: upgrading it is a writing command's job (``personae db
+    upgrade``), after a backup."""
     where = _where(url)
     try:
         is_sqlite = make_url(url).get_backend_name() == "sqlite"
@@ -188,14 +189,19 @@ def _require_head(engines: Engines) -> None:
 
 
 def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engine:
-    """A SQLite engine with our pragmas; ``readonly``: the file, opened with ``mode=ro``."""
+    """A SQLite engine with our pragmas; ``readonly``: the file, opened for reads only (query_only)."""
     if readonly is None:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     else:
         import sqlite3
         from urllib.parse import quote
 
-        uri = f"file:{quote(str(readonly))}?mode=ro"
+        # mode=rw, never creating (the file is checked to exist first), with every write refused
+        # by query_only below: a mode=ro connection can neither checkpoint nor remove the -wal
+        # and -shm files it makes a WAL database grow, so every `personae runs` would leave them
+        # beside the file; this one lets SQLite's own last-close cleanup do it. A write-protected
+        # file still opens, read-only, as SQLite does for mode=rw.
+        uri = f"file:{quote(str(readonly))}?mode=rw"
         engine = create_engine(
             "sqlite://",
             creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False),
@@ -205,8 +211,10 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        if readonly is None:  # a read-only connection cannot change the journal mode, nor needs to
+        if readonly is None:  # a reader leaves the journal mode as the file has it
             cursor.execute("PRAGMA journal_mode=WAL")
+        else:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
