@@ -13,7 +13,7 @@ import yaml
 
 from personae.config.models import Persona
 from personae.llm.scripted import ScriptedBackend
-from personae.orchestrator.resume import REPLY_CHECKS_SINCE, reload_scenario, run_settings
+from personae.orchestrator.resume import REPLY_RULES_SINCE, reload_scenario, run_settings
 from personae.orchestrator.state import Retrying
 from personae.quality.placeholders import placeholder_fields
 from personae.quality.runs import score_run
@@ -80,7 +80,7 @@ def test_runs_from_before_the_check_resume_and_replay_with_their_old_guard(tmp_p
     store, run_id, _ = run_events(tmp_path / "p.db", critic_with_schema(), backend)
     row = store.run(run_id)
     loaded = reload_scenario(store, row)
-    for version, expected in (("0.2.1", False), (".".join(map(str, REPLY_CHECKS_SINCE)), True)):
+    for version, expected in (("0.2.1", False), (".".join(map(str, REPLY_RULES_SINCE)), True)):
         row.personae_version = version
         assert run_settings(row, loaded, backend).check_placeholders is expected, version
 

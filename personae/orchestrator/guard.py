@@ -61,7 +61,7 @@ class ReplyGuard:
     config: GuardConfig
     roster: tuple[str, ...]
     given: frozenset[Gram]  # goal, context and every persona's instructions
-    placeholders: bool = True  # check structured fields for placeholders (runs since resume.py::REPLY_CHECKS_SINCE)
+    placeholders: bool = True  # check structured fields for placeholders (runs since resume.py::REPLY_RULES_SINCE)
     _said: set[Gram] = field(default_factory=set)  # 4-grams of the transcript so far …
     _said_ids: tuple[int | None, int] = (None, 0)  # … as of (first message id, count)
 

@@ -50,9 +50,10 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
 GUARD_SINCE = (0, 2, 0)
 # The first version whose collapse check measures a turn's prompt with its schema hint.
 MEASURE_PREPARED_SINCE = (0, 2, 1)
-# The first version whose reply guard calls placeholder-filled structured replies copies. The
-# next version after 0.2.1, so any bump at merge turns it on for new runs.
-REPLY_CHECKS_SINCE = (0, 2, 2)
+# The first version whose reply guard calls placeholder-filled structured replies copies and
+# whose cut replies are trimmed at their last complete sentence. The next version after 0.2.1,
+# so any bump at merge turns both on for new runs.
+REPLY_RULES_SINCE = (0, 2, 2)
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
@@ -170,7 +171,8 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
         "num_ctx": run.num_ctx,
         "seed": run.seed,
         "measure_prepared": _version(run.personae_version) >= MEASURE_PREPARED_SINCE,
-        "check_placeholders": _version(run.personae_version) >= REPLY_CHECKS_SINCE,
+        "check_placeholders": _version(run.personae_version) >= REPLY_RULES_SINCE,
+        "trim_cut_replies": _version(run.personae_version) >= REPLY_RULES_SINCE,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}
     return settings_for(loaded, backend, **values)

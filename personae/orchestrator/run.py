@@ -47,6 +47,7 @@ from personae.orchestrator.state import (
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
+from personae.replies.ending import complete_part
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -66,6 +67,7 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
         measure_prepared=overrides.get("measure_prepared", True),
         check_placeholders=overrides.get("check_placeholders", True),
+        trim_cut_replies=overrides.get("trim_cut_replies", True),
     )
 
 
@@ -260,8 +262,13 @@ class Orchestrator:
         meta = dict(parsed.meta or {})
         if not result.text.strip():  # kept, and flagged
             meta["empty_reply"] = True
+        content = parsed.content
         if result.done_reason == "length":
             meta["truncated"] = True
+            if self.settings.trim_cut_replies and parsed.structured is None:
+                content = complete_part(parsed.content)  # raw keeps every character
+                if len(content) < len(parsed.content.rstrip()):
+                    meta["trimmed"] = len(parsed.content.rstrip()) - len(content)
         if len(attempts) > 1 or (checks and not checks[kept].ok):
             meta["guard"] = {
                 "attempts": len(attempts),
@@ -272,7 +279,7 @@ class Orchestrator:
             turn=turn,
             persona=speaker.persona,
             phase=speaker.phase,
-            content=parsed.content,
+            content=content,
             thinking=parsed.thinking,
             raw=result.text,
             cut=parsed.cut,
@@ -285,7 +292,7 @@ class Orchestrator:
             turn=turn,
             persona=speaker.persona,
             phase=speaker.phase,
-            content=parsed.content,
+            content=content,
             thinking=parsed.thinking,
             id=committed.message_id,
             structured=record.structured,
