@@ -154,6 +154,8 @@ def done_line(event: Any, *, copied: bool) -> str:
     u = event.usage
     rate = f", {u.completion_tokens / (u.eval_ns / 1e9):.1f} tokens/s" if u.eval_ns > 0 else ""
     cut = " · [yellow]cut at num_predict[/]" if event.truncated else ""
+    if (event.utterance.meta or {}).get("trimmed"):
+        cut += "[yellow]: the others read it up to its last complete sentence[/]"
     return (
         f"[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
         f"{u.completion_tokens} generated{rate}, {event.seconds:.1f} s[/]{cut}"
