@@ -190,3 +190,50 @@ def test_a_failed_run_says_why_and_reading_leaves_no_wal_files(
     assert row["status"] == "failed" and "the model broke" in row["error"]
     assert "the model broke" in reads[0].stdout
     assert sorted(p.name for p in db.parent.iterdir()) == ["p.db"]
+
+
+def test_listings_are_one_line_per_item_tsv_when_piped_and_hide_shadowed_builtins(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    from tests.test_listing import in_terminal
+
+    project = tmp_path / "proj"
+    (project / "scenarios").mkdir(parents=True)
+    (project / "personas").mkdir()
+    builtin = Path(__file__).parent.parent / "personae" / "builtin"
+    (project / "scenarios" / "cache-review.yaml").write_text(
+        (builtin / "scenarios" / "cache-review.yaml").read_text(encoding="utf-8").replace(
+            "documents: [docs/orders-api.md]", "documents: []"), encoding="utf-8")
+    (project / "personas" / "critic.yaml").write_text(
+        "name: Critic\ndescription: Our own critic.\nsystem: Find the flaw.\n", encoding="utf-8")
+    sc, pe = ["--folder", str(project / "scenarios")], ["--folder", str(project / "personas")]
+    piped, everything, as_json, people = run_batch(
+        [["scenarios", *sc], ["scenarios", *sc, "--all", "-f", "csv"], ["scenarios", *sc, "-f", "json"],
+         ["personas", *pe]], cli_env, tmp_path / "out",
+    )
+    screen = in_terminal("scenarios", *sc, env=cli_env, columns=80)
+    rows = list(csv.DictReader(io.StringIO(piped.stdout), delimiter="\t"))
+    assert [r["name"] for r in rows][:2] == ["cache-review", "checkout-rollout"]
+    local = str(project / "scenarios" / "cache-review.yaml")
+    assert rows[0]["from"] == local and len(rows) == 5  # the built-in is hidden
+    every = list(csv.DictReader(io.StringIO(everything.stdout)))
+    assert [(r["name"], r["from"], r["hidden"]) for r in every[:2]] == [
+        ("cache-review", local, "false"), ("cache-review", "built-in", "true"),
+    ]
+    assert len(json.loads(as_json.stdout)) == 5
+    critics = [r for r in csv.DictReader(io.StringIO(people.stdout), delimiter="\t") if r["name"] == "Critic"]
+    assert [r["from"] for r in critics] == [str(project / "personas" / "critic.yaml")]
+    listed = [line for line in screen if line.strip()]
+    assert all(len(line) <= 80 for line in screen)
+    assert sum("cache-review" in line for line in listed) == 1 and any("…" in line for line in listed)
+
+
+def test_runs_filter_by_scenario_status_and_model(three_runs: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    results = run_batch([
+        ["runs", "--status", "interrupted", "-f", "json"],
+        ["runs", "--status", "completed", "-n", "1", "-f", "json"],
+        ["runs", "--scenario", "durable", "--model", "scripted", "-f", "json"],
+        ["runs", "--scenario", "nope", "-f", "json"],
+    ], cli_env, tmp_path / "out")
+    ids = [[r["id"] for r in json.loads(r.stdout)] for r in results]
+    assert ids == [[2], [3], [3, 2, 1], []]

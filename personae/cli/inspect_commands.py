@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -66,6 +66,12 @@ def runs(
         int | None,
         typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="Show only the newest N runs."),
     ] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Only runs of this scenario (its name).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this status: completed, failed, interrupted, running, stale."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only runs on this model (a name, or a .gguf file name).")] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
     from personae.liveness import process_alive
@@ -73,21 +79,30 @@ def runs(
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
-        rows = store.runs(limit)
+        rows = store.runs(None if (scenario or status or model) else limit)
+
+    def shown_status(r: Any) -> str:
+        if r.status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
+            return "stale (resumable)"  # its process died without a word: kill -9, power loss
+        return str(r.status)
+
+    rows = [
+        r for r in rows
+        if (scenario is None or r.scenario_name == scenario)
+        and (status is None or shown_status(r).split()[0] == status.strip().lower())
+        and (model is None or model in (r.model, Path(r.model).name))
+    ][:limit]
     fmt = output_format(format)
     if fmt is Format.json:
         write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
     listed = []
     for r in rows:
-        status = r.status
-        if status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
-            status = "stale (resumable)"  # its process died without a word: kill -9, power loss
         listed.append({
             "id": r.id, "scenario": r.scenario_name, "model": r.model, "backend": r.backend,
             "turns": r.turns, "prompt_tokens": r.prompt_tokens,
             "evaluated_tokens": r.evaluated_tokens, "completion_tokens": r.completion_tokens,
-            "status": status, "stop_reason": r.stop_reason, "error": r.error, "started": r.started_at,
+            "status": shown_status(r), "stop_reason": r.stop_reason, "error": r.error, "started": r.started_at,
             "parent_run_id": r.parent_run_id, "fork_turn": r.fork_turn,
         })
     if fmt is not Format.table:

@@ -32,6 +32,26 @@ def short_model(model: str) -> str:
     return PurePath(model).name if model.endswith(".gguf") else model
 
 
+def one_line_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], width: int) -> Table:
+    """A listing for a terminal ``width`` columns wide, one line per item: the first column
+    whole, the second (the prose) taking the room that is left, the others at most 32 wide; long
+    values are cut with an ellipsis (``--format tsv`` has them whole)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, header_style="bold", width=width)
+    for index, name in enumerate(columns):
+        table.add_column(
+            name, no_wrap=True, overflow="ellipsis", ratio=1 if index == 1 else None,
+            max_width=None if index < 2 else 32,
+        )
+    for r in rows:
+        cells = []
+        for name in columns:
+            value = r.get(name)
+            text = ("yes" if value else "") if isinstance(value, bool) else str(value or "")
+            cells.append(Text(inert(text), style="dim" if r.get("hidden") else ""))
+        table.add_row(*cells)
+    return table
+
+
 def stopped_by(row: Mapping[str, Any], limit: int = 70) -> str:
     """Why a run stopped, for a table cell: a failed run's own error (its first sentence), not
     just "error" — `personae show RUN` has the whole message."""
