@@ -237,3 +237,41 @@ def test_runs_filter_by_scenario_status_and_model(three_runs: Path, cli_env: dic
     ], cli_env, tmp_path / "out")
     ids = [[r["id"] for r in json.loads(r.stdout)] for r in results]
     assert ids == [[2], [3], [3, 2, 1], []]
+
+
+def test_one_meaning_of_turn_everywhere(
+    isolated_env: Path, cli_env: dict[str, str], tmp_path: Path, scripted_ollama_server: Any
+) -> None:
+    """A turn is a persona speaking (what max_turns counts); a message is a numbered line of the
+    transcript, User's included. 3 turns and 1 User message are 4 messages, in every command."""
+    text = scenario_text(
+        'inputs: [{at_turn: 2, text: "Mind the budget."}]\ntermination: {max_turns: 3}\nmemory: {num_ctx: 2048}\n'
+    )
+    run_to_end(isolated_env, text, ScriptedBackend(default="A fresh point about the cache."))
+    env = {**cli_env, "OLLAMA_HOST": scripted_ollama_server.host}
+    listing, shown_text, md, as_json, resumed, fork_short, hit = run_batch([
+        ["runs", "-f", "json"], ["show", "1"], ["show", "1", "-f", "md"], ["show", "1", "-f", "json"],
+        ["resume", "1"],
+        ["replay", "1", "--fork-at", "4", "--max-turns", "2", "--backend", "ollama", "--model", "smollm2:135m"],
+        ["search", "budget", "-f", "json"],
+    ], env, tmp_path / "out")
+    [run] = json.loads(listing.stdout)
+    assert (run["turns"], run["messages"]) == (3, 4)
+    assert (json.loads(as_json.stdout)["run"]["turns"], json.loads(as_json.stdout)["run"]["messages"]) == (3, 4)
+    assert "3 turns and 1 User message" in shown_text.stdout.splitlines()[0]
+    assert "- length: 3 turns and 1 User message" in md.stdout
+    # the hint's arithmetic: fork after message 4, and --max-turns counts turns (3 + 4)
+    assert resumed.returncode == 2 and "(max_turns, 3 turns and 1 User message)" in resumed.stderr
+    assert "personae replay 1 --fork-at 4 --max-turns 7" in resumed.stderr
+    assert fork_short.returncode == 2, fork_short
+    assert "--max-turns 2 is below the 3 turns that messages 1 to 4 hold" in fork_short.stderr
+    [found] = [h for h in json.loads(hit.stdout) if h["where"] == "message"]
+    assert (found["message"], found["persona"]) == (2, "User")
+
+
+def test_help_has_no_integer_range_noise(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    helps = run_batch([["run", "--help"], ["runs", "--help"], ["replay", "--help"]], cli_env, tmp_path / "out")
+    for result in helps:
+        assert result.returncode == 0
+        assert "range" not in result.stdout and "<=x" not in result.stdout, result.stdout
+    assert "--retries" in helps[0].stdout and "<int>" in helps[0].stdout

@@ -177,7 +177,7 @@ def resume(
         out.print(shown(store.notice))
     run_id = resumable_run_id(store) if run_ref is None else run_id_for(store, run_ref)
     row = store.run(run_id)
-    note = check_resumable(row, force=force)
+    note = check_resumable(row, force=force, turns=store.persona_turns([run_id])[run_id])
     kind, chosen = backend_to_continue(row, backend, model)
     loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = open_model_server(
@@ -195,7 +195,7 @@ def resume(
         store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
     go_live(
         orchestrator, store, run_id, quiet=quiet, db=db,
-        announce=f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after turn "
+        announce=f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after message "
         f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
     )
 
@@ -206,7 +206,7 @@ def replay(
     db: DbOption = None,
     fork_at: Annotated[
         int | None,
-        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy turns 1..N into a new run and continue it live."),
+        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy messages 1..N (User's included, as numbered in `show`) into a new run and continue it live."),
     ] = None,
     scenario: Annotated[
         Path | None,
@@ -270,7 +270,7 @@ def replay(
     fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
     out.print(banner(llm, store))
     out.print(
-        f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
+        f"run {fork.run_id} ← run {run_id}@{fork_at}: messages 1–{fork_at} are copied from run "
         f"{run_id} (no model call), then it goes on live up to {count(fork.orchestrator.settings.max_turns, 'turn')}"
     )
     drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db=db)

@@ -32,6 +32,7 @@ from personae.orchestrator.run import settings_for
 from personae.orchestrator.state import RunSettings
 from personae.store.models import Run
 from personae.store.repo import Store
+from personae.words import count
 
 
 def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None) -> LoadedScenario:
@@ -181,15 +182,19 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
 # -------------------------------------------------------------------------- may it be resumed?
 
 
-def check_resumable(run: Run, *, force: bool = False) -> str | None:
+def check_resumable(run: Run, *, force: bool = False, turns: int | None = None) -> str | None:
     """Raise ``UserError`` (exit 2) if ``run`` must not be continued; else a note for the user
-    when the run was left ``running`` by a process that is gone (None otherwise)."""
+    when the run was left ``running`` by a process that is gone (None otherwise). ``turns``: its
+    persona turns (``run.turns`` counts User's messages too), for the fork hint's --max-turns."""
+    taken = run.turns if turns is None else turns
     resume_hint = f"personae replay {run.id} --fork-at {run.turns}"
     if run.status == "completed":
+        user = run.turns - taken
+        length = count(taken, "turn") + (f" and {count(user, 'User message')}" if user else "")
         raise UserError(
-            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {run.turns} turns); "
-            f"there is nothing to resume. To continue it with more turns, fork it: "
-            f"{resume_hint} --max-turns {run.turns + max(run.turns, 4)}"
+            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {length}); "
+            f"there is nothing to resume. To continue it with more turns, fork it after its "
+            f"last message: {resume_hint} --max-turns {taken + max(taken, 4)}"
         )
     if run.status != "running":
         return None
@@ -206,7 +211,7 @@ def check_resumable(run: Run, *, force: bool = False) -> str | None:
         )
     return (
         f"Run {run.id} was left running by process {run.pid}, which is gone (killed or crashed); "
-        f"continuing after turn {run.turns}."
+        f"continuing after message {run.turns}."
     )
 
 
