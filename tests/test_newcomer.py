@@ -275,3 +275,25 @@ def test_help_has_no_integer_range_noise(tmp_path: Path, cli_env: dict[str, str]
         assert result.returncode == 0
         assert "range" not in result.stdout and "<=x" not in result.stdout, result.stdout
     assert "--retries" in helps[0].stdout and "<int>" in helps[0].stdout
+
+
+def test_validate_prints_the_turn_plan_and_the_notes_a_run_would(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        "name: plan\ngoal: Decide on a cache.\npersonas: [Planner, Analyst, Critic]\n"
+        "policy:\n  type: phases\n  phases:\n"
+        "    - {name: open, speakers: [Planner]}\n"
+        "    - {name: debate, speakers: [Critic], rounds: 2}\n"
+        "    - {name: close, speakers: [Analyst]}\n"
+        'inputs: [{at_turn: 2, text: "Mind the budget."}]\n'
+        "termination: {max_turns: 3}\n",
+        encoding="utf-8",
+    )
+    [result] = run_batch([["validate", str(path)]], cli_env, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "open: Planner 1, User input (message 2, before turn 2)" in lines
+    assert "debate: Critic 2, Critic 3" in lines
+    assert "ends: max_turns 3 (in phase close)" in lines
+    assert "Critic speaks twice in a row" in result.stderr
+    assert "max_turns 3 stops it before phase 'close': its phases take 4 turns" in result.stderr

@@ -37,19 +37,36 @@ def validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Persona or scenario files.")],
     allow_dir: AllowDirOption = None,
 ) -> None:
-    """Check persona and scenario files; exit 2 if any is invalid."""
+    """Check persona and scenario files (exit 2 if any is invalid); for a scenario, print its
+    turn plan — who speaks at each turn, where inputs land, where max_turns stops it — and the
+    notes a run would print."""
     from personae.config import validate_file
     from personae.errors import ConfigError
 
     failed = 0
     for path in files:
         try:
-            out.print(f"[green]ok[/] {shown(str(path))}: {shown(validate_file(path, allowed_dirs=allow_dir or ()))}")
+            what = validate_file(path, allowed_dirs=allow_dir or ())
+            out.print(f"[green]ok[/] {shown(str(path))}: {shown(what)}")
+            if what.startswith("scenario"):
+                print_plan(path, allow_dir or ())
         except ConfigError as exc:
             failed += 1
             err.print(f"[bold red]Error:[/] {shown(str(exc))}")
     if failed:
         raise typer.Exit(2)
+
+
+def print_plan(path: Path, allowed_dirs: Any) -> None:
+    """The pre-flight of a valid scenario: its turn plan, then the notes a run would print."""
+    from personae.config import load_scenario
+    from personae.orchestrator.plan import plan_lines, turn_plan
+
+    plan = turn_plan(load_scenario(path, allowed_dirs=allowed_dirs))
+    for line in plan_lines(plan):
+        out.print(f"  {shown(line)}")
+    for warning in plan.warnings:
+        err.print(f"[yellow]Note:[/] {shown(warning)}")
 
 
 AllOption = Annotated[
