@@ -297,3 +297,21 @@ def test_validate_prints_the_turn_plan_and_the_notes_a_run_would(tmp_path: Path,
     assert "ends: max_turns 3 (in phase close)" in lines
     assert "Critic speaks twice in a row" in result.stderr
     assert "max_turns 3 stops it before phase 'close': its phases take 4 turns" in result.stderr
+
+
+def test_shell_completion_offers_scenario_names_and_run_ids(
+    three_runs: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    def completing(words: str) -> dict[str, Any]:
+        cword = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+        env = {"_PERSONAE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": cword}
+        return {"args": [], "env": env}
+
+    scenario, show, search = run_batch(
+        [completing("personae run cache-r"), completing("personae show "), completing("personae search x --run ")],
+        cli_env, tmp_path / "out",
+    )
+    assert scenario.stdout.split() == ["cache-review"], scenario
+    assert show.stdout.split() == ["last", "3", "2", "1"], show
+    assert search.stdout.split() == ["last", "3", "2", "1"], search
+    assert "Traceback" not in show.stderr + search.stderr

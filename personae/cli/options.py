@@ -62,22 +62,53 @@ def check_run_refs(value: Any) -> Any:
     return value
 
 
+def complete_run(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for RUN: `last` and the newest run ids of the database the command line
+    names (its --db, else $PERSONAE_DB); nothing when there is none to read."""
+    try:
+        from personae.store.repo import Store
+
+        with Store.open_readonly(ctx.params.get("db")) as store:
+            ids = [str(r.id) for r in store.runs(100)]
+    except Exception:  # noqa: BLE001 - completion must never print an error into a shell
+        ids = []
+    return [ref for ref in ("last", *ids) if ref.startswith(incomplete)]
+
+
+def complete_scenario(incomplete: str) -> list[str]:
+    """Shell completion for SCENARIO: the names `personae run NAME` finds (./scenarios, then the
+    built-ins); a path is the shell's own business."""
+    from personae.config.catalog import scenario_files
+
+    return sorted({f.name for f in scenario_files() if f.name.startswith(incomplete)})
+
+
 # Every RUN a command takes — argument or option — is one of these, so `last` means the same
 # everywhere (new commands get it by using them) and a bad id is the same usage error.
 RUN_HELP = "A run id, or `last` for the newest run."
 
 RunArg = Annotated[
     str | None,
-    typer.Argument(metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs),
+    typer.Argument(
+        metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs,
+        autocompletion=complete_run,
+    ),
 ]
 
 RunArgument = Annotated[
-    str, typer.Argument(metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs)
+    str,
+    typer.Argument(
+        metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs,
+        autocompletion=complete_run,
+    ),
 ]
 
 RunOption = Annotated[
     str | None,
-    typer.Option("--run", metavar="RUN", help="Only this run: an id, or `last`.", callback=check_run_refs),
+    typer.Option(
+        "--run", metavar="RUN", help="Only this run: an id, or `last`.", callback=check_run_refs,
+        autocompletion=complete_run,
+    ),
 ]
 
 def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:

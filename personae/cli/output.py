@@ -122,7 +122,7 @@ class OurUsageErrors(TyperGroup):
             else:
                 err.print(f"[bold red]Error:[/] {shown(usage_message(exc))}")
             sys.exit(exc.exit_code)
-        except _click_errors.Abort:
+        except typer.Abort:
             err.print("[yellow]Aborted.[/]")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)

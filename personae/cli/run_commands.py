@@ -14,7 +14,15 @@ import typer
 
 from personae.cli.live import Interrupts, ask_user, drive, release_new_run
 from personae.cli.model_server import open_model_server
-from personae.cli.options import AllowDirOption, DbOption, RunArg, RunArgument, resumable_run_id, run_id_for
+from personae.cli.options import (
+    AllowDirOption,
+    DbOption,
+    RunArg,
+    RunArgument,
+    complete_scenario,
+    resumable_run_id,
+    run_id_for,
+)
 from personae.cli.output import db_flag, err, out, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
@@ -67,7 +75,10 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summa
 @user_errors
 def run(
     scenario: Annotated[
-        Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file, or the name of one in ./scenarios or built in (personae scenarios).")
+        Path, typer.Argument(
+            metavar="SCENARIO", autocompletion=complete_scenario,
+            help="Scenario YAML file, or the name of one in ./scenarios or built in (personae scenarios).",
+        )
     ],
     model: Annotated[
         str | None, typer.Option(help="Ollama model name, a .gguf path, or the openai server's model.")
