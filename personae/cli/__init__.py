@@ -13,31 +13,43 @@ from typing import Annotated, Any
 import typer
 
 from personae.cli import db_commands, file_commands, import_commands, inspect_commands, run_commands
+from personae.cli.output import OurUsageErrors
 from personae.cli.run_values import PairedOptions
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=OurUsageErrors,
 )
 
 
 def _flags_without_type_labels() -> None:
     """Typer's help prints a type beside every parameter: `<bool>` even for a plain flag such as
-    --quiet or --help, which takes no value, and `<list[Path]>` beside `FILE...`. The type column
-    is left empty for flags and for arguments that name themselves with a metavar."""
+    --quiet or --help, which takes no value, `<list[Path]>` beside `FILE...`, and `<int range>
+    [1<=x<=1000]` beside a bounded number. The type column is left empty for flags and for
+    arguments that name themselves with a metavar, and a number is just `<int>`."""
     from typer.core import TyperArgument, TyperOption
 
     option_type = TyperOption.display_type_rich
     argument_type = TyperArgument.display_type_rich
 
     def for_option(self: TyperOption, ctx: Any) -> str | None:
-        return None if self.is_flag else option_type(self, ctx)
+        if self.is_flag:
+            return None
+        label = option_type(self, ctx)
+        return label.replace(" range", "") if isinstance(label, str) else label
+
+    def no_range(self: TyperOption) -> str | None:
+        return None
 
     def for_argument(self: TyperArgument, ctx: Any) -> str | None:
         return None if self.metavar else argument_type(self, ctx)
 
     TyperOption.display_type_rich = for_option  # type: ignore[method-assign]
+    # "<int range> [1<=x<=1000]" beside --retries is noise to a reader; a value out of range is
+    # still refused, and the error names the bounds.
+    TyperOption._get_number_range_help_str = no_range  # type: ignore[method-assign]
     TyperArgument.display_type_rich = for_argument  # type: ignore[method-assign, assignment]
 
 

@@ -34,6 +34,7 @@ from personae.orchestrator.run import settings_for
 from personae.orchestrator.state import RunSettings
 from personae.store.models import Run
 from personae.store.repo import Store
+from personae.words import count
 
 
 def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None) -> LoadedScenario:
@@ -52,6 +53,10 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
 GUARD_SINCE = (0, 2, 0)
 # The first version whose collapse check measures a turn's prompt with its schema hint.
 MEASURE_PREPARED_SINCE = (0, 2, 1)
+# The first version whose reply guard calls placeholder-filled structured replies copies and
+# whose cut replies are trimmed at their last complete sentence. The next version after 0.2.1,
+# so any bump at merge turns both on for new runs.
+REPLY_RULES_SINCE = (0, 2, 2)
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
@@ -183,6 +188,8 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
         "num_ctx": run.num_ctx,
         "seed": run.seed,
         "measure_prepared": _version(run.personae_version) >= MEASURE_PREPARED_SINCE,
+        "check_placeholders": _version(run.personae_version) >= REPLY_RULES_SINCE,
+        "trim_cut_replies": _version(run.personae_version) >= REPLY_RULES_SINCE,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}
     return settings_for(loaded, backend, **values)
@@ -191,15 +198,19 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
 # -------------------------------------------------------------------------- may it be resumed?
 
 
-def check_resumable(run: Run, *, force: bool = False) -> str | None:
+def check_resumable(run: Run, *, force: bool = False, turns: int | None = None) -> str | None:
     """Raise ``UserError`` (exit 2) if ``run`` must not be continued; else a note for the user
-    when the run was left ``running`` by a process that is gone (None otherwise)."""
+    when the run was left ``running`` by a process that is gone (None otherwise). ``turns``: its
+    persona turns (``run.turns`` counts User's messages too), for the fork hint's --max-turns."""
+    taken = run.turns if turns is None else turns
     resume_hint = f"personae replay {run.id} --fork-at {run.turns}"
     if run.status == "completed":
+        user = run.turns - taken
+        length = count(taken, "turn") + (f" and {count(user, 'User message')}" if user else "")
         raise UserError(
-            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {run.turns} turns); "
-            f"there is nothing to resume. To continue it with more turns, fork it: "
-            f"{resume_hint} --max-turns {run.turns + max(run.turns, 4)}"
+            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {length}); "
+            f"there is nothing to resume. To continue it with more turns, fork it after its "
+            f"last message: {resume_hint} --max-turns {taken + max(taken, 4)}"
         )
     if run.status != "running":
         return None
@@ -216,7 +227,7 @@ def check_resumable(run: Run, *, force: bool = False) -> str | None:
         )
     return (
         f"Run {run.id} was left running by process {run.pid}, which is gone (killed or crashed); "
-        f"continuing after turn {run.turns}."
+        f"continuing after message {run.turns}."
     )
 
 

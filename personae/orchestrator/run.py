@@ -49,6 +49,7 @@ from personae.orchestrator.state import (
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
+from personae.replies.ending import complete_part
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -67,6 +68,8 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         num_ctx=int(num_ctx),
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
         measure_prepared=overrides.get("measure_prepared", True),
+        check_placeholders=overrides.get("check_placeholders", True),
+        trim_cut_replies=overrides.get("trim_cut_replies", True),
     )
 
 
@@ -129,7 +132,9 @@ class Orchestrator:
         scenario = self.loaded.scenario
         self._fixed_options: dict[str, tuple[dict[str, Any], list[str]]] = {}  # see _options
         self._rendered = RenderCache()  # each committed turn is rendered once, not per prompt
-        self.guard = ReplyGuard.for_scenario(scenario, self.loaded.personas)
+        self.guard = ReplyGuard.for_scenario(
+            scenario, self.loaded.personas, placeholders=self.settings.check_placeholders
+        )
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
             scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
@@ -257,7 +262,10 @@ class Orchestrator:
                 break
             schema_error = (parsed.meta or {}).get("structured_error") if speaker.schema else None
             checks.append(
-                self.guard.check(parsed.content, speaker.persona, state.history, messages, schema_error)
+                self.guard.check(
+                    parsed.content, speaker.persona, state.history, messages, schema_error,
+                    parsed.structured, speaker.schema,
+                )
             )
             if checks[-1].ok:
                 break
@@ -266,8 +274,13 @@ class Orchestrator:
         meta = dict(parsed.meta or {})
         if not result.text.strip():  # kept, and flagged
             meta["empty_reply"] = True
+        content = parsed.content
         if result.done_reason == "length":
             meta["truncated"] = True
+            if self.settings.trim_cut_replies and parsed.structured is None:
+                content = complete_part(parsed.content)  # raw keeps every character
+                if len(content) < len(parsed.content.rstrip()):
+                    meta["trimmed"] = len(parsed.content.rstrip()) - len(content)
         if len(attempts) > 1 or (checks and not checks[kept].ok):
             meta["guard"] = {
                 "attempts": len(attempts),
@@ -278,7 +291,7 @@ class Orchestrator:
             turn=turn,
             persona=speaker.persona,
             phase=speaker.phase,
-            content=parsed.content,
+            content=content,
             thinking=parsed.thinking,
             raw=result.text,
             cut=parsed.cut,
@@ -292,7 +305,7 @@ class Orchestrator:
             turn=turn,
             persona=speaker.persona,
             phase=speaker.phase,
-            content=parsed.content,
+            content=content,
             thinking=parsed.thinking,
             id=committed.message_id,
             structured=record.structured,

@@ -70,6 +70,11 @@ class RunSettings:
     # Collapse measures the prompt as it will be sent (with a structured reply's schema hint).
     # Runs started before 0.2.1 measured it without the hint; they resume and replay as they ran.
     measure_prepared: bool = True
+    # The reply guard calls a structured reply of placeholders a copy (and asks again), and a
+    # reply cut at num_predict is read by the others up to its last complete sentence. Runs
+    # started before these (resume.py::REPLY_RULES_SINCE) resume and replay as they ran.
+    check_placeholders: bool = True
+    trim_cut_replies: bool = True
 
 
 @dataclass(frozen=True)
