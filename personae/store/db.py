@@ -367,6 +367,8 @@ def _refuse_foreign(url: str, current: str | None, tables: set[str]) -> None:
             f"schema version{named}. Personae added nothing to it. Point --db / PERSONAE_DB at "
             "another file (a new name creates one)."
         )
+    from alembic.script import ScriptDirectory
+
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if current is not None and current not in known and "runs" not in tables:
         raise StoreError(
