@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli import batch_commands, db_commands, file_commands, inspect_commands, run_commands
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -88,6 +88,17 @@ db_app = typer.Typer(
 db_app.command("path")(db_commands.db_path)
 db_app.command("upgrade")(db_commands.db_upgrade)
 app.add_typer(db_app, name="db", rich_help_panel="Inspect")
+
+batch_app = typer.Typer(
+    cls=batch_commands.DefaultRun, no_args_is_help=True,
+    help="Sweeps: `personae batch SWEEP.yaml` runs every variant; resume, report and list them.",
+)
+batch_app.command("run")(batch_commands.run)
+batch_app.command("resume")(batch_commands.resume)
+batch_app.command("report")(batch_commands.report)
+batch_app.command("list")(batch_commands.batches)
+app.add_typer(batch_app, name="batch", rich_help_panel="Run")
+app.command("batches", rich_help_panel="Inspect")(batch_commands.batches)
 
 
 def main() -> None:
