@@ -8,14 +8,14 @@ the run's own children, a trigger unlinks a deleted run's variant where a connec
 shell) leaves foreign keys unenforced; the variant is then run again by ``batch resume``.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
