@@ -204,3 +204,57 @@ def test_a_run_deleted_in_the_sqlite_shell_unlinks_its_variant(tmp_path: Path) -
         shell.execute("delete from runs where id = ?", (run_id,))
         assert shell.execute("select count(*) from batch_variants where run_id = ?", (run_id,)).fetchone() == (0,)
         assert shell.execute("select count(*) from batch_variants where run_id is null").fetchone() == (1,)
+
+
+VARS_SCENARIO = make_scenario(
+    name="with-vars", goal="Decide on {thing}.", extra="vars: {thing: null}\nmemory: {num_ctx: 4096}\n"
+)
+
+
+def test_variables_and_options_are_axes_stored_with_each_run(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(VARS_SCENARIO, encoding="utf-8")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "name: v\nscenarios: [v.yaml]\nmax_turns: 1\noptions: {num_predict: 50}\n"
+        "vary: {vars: {thing: [a cache, a queue]}, options: {temperature: [0.2, 0.8]}}\n",
+        encoding="utf-8",
+    )
+    loaded = load_sweep(sweep)
+    found = expand(loaded)
+    assert [v.key for v in found] == [
+        "v.yaml|var.thing=a cache|opt.temperature=0.2", "v.yaml|var.thing=a cache|opt.temperature=0.8",
+        "v.yaml|var.thing=a queue|opt.temperature=0.2", "v.yaml|var.thing=a queue|opt.temperature=0.8",
+    ]
+    db = str(tmp_path / "b.db")
+    store = Store.open(db)
+    backend_requests: list[ChatRequest] = []
+
+    def reply(request: ChatRequest) -> str:
+        backend_requests.append(request)
+        return "A point."
+
+    plan = plan_new(store, loaded)
+    list(execute(store, db, plan, opener(reply)))
+    for item in variants(store, plan.batch_id):
+        run = store.run(item.run_id or 0)
+        assert run.status == "completed"
+        assert run.variables == item.variant.variables and run.options == item.variant.options
+        assert run.options == {"num_predict": 50, "temperature": item.variant.options["temperature"]}  # type: ignore[index]
+    goals = {m.content for r in backend_requests for m in r.messages if "Decide on a" in m.content}
+    assert any("a cache" in g for g in goals) and any("a queue" in g for g in goals)
+    sent = sorted((r.options["temperature"], r.options["num_predict"]) for r in backend_requests)
+    assert sent == [(0.2, 50), (0.2, 50), (0.8, 50), (0.8, 50)]
+
+
+def test_a_missing_variable_or_a_bad_option_stops_the_sweep_before_it_is_stored(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(VARS_SCENARIO, encoding="utf-8")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: v\nscenarios: [v.yaml]\nvary: {seed: [1, 2]}\n", encoding="utf-8")
+    store = Store.open(str(tmp_path / "b.db"))
+    with pytest.raises(ConfigError, match="thing"):
+        plan_new(store, load_sweep(sweep))
+    assert batches(store) == []
+    sweep.write_text("name: v\nscenarios: [v.yaml]\nvary: {options: {temperature: [0.2, hot]}}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_sweep(sweep)
+    assert "sweep.yaml, line 3, column 37, at vary.options.temperature[1]:" in str(caught.value)

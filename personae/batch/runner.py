@@ -166,7 +166,7 @@ def _run_one(
     turns = 0
     try:
         if run_id is None:
-            loaded = load_scenario(variant.path)
+            loaded = load_scenario(variant.path, variables=variant.variables, options=variant.options)
             model = variant.model or endpoint.model or loaded.scenario.model
             backend = shared.backend(slot, endpoint, model, loaded.scenario.memory.num_ctx)
             settings = settings_for(

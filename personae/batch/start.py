@@ -16,7 +16,8 @@ from pathlib import Path
 
 from personae.batch.rows import BatchRow, StoredVariant, batch, claim_batch, create_batch, finish_batch, variants
 from personae.batch.runner import BatchEvent, OpenBackend, RunFinished, run_variants
-from personae.batch.sweep import LoadedSweep, Sweep, expand
+from personae.batch.sweep import LoadedSweep, Sweep, Variant, expand
+from personae.config.loader import load_scenario
 from personae.config.validation import validate
 from personae.config.yaml_source import parse_yaml
 from personae.errors import UserError
@@ -36,8 +37,21 @@ class Plan:
 
 def plan_new(store: Store, loaded: LoadedSweep) -> Plan:
     all_variants = expand(loaded)
+    check_variants(all_variants)
     batch_id = create_batch(store, loaded, all_variants)
     return Plan(batch_id, loaded, variants(store, batch_id), 0)
+
+
+def check_variants(all_variants: list[Variant]) -> None:
+    """Load each scenario with each variant's variables and options once, before anything is
+    stored: a missing or unknown variable, or an option a scenario refuses, is the loader's own
+    message (exit 2) instead of a batch of failed runs."""
+    seen: set[str] = set()
+    for variant in all_variants:
+        mark = repr((variant.path, variant.variables, variant.options))
+        if mark not in seen:
+            seen.add(mark)
+            load_scenario(variant.path, variables=variant.variables, options=variant.options)
 
 
 def plan_resume(store: Store, batch_id: int) -> Plan:

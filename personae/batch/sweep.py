@@ -24,12 +24,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from personae.config.catalog import SUFFIXES, find_scenario
-from personae.config.messages import config_error
+from personae.config.messages import config_error, format_path
 from personae.config.validation import validate
 from personae.config.yaml_source import node_at, parse_yaml, read_text, require_file
-from personae.errors import UserError
+from personae.config.overrides import typed_options
+from personae.errors import ConfigError, UserError
 from personae.limits import MAX_TURNS, SEED_MAX
 
+Scalar = str | int | float | bool  # a variable's value as YAML gives it; used as text
 LayoutName = Literal["named", "transcript", "cache_friendly", "classic"]
 BackendKind = Literal["auto", "embedded", "ollama", "openai"]
 MAX_VARIANTS = 10_000  # a typo such as seed: [1, ..., 100000] should be an error, not a week
@@ -60,10 +62,26 @@ class Vary(_Strict):
     seed: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] | None = Field(None, min_length=1)
     model: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
     max_turns: list[Annotated[int, Field(ge=1, le=MAX_TURNS)]] | None = Field(None, min_length=1)
+    vars: dict[str, Annotated[list[Scalar], Field(min_length=1)]] | None = Field(
+        None, description="values of the scenarios' `vars:`, one axis per variable"
+    )
+    options: dict[str, Annotated[list[Any], Field(min_length=1)]] | None = Field(
+        None, description="persona option overrides (as `personae run -o`), one axis per option"
+    )
 
     def axes(self) -> list[tuple[str, list[Any]]]:
-        """The axes given, in the order this class declares them (so keys are stable)."""
-        return [(name, list(values)) for name, values in self if values is not None]
+        """The axes given, in the order this class declares them (so keys are stable); each
+        variable is an axis ``var.NAME``, each option ``opt.KEY``."""
+        found: list[tuple[str, list[Any]]] = []
+        for name, values in self:
+            if values is None:
+                continue
+            if name in ("vars", "options"):
+                prefix = "var" if name == "vars" else "opt"
+                found += [(f"{prefix}.{key}", list(v)) for key, v in values.items()]
+            else:
+                found.append((name, list(values)))
+        return found
 
 
 class Sweep(_Strict):
@@ -73,6 +91,8 @@ class Sweep(_Strict):
     max_turns: int | None = Field(None, ge=1, le=MAX_TURNS, description="every run's turn limit")
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="seed when `vary` has none")
     endpoints: list[Endpoint] = Field(default_factory=lambda: [Endpoint()], min_length=1)
+    vars: dict[str, Scalar] = Field(default_factory=dict, description="variables every run gets")
+    options: dict[str, Any] = Field(default_factory=dict, description="option overrides every run gets")
 
 
 @dataclass(frozen=True)
@@ -87,11 +107,14 @@ class Variant:
     seed: int | None = None
     model: str | None = None
     max_turns: int | None = None
+    variables: dict[str, str] | None = None  # the scenario's `vars:` values
+    options: dict[str, Any] | None = None  # option overrides, as `-o`
 
     def settings(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario, "path": self.path, "layout": self.layout,
             "seed": self.seed, "model": self.model, "max_turns": self.max_turns,
+            "variables": self.variables, "options": self.options,
         }
 
     @classmethod
@@ -147,6 +170,7 @@ def load_sweep_text(text: str, *, label: str, base_dir: Path) -> LoadedSweep:
             "Give fewer values, or split the sweep into several files.",
         )
     _check_endpoints(sweep, src, label)
+    _check_options(sweep, src, label)
     return LoadedSweep(sweep, None, text, base_dir, paths)
 
 
@@ -176,6 +200,28 @@ def _check_endpoints(sweep: Sweep, src: Any, label: str) -> None:
             )
 
 
+def _check_options(sweep: Sweep, src: Any, label: str) -> None:
+    """Every option value is one ``personae run -o`` would take, said at its line."""
+    given: list[tuple[tuple[str | int, ...], str, Any]] = [
+        (("options", key), key, value) for key, value in sweep.options.items()
+    ]
+    for key, values in (sweep.vary.options or {}).items():
+        given += [(("vary", "options", key, i), key, value) for i, value in enumerate(values)]
+    for loc, key, value in given:
+        try:
+            typed_options({key: value})
+        except ConfigError as exc:
+            node, _ = node_at(src.node, loc)
+            where = format_path(loc)
+            raise config_error(label, node, where, str(exc).removeprefix(f"-o {key}").lstrip(": ")) from None
+
+
+def _text(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def expand(loaded: LoadedSweep) -> list[Variant]:
     """Every variant of the sweep: scenarios × each axis, in the order the file gives them."""
     sweep = loaded.sweep
@@ -194,6 +240,15 @@ def expand(loaded: LoadedSweep) -> list[Variant]:
                     seed=chosen.get("seed", sweep.seed),
                     model=chosen.get("model"),
                     max_turns=chosen.get("max_turns", sweep.max_turns),
+                    variables=_values(sweep.vars, chosen, "var.", _text) or None,
+                    options=_values(sweep.options, chosen, "opt.", lambda v: v) or None,
                 )
             )
     return variants
+
+
+def _values(fixed: dict[str, Any], chosen: dict[str, Any], prefix: str, as_value: Any) -> dict[str, Any]:
+    """The sweep's fixed values with this variant's axis values on top."""
+    values = {key: as_value(value) for key, value in fixed.items()}
+    values |= {name.removeprefix(prefix): as_value(v) for name, v in chosen.items() if name.startswith(prefix)}
+    return values
