@@ -68,6 +68,12 @@ def test_a_killed_batch_resumes_and_runs_every_variant_once(
     finished = count(db, "select count(*) from runs where status = 'completed'")
     assert finished < 6 and count(db, "select count(*) from runs where status = 'running'") >= 1
 
+    listed = subprocess.run(
+        personae_cmd("batches", "--db", str(db), "--format", "csv"),
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert listed.stdout.splitlines()[1].startswith(f"1,kill-me,stale (resumable),6,{finished},0,")
+
     resumed = subprocess.run(
         personae_cmd("batch", "resume", "1", "--db", str(db)),
         env=env, capture_output=True, text=True, timeout=120,

@@ -117,8 +117,12 @@ def batches(db: DbOption = None, format: FormatOption = None) -> None:
 
     with Store.open_readonly(db) as store:
         listed = all_batches(store)
+    from personae.liveness import process_alive
+
     rows = [
-        {"id": b.id, "name": b.name, "status": b.status, "variants": b.variants,
+        {"id": b.id, "name": b.name, "variants": b.variants,
+         # left running by a process that is gone (kill -9): say it can be resumed
+         "status": "stale (resumable)" if b.status == "running" and not process_alive(b.pid, b.started_at) else b.status,
          "completed": counts.get("completed", 0), "failed": counts.get("failed", 0),
          "other": b.variants - counts.get("completed", 0) - counts.get("failed", 0),
          "started": b.started_at, "sweep": b.sweep_path}
