@@ -258,3 +258,35 @@ def test_a_missing_variable_or_a_bad_option_stops_the_sweep_before_it_is_stored(
     with pytest.raises(ConfigError) as caught:
         load_sweep(sweep)
     assert "sweep.yaml, line 3, column 37, at vary.options.temperature[1]:" in str(caught.value)
+
+
+def test_a_persona_substitution_puts_another_persona_in_its_place(tmp_path: Path) -> None:
+    (tmp_path / "personas").mkdir()
+    (tmp_path / "personas" / "skeptic.yaml").write_text(
+        "name: Skeptic\ndescription: doubts\nsystem: Doubt everything said so far.\n", encoding="utf-8"
+    )
+    policy = "policy: {type: phases, phases: [{name: p, speakers: [Planner, Critic]}]}\n"
+    (tmp_path / "s.yaml").write_text(
+        make_scenario(policy, name="subst", extra="memory: {num_ctx: 4096}\n"), encoding="utf-8"
+    )
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "name: s\nscenarios: [s.yaml]\nmax_turns: 2\nvary: {personas: [{}, {Critic: Skeptic}]}\n",
+        encoding="utf-8",
+    )
+    loaded = load_sweep(sweep)
+    assert [v.key for v in expand(loaded)] == ["s.yaml|personas=-", "s.yaml|personas=Critic:Skeptic"]
+    db = str(tmp_path / "b.db")
+    store = Store.open(db)
+    plan = plan_new(store, loaded)
+    list(execute(store, db, plan, opener(Counting())))
+    speakers = []
+    for item in variants(store, plan.batch_id):
+        run_id = item.run_id or 0
+        assert store.run(run_id).status == "completed"
+        speakers.append([m.persona for m in store.messages(run_id)])
+        assert "Critic" not in [p.name for p in store.run_personas(run_id)] or not item.variant.personas
+    assert speakers == [["Planner", "Critic"], ["Planner", "Skeptic"]]
+    sweep.write_text("name: s\nscenarios: [s.yaml]\nvary: {personas: [{Critc: Skeptic}]}\n", encoding="utf-8")
+    with pytest.raises(UserError, match="has no such persona"):
+        plan_new(store, load_sweep(sweep))

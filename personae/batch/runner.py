@@ -21,7 +21,7 @@ from typing import cast
 
 from personae.batch.rows import StoredVariant
 from personae.batch.sweep import Endpoint
-from personae.config.loader import load_scenario
+from personae.batch.load import load_variant
 from personae.errors import PersonaeError
 from personae.llm.base import Backend
 from personae.orchestrator.resume import check_resumable, reload_scenario, run_settings
@@ -166,7 +166,7 @@ def _run_one(
     turns = 0
     try:
         if run_id is None:
-            loaded = load_scenario(variant.path, variables=variant.variables, options=variant.options)
+            loaded = load_variant(variant)
             model = variant.model or endpoint.model or loaded.scenario.model
             backend = shared.backend(slot, endpoint, model, loaded.scenario.memory.num_ctx)
             settings = settings_for(

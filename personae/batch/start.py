@@ -17,7 +17,7 @@ from pathlib import Path
 from personae.batch.rows import BatchRow, StoredVariant, batch, claim_batch, create_batch, finish_batch, variants
 from personae.batch.runner import BatchEvent, OpenBackend, RunFinished, run_variants
 from personae.batch.sweep import LoadedSweep, Sweep, Variant, expand
-from personae.config.loader import load_scenario
+from personae.batch.load import load_variant
 from personae.config.validation import validate
 from personae.config.yaml_source import parse_yaml
 from personae.errors import UserError
@@ -48,10 +48,10 @@ def check_variants(all_variants: list[Variant]) -> None:
     message (exit 2) instead of a batch of failed runs."""
     seen: set[str] = set()
     for variant in all_variants:
-        mark = repr((variant.path, variant.variables, variant.options))
+        mark = repr((variant.path, variant.variables, variant.options, variant.personas))
         if mark not in seen:
             seen.add(mark)
-            load_scenario(variant.path, variables=variant.variables, options=variant.options)
+            load_variant(variant)
 
 
 def plan_resume(store: Store, batch_id: int) -> Plan:

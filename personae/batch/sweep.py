@@ -62,6 +62,10 @@ class Vary(_Strict):
     seed: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] | None = Field(None, min_length=1)
     model: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
     max_turns: list[Annotated[int, Field(ge=1, le=MAX_TURNS)]] | None = Field(None, min_length=1)
+    personas: list[dict[str, str]] | None = Field(
+        None, min_length=1,
+        description="roster substitutions, e.g. [{}, {Critic: Skeptic}]: {} runs the scenario as written",
+    )
     vars: dict[str, Annotated[list[Scalar], Field(min_length=1)]] | None = Field(
         None, description="values of the scenarios' `vars:`, one axis per variable"
     )
@@ -109,12 +113,13 @@ class Variant:
     max_turns: int | None = None
     variables: dict[str, str] | None = None  # the scenario's `vars:` values
     options: dict[str, Any] | None = None  # option overrides, as `-o`
+    personas: dict[str, str] | None = None  # roster substitutions: persona → the one in its place
 
     def settings(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario, "path": self.path, "layout": self.layout,
             "seed": self.seed, "model": self.model, "max_turns": self.max_turns,
-            "variables": self.variables, "options": self.options,
+            "variables": self.variables, "options": self.options, "personas": self.personas,
         }
 
     @classmethod
@@ -231,7 +236,7 @@ def expand(loaded: LoadedSweep) -> list[Variant]:
     for ref in sweep.scenarios:
         for combo in combos:
             chosen = dict(zip((name for name, _ in axes), combo, strict=True))
-            key = "|".join([ref, *(f"{name}={value}" for name, value in chosen.items())])
+            key = "|".join([ref, *(f"{name}={_label(value)}" for name, value in chosen.items())])
             variants.append(
                 Variant(
                     key=key, position=len(variants), scenario=ref,
@@ -242,9 +247,17 @@ def expand(loaded: LoadedSweep) -> list[Variant]:
                     max_turns=chosen.get("max_turns", sweep.max_turns),
                     variables=_values(sweep.vars, chosen, "var.", _text) or None,
                     options=_values(sweep.options, chosen, "opt.", lambda v: v) or None,
+                    personas=chosen.get("personas") or None,
                 )
             )
     return variants
+
+
+def _label(value: Any) -> str:
+    """An axis value in a variant's key; a substitution reads ``Critic:Skeptic``, none ``-``."""
+    if isinstance(value, dict):
+        return ",".join(f"{old}:{new}" for old, new in value.items()) or "-"
+    return str(value)
 
 
 def _values(fixed: dict[str, Any], chosen: dict[str, Any], prefix: str, as_value: Any) -> dict[str, Any]:
