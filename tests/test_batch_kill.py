@@ -106,7 +106,7 @@ def test_a_killed_batch_resumes_and_runs_every_variant_once(
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert table.returncode == 0 and "batch 1 · kill-me · completed" in table.stdout
-    assert "max_turns ×3" in table.stdout and "b.yaml|seed=3" in table.stdout
+    assert "max_turns ×3" in table.stdout and "b|seed=3" in table.stdout
     again = subprocess.run(
         personae_cmd("batch", "resume", "1", "--db", str(db)),
         env=env, capture_output=True, text=True, timeout=60,

@@ -232,7 +232,7 @@ def _groups_table(groups: list[Any], _columns: list[str]) -> Table:
         table.add_column(column)
     for g in groups:
         table.add_row(
-            shown(g.group), f"{g.completed}/{g.runs}",
+            shown(_short(g.group)), f"{g.completed}/{g.runs}",
             _pm(g.turns_mean, g.turns_sd), _pm(g.good_mean, g.good_sd, 2),
             _pm(g.evaluated_mean, g.evaluated_sd, 0), _pm(g.sent_mean, g.sent_sd, 0),
             _pm(g.wall_s_mean, g.wall_s_sd), shown(g.stop_reasons),
@@ -252,5 +252,13 @@ def _runs_table(rows: list[dict[str, Any]]) -> Table:
     for column in columns:
         table.add_column(column.replace("_", " "))
     for row in rows:
-        table.add_row(*(shown(_number(row[c], 2)) for c in columns))
+        table.add_row(*(shown(_short(row[c]) if c == "variant" else _number(row[c], 2)) for c in columns))
     return table
+
+
+def _short(key: str) -> str:
+    """A variant's key for a terminal: the scenario by its file name, not its path (json, csv
+    and tsv keep the whole key)."""
+    scenario, _, rest = key.partition("|")
+    name = Path(scenario).stem if scenario.endswith((".yaml", ".yml")) else scenario
+    return f"{name}|{rest}" if rest else name
