@@ -12,7 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, import_commands, inspect_commands, run_commands
+from personae.cli import (
+    batch_commands,
+    db_commands,
+    file_commands,
+    import_commands,
+    inspect_commands,
+    run_commands,
+)
 from personae.cli.output import OurUsageErrors
 from personae.cli.run_values import PairedOptions
 
@@ -107,6 +114,16 @@ import_app = typer.Typer(
 )
 import_app.command("crewai")(import_commands.crewai)
 app.add_typer(import_app, name="import", rich_help_panel="Files")
+batch_app = typer.Typer(
+    cls=batch_commands.DefaultRun, no_args_is_help=True,
+    help="Sweeps: `personae batch SWEEP.yaml` runs every variant; resume, report and list them.",
+)
+batch_app.command("run")(batch_commands.run)
+batch_app.command("resume")(batch_commands.resume)
+batch_app.command("report")(batch_commands.report)
+batch_app.command("list")(batch_commands.batches)
+app.add_typer(batch_app, name="batch", rich_help_panel="Run")
+app.command("batches", rich_help_panel="Inspect")(batch_commands.batches)
 
 
 def main() -> None:

@@ -81,9 +81,10 @@ def start_run(
     *,
     parent_run_id: int | None = None,
     fork_turn: int | None = None,
+    batch_variant_id: int | None = None,
 ) -> int:
     """Create the run row with the scenario and personas frozen as they are now (and, for a
-    fork, the run and turn it continues), and import its documents. The documents are read
+    fork, the run and turn it continues; for a sweep, the variant it runs), and import its documents. The documents are read
     first, so one that cannot be read leaves no run behind; once imported, the run needs no
     file again (resume never reads documents from the working directory)."""
     texts = read_documents(loaded.documents)
@@ -114,6 +115,7 @@ def start_run(
             # What the stored YAML does not hold; resume and replay load it back with these.
             variables=dict(loaded.variables) if loaded.variables else None,
             options=dict(loaded.options) if loaded.options else None,
+            batch_variant_id=batch_variant_id,
         )
     )
     import_documents(store, run_id, loaded.documents, texts)

@@ -65,6 +65,9 @@ class NewRun:
     fork_turn: int | None = None  # the parent's last turn it copied
     variables: dict[str, str] | None = None  # values of the scenario's `vars:`, if it has any
     options: dict[str, Any] | None = None  # -o overrides, typed
+    # A sweep's variant (``batch_variants.id``) this run is for: linked in the same transaction
+    # that creates the run, so a killed sweep never leaves a run its variant does not know.
+    batch_variant_id: int | None = None
 
 
 @dataclass(frozen=True)
