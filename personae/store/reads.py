@@ -13,7 +13,7 @@ from typing import Self, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from personae.config.names import HUMAN
+from personae.human import HUMAN
 from personae.errors import UserError
 from personae.store.call_rows import TOTALS
 from personae.store.db import Engines, database_url, display_path, open_readonly
