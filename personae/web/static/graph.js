@@ -29,7 +29,6 @@
   var cy = cytoscape({
     container: holder,
     elements: elements,
-    wheelSensitivity: 0.3,
     style: [
       {selector: "node", style: {"background-color": "data(colour)", "label": "data(label)", "font-size": 9,
         "text-wrap": "ellipsis", "text-max-width": 140, "width": 18, "height": 18, "color": "#1d2330"}},
