@@ -23,6 +23,7 @@ from personae.web.prompt_diff import call_view, section_diff
 USER = "User"
 PALETTE = 8  # persona colour classes pc0 … pc7 in app.css
 SEARCH_LIMIT = 50
+ATTEMPTS = ("turn", "retry")  # a persona turn's calls: the first attempt and the guard's retries
 
 
 def plain(value: Any) -> Any:
@@ -150,10 +151,10 @@ def turn_page(store: Store, run_id: int, turn: int) -> dict[str, Any] | None:
         return None
     calls = store.calls(run_id)
     mine = turn_calls(calls, turn)
-    attempts = [c for c in mine if c.purpose == "turn"]
+    attempts = [c for c in mine if c.purpose in ATTEMPTS]
     kept_index = int(((message.meta or {}).get("guard") or {}).get("kept", len(attempts) - 1) or 0)
     kept = attempts[min(kept_index, len(attempts) - 1)] if attempts else None
-    earlier = [c for c in calls if c.purpose == "turn" and c.turn is not None and c.turn < turn]
+    earlier = [c for c in calls if c.purpose in ATTEMPTS and c.turn is not None and c.turn < turn]
     previous = _kept_of_turn(earlier, messages) if earlier else None
     colours = persona_classes(store, run_id, list(messages.values()))
     return {
