@@ -44,6 +44,7 @@ def listen(where: Address) -> tuple[socket.socket, Address]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((where.host, where.port))
+        sock.listen(128)  # connections queue from now on, before uvicorn takes the socket
     except (OSError, OverflowError) as error:
         sock.close()
         reason = getattr(error, "strerror", None) or error
