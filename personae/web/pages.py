@@ -127,10 +127,11 @@ def run_page(store: Store, run_id: int, after: int = 0) -> dict[str, Any]:
 
 
 def phase_groups(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Consecutive messages of one phase, in order: the transcript's sections."""
+    """Consecutive messages of one phase, in order: the transcript's sections. A message with
+    no phase (User's input) belongs to the section it came in."""
     groups: list[dict[str, Any]] = []
     for row in rows:
-        if not groups or groups[-1]["phase"] != row["phase"]:
+        if not groups or (row["phase"] and groups[-1]["phase"] != row["phase"]):
             groups.append({"phase": row["phase"], "turns": []})
         groups[-1]["turns"].append(row["turn"])
     return groups

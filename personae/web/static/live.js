@@ -50,7 +50,8 @@
   function show(page) {
     page.messages.forEach(function (m) {
       if (m.turn <= last) { return; }
-      if ((m.phase || "") !== phase) {
+      // A line without a phase (User's input) stays under the current heading.
+      if ((m.phase || "") !== phase && (m.phase || phase === null)) {
         phase = m.phase || "";
         var heading = el("h3", "phase", m.phase || "turns");
         heading.setAttribute("data-phase", m.phase || "");
