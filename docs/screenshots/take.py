@@ -1,4 +1,5 @@
-"""Screenshots of the viewer's pages for the docs: ``python docs/screenshots/take.py DB RUN``.
+"""Screenshots of the viewer's pages for the docs: ``python docs/screenshots/take.py DB RUN
+[TURN [QUERY]]``.
 
 Serves DB read-only on a free loopback port, opens each page of run RUN in Debian's Chromium
 (Playwright, ``executable_path=/usr/bin/chromium``) and writes runs.png, run.png, turn.png,
@@ -50,4 +51,4 @@ def main(db: str, run_id: int, turn: int = 4, query: str = "cache") -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4]))
+    main(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:4]), *sys.argv[4:5])
