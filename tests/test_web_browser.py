@@ -16,6 +16,7 @@ import shutil
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +42,6 @@ WATCH = (
     "window.__violations = 0;"
     "document.addEventListener('securitypolicyviolation', () => { window.__violations += 1; });"
 )
-
-if not Path(CHROMIUM).exists():  # .ci/run installs it; say so rather than skip silently
-    pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (see .ci/run)", pytrace=False)
-
 
 def real_scenario() -> str:
     personas = roster(["Planner", "Critic"], options="{num_predict: 16, temperature: 0}")
@@ -108,6 +105,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    if not Path(CHROMIUM).exists():  # .ci/run installs it; fail and say so, never skip silently
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium (see .ci/run)", pytrace=False)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM)
         yield launched
@@ -138,7 +137,7 @@ def wait_for_run_row(db: Path, run_id: int, site: Site) -> None:
             if connection.execute("select 1 from runs where id = ?", (run_id,)).fetchone():
                 return
         assert site.run.poll() is None, site.run.communicate()[1][-2000:]
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     raise AssertionError("the real run never wrote its run row")
 
 
