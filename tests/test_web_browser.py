@@ -269,7 +269,9 @@ def test_the_payload_stays_inert_in_every_page(site: Site, page: Any) -> None:
     page.goto(f"{site.base}/runs/{CRAFTED}")
     text = page.locator("#turn-3 .text").inner_text()
     assert PAYLOAD in text  # shown as the text the model wrote
-    assert "javascript:" in page.locator("#turn-3 details.cut").inner_text() or PAYLOAD in text
+    page.locator("#turn-3 details.cut summary").click()
+    assert "Planner: I was never asked." in page.locator("#turn-3 details.cut pre").inner_text()
+    assert_inert(page)
 
 
 def test_the_exported_file_opens_from_disk_with_the_graph(site: Site, page: Any, tmp_path: Path) -> None:
