@@ -288,7 +288,9 @@ def test_the_exported_file_opens_from_disk_with_the_graph(site: Site, page: Any,
     assert "guard: attempt 2 of 2 kept" in page.locator("#turn-1").inner_text()
     assert PAYLOAD in page.locator("#turn-5 .text").inner_text()
     assert page.locator("#node-info").inner_text().startswith("Click a node")
-    page.evaluate("personaeGraph.nodes('[kind = \"fact\"]')[0].emit('tap')")
+    # A function that returns nothing: returning the collection would make Playwright walk
+    # cytoscape's whole object graph to serialise it (over a minute).
+    page.evaluate("() => { personaeGraph.nodes('[kind = \"fact\"]')[0].emit('tap'); }")
     assert PAYLOAD in page.locator("#node-info .text").inner_text()
     assert page.locator("#node-info a").count() == 0  # no links to a server that is not there
     assert_inert(page)
