@@ -19,6 +19,7 @@ from personae.cli import (
     import_commands,
     inspect_commands,
     run_commands,
+    web_commands,
 )
 from personae.cli.output import OurUsageErrors
 from personae.cli.run_values import PairedOptions
@@ -94,6 +95,7 @@ app.command(rich_help_panel="Inspect")(inspect_commands.export)
 app.command(rich_help_panel="Manage")(db_commands.delete)
 app.command(rich_help_panel="Inspect")(inspect_commands.graph)
 app.command(rich_help_panel="Inspect")(inspect_commands.score)
+app.command(rich_help_panel="Inspect")(web_commands.serve)
 app.command(rich_help_panel="Files")(file_commands.validate)
 app.command(rich_help_panel="Files")(file_commands.personas)
 app.command(rich_help_panel="Files")(file_commands.scenarios)
@@ -107,6 +109,7 @@ db_app = typer.Typer(
 )
 db_app.command("path")(db_commands.db_path)
 db_app.command("upgrade")(db_commands.db_upgrade)
+db_app.command("metadata")(web_commands.db_metadata)
 app.add_typer(db_app, name="db", rich_help_panel="Inspect")
 
 import_app = typer.Typer(

@@ -43,6 +43,7 @@ class ShowFormat(str, Enum):
 class ExportFormat(str, Enum):
     json = "json"
     md = "md"
+    html = "html"
 
 
 class GraphFormat(str, Enum):
@@ -238,7 +239,8 @@ def export(
     format: Annotated[
         ExportFormat,
         typer.Option("--format", "-f", help="json: everything stored (run, personas, messages, "
-                     "model calls, memory graph); md: the transcript as Markdown."),
+                     "model calls, memory graph); md: the transcript as Markdown; html: one "
+                     "self-contained page (transcript and memory graph) that opens offline."),
     ] = ExportFormat.json,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
@@ -246,7 +248,8 @@ def export(
     thoughts: Annotated[bool, typer.Option("--thoughts", help="md: include hidden thinking.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Export one run: all of it as JSON, or its transcript as Markdown."""
+    """Export one run: all of it as JSON, its transcript as Markdown, or the viewer's page as
+    one HTML file."""
     from personae.run_format import export_json, run_markdown
     from personae.store.repo import Store
 
@@ -259,6 +262,10 @@ def export(
                 run_row, store.run_personas(run_id), messages, store.calls(run_id),
                 store.memory_nodes(run_id), store.memory_edges(run_id),
             )
+        elif format is ExportFormat.html:
+            from personae.web.export import run_html
+
+            text = run_html(store, run_id)
         else:
             text = run_markdown(run_row, messages, thoughts=thoughts)
     write_out(text + "\n", output, format.value)
