@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from personae.config.models import ScenarioInput
-from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns
+from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns, utterance_of
 from personae.store.repo import Store, TurnRecord
 
 # Called between turns with the run so far; returns a line typed by the user, or None/"" to pass.
@@ -49,4 +49,4 @@ def commit_user_message(
 ) -> Utterance:
     record = TurnRecord(turn=turn, persona=HUMAN, phase=None, content=text, meta=meta)
     message_id = store.commit_turn(run_id, record, []).message_id
-    return Utterance(turn=turn, persona=HUMAN, phase=None, content=text, id=message_id, meta=meta)
+    return utterance_of(record, message_id)
