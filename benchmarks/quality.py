@@ -6,6 +6,8 @@ Run from the repository root, in the project venv (personae[embedded,test] insta
     python benchmarks/quality.py --layouts transcript classic --seeds 1
     python benchmarks/quality.py my-scenario.yaml --backend ollama --model llama3.2:3b
     python benchmarks/quality.py --show                # print every reply with its verdict
+    python benchmarks/quality.py --layouts named --seeds 1 --before OLD_PERSONAS/
+                                                       # a change side by side with how it was
 
 Each run is a real deliberation on the chosen backend (default: the embedded SmolLM2-135M), stored
 in a SQLite file (a temporary one unless ``--db``), and scored from that database alone by
@@ -16,6 +18,11 @@ where the persona's instructions ask for it; numbered steps where they ask for t
 runs that reached their closing persona ended with that line, evaluated prompt tokens per persona
 turn (retries included: the reply guard's attempts are model calls too), retries, and wall time.
 Wall times on a shared 2-core machine are noisy; token counts are exact.
+
+``--before DIR`` runs every scenario twice, interleaved: as it is ("after") and as it was
+("before"): the persona files in DIR (e.g. ``git show main:personae/builtin/personas/critic.yaml``)
+stand in for the personas of the same name, and the reply rules added since (trimming cut
+replies, placeholder checks: ``RunSettings``) are off.
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from personae.config import builtin_dir, load_scenario
+from personae.config.loader import load_persona_file
 from personae.llm.base import Backend
 from personae.llm.backends import open_backend
 from personae.orchestrator.prompts import LAYOUTS
@@ -56,9 +64,20 @@ class Tally:
         self.scores += other.scores
 
 
-def run_one(store: Store, path: Path, backend: Backend, layout: str, seed: int) -> tuple[int, Tally]:
+def run_one(
+    store: Store, path: Path, backend: Backend, layout: str, seed: int, before: Path | None = None
+) -> tuple[int, Tally]:
     loaded = load_scenario(path)
-    settings = settings_for(loaded, backend, layout=layout, seed=seed)
+    rules: dict[str, bool] = {}
+    if before is not None:
+        old = {p.stem: p for p in before.glob("*.yaml")}
+        personas = {
+            name: load_persona_file(old[name.lower()]) if name.lower() in old else persona
+            for name, persona in loaded.personas.items()
+        }
+        loaded = replace(loaded, personas=personas)
+        rules = {"check_placeholders": False, "trim_cut_replies": False}
+    settings = settings_for(loaded, backend, layout=layout, seed=seed, **rules)
     run_id = start_run(store, loaded, backend, settings)
     started = time.perf_counter()
     for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
@@ -134,6 +153,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="keep the runs in this SQLite file")
     parser.add_argument("--show", action="store_true", help="print every reply with its verdict")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--before", type=Path, default=None, metavar="DIR",
+                        help="also run each scenario as it was: DIR's persona files, no new reply rules")
     parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="DB",
                         help="print the tables for the runs stored in these databases; run nothing")
     args = parser.parse_args()
@@ -157,13 +178,17 @@ def main() -> None:
                         args.backend, args.model or loaded.scenario.model if args.backend != "embedded" else args.model,
                         num_ctx=num_ctx, base_url=args.base_url,
                     )
-                for layout in args.layouts:
-                    run_id, tally = run_one(store, path, backends[num_ctx], layout, seed)
-                    by_layout[layout].add(tally)
-                    by_scenario[(loaded.scenario.name, layout)].add(tally)
+                arms = [(layout, None) for layout in args.layouts]
+                if args.before is not None:
+                    arms = [(f"{lay} {arm}", old) for lay in args.layouts for arm, old in (("before", args.before), ("after", None))]
+                for label, old in arms:
+                    layout = label.split()[0]
+                    run_id, tally = run_one(store, path, backends[num_ctx], layout, seed, old)
+                    by_layout[label].add(tally)
+                    by_scenario[(loaded.scenario.name, label)].add(tally)
                     s = summarize(tally.scores)
                     print(
-                        f"run {run_id}: {loaded.scenario.name} · {layout} · seed {seed}: "
+                        f"run {run_id}: {loaded.scenario.name} · {label} · seed {seed}: "
                         f"{s.good}/{s.replies} good, {tally.retries} retries, "
                         f"{tally.evaluated} evaluated, {tally.seconds:.0f} s",
                         flush=True,
@@ -181,7 +206,7 @@ def main() -> None:
     print("by scenario:")
     for name in sorted({n for n, _ in by_scenario}):
         print(f"\n{name}")
-        print(table({layout: by_scenario[(name, layout)] for layout in args.layouts if (name, layout) in by_scenario}))
+        print(table({label: t for (n, label), t in by_scenario.items() if n == name}))
     if args.json:
         payload = {
             layout: {

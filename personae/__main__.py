@@ -1,3 +1,3 @@
-from personae.cli import main
+from personae.entry import main
 
 main()

@@ -97,7 +97,7 @@ def _database(db: str | None) -> Check:
 
     from sqlalchemy import make_url
 
-    from personae.store.db import database_url, display_path
+    from personae.store.location import database_url, display_path
     from personae.store.repo import Store
 
     url = database_url(db)

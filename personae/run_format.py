@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from personae.config.names import HUMAN
 from personae.store.models import Message, Run
 from personae.words import count, plural
 
@@ -16,6 +17,7 @@ RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
     "num_ctx", "max_turns", "seed", "turns", "prompt_tokens", "evaluated_tokens",
     "completion_tokens", "started_at", "finished_at", "scenario_path", "parent_run_id", "fork_turn",
+    "variables", "options",
 )
 MESSAGE_FIELDS = (
     "id", "turn", "persona", "phase", "content", "thinking", "cut", "structured", "meta",
@@ -27,8 +29,24 @@ def _plain(value: Any) -> Any:
     return value.isoformat() + "Z" if isinstance(value, datetime) else value
 
 
-def run_dict(run: Run) -> dict[str, Any]:
-    return {name: _plain(getattr(run, name)) for name in RUN_FIELDS}
+def run_dict(run: Run, turns: int | None = None) -> dict[str, Any]:
+    """A run row as JSON. ``turns`` counts persona turns (what ``max_turns`` counts) and
+    ``messages`` every message of the transcript, User's included (``runs.turns`` in SQL)."""
+    row = {name: _plain(getattr(run, name)) for name in RUN_FIELDS}
+    row["messages"] = run.turns
+    row["turns"] = run.turns if turns is None else turns
+    return row
+
+
+def turns_of(messages: Sequence[Message]) -> int:
+    """Persona turns: the messages not from User."""
+    return sum(1 for m in messages if m.persona != HUMAN)
+
+
+def turns_phrase(turns: int, messages: int) -> str:
+    """The one way a run's length is said: "3 turns", or "3 turns and 1 User message"."""
+    user = messages - turns
+    return count(turns, "turn") + (f" and {count(user, 'User message')}" if user > 0 else "")
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -36,7 +54,7 @@ def message_dict(message: Message) -> dict[str, Any]:
 
 
 def run_json(run: Run, messages: Sequence[Message]) -> str:
-    payload = {"run": run_dict(run), "messages": [message_dict(m) for m in messages]}
+    payload = {"run": run_dict(run, turns_of(messages)), "messages": [message_dict(m) for m in messages]}
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
@@ -63,16 +81,28 @@ def export_json(
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+def given_line(run: Run) -> str | None:
+    """What the run was given beyond its files (``--var``, ``-o``), in one line; None if nothing."""
+    parts = []
+    if run.variables:
+        parts.append("vars: " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in run.variables.items()))
+    if run.options:
+        parts.append("options: " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in run.options.items()))
+    return " · ".join(parts) or None
+
+
 def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
     lines = [
         f"# Run {run.id}: {run.scenario_name}",
         "",
         f"- status: {run.status}" + (f" ({run.stop_reason})" if run.stop_reason else ""),
+        f"- length: {turns_phrase(turns_of(messages), run.turns)}",
         f"- model: {run.model} ({run.backend}), layout {run.layout}, window {run.num_ctx}",
         f"- tokens: {run.prompt_tokens} prompt, {run.evaluated_tokens} evaluated, "
         f"{run.completion_tokens} completion",
-        "",
     ]
+    given = given_line(run)
+    lines += [f"- {given}", ""] if given else [""]
     for m in messages:
         phase = f" · {m.phase}" if m.phase else ""
         lines += [f"## {m.turn}. {m.persona}{phase}", ""]
@@ -95,13 +125,18 @@ def marks(m: Message) -> str:
     return f"\n({'; '.join(marks)})" if marks else ""
 
 
-def run_text(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
+def run_text(
+    run: Run, messages: Sequence[Message], *, thoughts: bool = False, turns: int | None = None
+) -> str:
+    """A stored run as plain text; ``turns``: the run's persona turns when ``messages`` is a part."""
     header = (
         f"Run {run.id} · {run.scenario_name} · {run.status}"
         + (f" ({run.stop_reason})" if run.stop_reason else "")
-        + f" · {run.model} via {run.backend} · {count(run.turns, 'turn')}"
+        + f" · {run.model} via {run.backend} · "
+        + turns_phrase(turns_of(messages) if turns is None else turns, run.turns)
     )
-    blocks = [header]
+    given = given_line(run)
+    blocks = [header + (f"\n{given}" if given else "")]
     for m in messages:
         phase = f" ({m.phase})" if m.phase else ""
         block = f"[{m.turn}] {m.persona}{phase}:"
@@ -122,8 +157,8 @@ def replay_text(report: Any, *, verbose: bool = False) -> str:
         for purpose, n in sorted(calls.items())
     )
     lines = [
-        f"Replayed run {report.run_id} ({report.status}, {count(report.recorded_turns, 'turn')}) "
-        f"from its recorded replies, without a model: {count(report.turns, 'turn')}, "
+        f"Replayed run {report.run_id} ({report.status}, {count(report.recorded_turns, 'message')}) "
+        f"from its recorded replies, without a model: {count(report.turns, 'message')}, "
         f"{count(len(report.answered), 'model call')}" + (f" ({kinds})" if kinds else "") + "."
     ]
     if verbose:

@@ -177,6 +177,8 @@ class OllamaTestServer:
         name = body.get("model") or body.get("name")
         if not self.knows(name):
             return h.send_json(404, {"error": f"model '{name}' not found"})
+        if not hasattr(self.backend, "llm"):  # a scripted backend: no GGUF to describe
+            return h.send_json(200, {"model_info": {}, "details": {}, "capabilities": ["completion"]})
         meta = self.backend.llm.metadata
         h.send_json(
             200,

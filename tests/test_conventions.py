@@ -95,15 +95,19 @@ def test_scenarios_and_personas_say_which_one_wins(tmp_path: Path, cli_env: dict
         "name: Analyst\ndescription: My own analyst.\nsystem: Count.\n", encoding="utf-8"
     )
     env = {**cli_env, "COLUMNS": "250"}
-    listed = cli("scenarios", env=env, cwd=tmp_path).stdout
-    rows = [line for line in listed.splitlines() if "cache-review" in line]
-    assert len(rows) == 2 and "scenarios/cache-review.yaml" in rows[0]
-    assert "built-in (not used: scenarios/cache-review.yaml has this name)" in rows[1]
+    listed = cli("scenarios", env=env, cwd=tmp_path).stdout  # piped: TSV, the hidden built-in left out
+    rows = [line.split("\t") for line in listed.splitlines() if "cache-review" in line]
+    assert rows == [["cache-review", "Decide whether to add a cache.", "scenarios/cache-review.yaml", "false"]]
+    every = [line.split("\t") for line in cli("scenarios", "--all", env=env, cwd=tmp_path).stdout.splitlines()]
+    assert [r[2:] for r in every if r[0] == "cache-review"] == [
+        ["scenarios/cache-review.yaml", "false"], ["built-in", "true"],
+    ]
     assert "zapusk-produkta" in listed and "Решить" in listed
-    people = [line for line in cli("personas", env=env, cwd=tmp_path).stdout.splitlines() if "Analyst" in line]
-    assert len(people) == 2
-    assert "personas/analyst.yaml (used instead of the built-in)" in people[0] and "My own analyst." in people[0]
-    assert "built-in (not used: personas/analyst.yaml has this name)" in people[1]
+    people = [line.split("\t") for line in cli("personas", "-a", env=env, cwd=tmp_path).stdout.splitlines()]
+    assert [r[1:] for r in people if r[0] == "Analyst"] == [
+        ["My own analyst.", "personas/analyst.yaml", "false"],
+        ["Works out what the numbers in the context mean for the decision.", "built-in", "true"],
+    ]
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ def test_show_formats_turn_and_last(stored: Path, cli_env: dict[str, str]) -> No
     assert cli("show", "last", env=cli_env).stdout.startswith("Run 3 ")
     assert cli("show", "--last", "-f", "json", env=cli_env).stdout.count('"turn"') == 3
     missing = cli("show", "1", "--turn", "9", env=cli_env)
-    assert missing.returncode == 2 and "has no turn 9" in missing.stderr
+    assert missing.returncode == 2 and "has no message 9" in missing.stderr
     bad = cli("show", "newest", env=cli_env)
     assert bad.returncode == 2 and "run id or `last`" in bad.stderr and "Traceback" not in bad.stderr
     memory_md = cli("show", "1", "--memory", "-f", "md", env=cli_env)
@@ -155,7 +155,7 @@ def test_search_takes_fts5_syntax(stored: Path, cli_env: dict[str, str]) -> None
         assert "Traceback" not in result.stderr
         header, *lines = result.stdout.splitlines() or [""]
         rows = [dict(zip(header.split("\t"), line.split("\t"))) for line in lines]
-        return {(r["run_id"], r["turn"]) for r in rows if r["where"] == "message"}
+        return {(r["run_id"], r["message"]) for r in rows if r["where"] == "message"}
 
     assert turns("p99") == {("1", "2")}
     assert turns('"read replica"') == {("1", "1")}
@@ -182,8 +182,9 @@ def test_search_groups_identical_hits(stored: Path, cli_env: dict[str, str]) -> 
     grouped = [h for h in hits if h["also_in_runs"]]
     assert len(grouped) == 1 and sorted([grouped[0]["run_id"], *grouped[0]["also_in_runs"]]) == [1, 2, 3]
     assert [h["run_id"] for h in hits if not h["also_in_runs"]] == [3]
-    line = [ln for ln in cli("search", "p99", env=cli_env).stdout.splitlines() if ln.strip()]
-    assert len(line) == 1 and "also in 2 other runs" in line[0]
+    line, hint = [ln for ln in cli("search", "p99", env=cli_env).stdout.splitlines() if ln.strip()]
+    assert "also in 2 other runs" in line and "message 2 · Analyst: [p99]" not in line
+    assert hint == "Open a hit with: personae show 1 --message 2"
     passages = json.loads(cli("search", "memcached", "-f", "json", env=cli_env).stdout)
     assert {h["where"] for h in passages} == {"memory"}
     kinds = [h["kind"] for h in passages]

@@ -252,7 +252,7 @@ def test_fork_at_a_turn_outside_the_run_is_refused(tmp_path: Path) -> None:
     from personae.errors import UserError
 
     store, parent = run_to_end(tmp_path / "p.db", scenario_text(PHASES), numbered())
-    with pytest.raises(UserError, match="turns 1 to 6"):
+    with pytest.raises(UserError, match="messages 1 to 6"):
         fork_run(store, parent, 7, ScriptedBackend())
     with pytest.raises(UserError, match="below the fork turn"):
         fork_run(store, parent, 5, ScriptedBackend(), max_turns=4)

@@ -76,7 +76,7 @@ def doctor(
 def db_path(db: DbOption = None) -> None:
     """Print the database's path (or URL), as --db / PERSONAE_DB / ./personae.db resolve it,
     without opening it: `datasette "$(personae db path)"`."""
-    from personae.store.db import database_url, display_path
+    from personae.store.location import database_url, display_path
 
     sys.stdout.write(display_path(database_url(db)) + "\n")
 
@@ -85,7 +85,7 @@ def db_path(db: DbOption = None) -> None:
 def db_upgrade(db: DbOption = None) -> None:
     """Upgrade a database written by an older Personae to this version's schema (after a backup
     copy); read-only commands never do this themselves."""
-    from personae.store.db import database_url, display_path
+    from personae.store.location import database_url, display_path
     from personae.store.repo import Store
 
     url = database_url(db)

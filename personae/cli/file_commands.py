@@ -10,14 +10,17 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from personae.cli.options import AllowDirOption
-from personae.cli.output import err, out, shown, user_errors
+from personae.cli.options import AllowDirOption, FormatOption
+from personae.cli.output import err, out, output_format, shown, user_errors, write
+from personae.cli.tabular import Format
+from personae.cli.tabular import render as render_rows
+from personae.cli.views import one_line_table
 from personae.cli.terminal import inert
 from personae.errors import UserError
 
@@ -34,14 +37,19 @@ def validate(
     files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Persona or scenario files.")],
     allow_dir: AllowDirOption = None,
 ) -> None:
-    """Check persona and scenario files; exit 2 if any is invalid."""
+    """Check persona and scenario files (exit 2 if any is invalid); for a scenario, print its
+    turn plan — who speaks at each turn, where inputs land, where max_turns stops it — and the
+    notes a run would print."""
     from personae.config import validate_file
     from personae.errors import ConfigError
 
     failed = 0
     for path in files:
         try:
-            out.print(f"[green]ok[/] {shown(str(path))}: {shown(validate_file(path, allowed_dirs=allow_dir or ()))}")
+            what = validate_file(path, allowed_dirs=allow_dir or ())
+            out.print(f"[green]ok[/] {shown(str(path))}: {shown(what)}")
+            if what.startswith("scenario"):
+                print_plan(path, allow_dir or ())
         except ConfigError as exc:
             failed += 1
             err.print(f"[bold red]Error:[/] {shown(str(exc))}")
@@ -49,12 +57,31 @@ def validate(
         raise typer.Exit(2)
 
 
+def print_plan(path: Path, allowed_dirs: Any) -> None:
+    """The pre-flight of a valid scenario: its turn plan, then the notes a run would print."""
+    from personae.config import load_scenario
+    from personae.orchestrator.plan import plan_lines, turn_plan
+
+    plan = turn_plan(load_scenario(path, allowed_dirs=allowed_dirs))
+    for line in plan_lines(plan):
+        out.print(f"  {shown(line)}")
+    for warning in plan.warnings:
+        err.print(f"[yellow]Note:[/] {shown(warning)}")
+
+
+AllOption = Annotated[
+    bool, typer.Option("--all", "-a", help="Also list built-ins that a local file of the same name hides.")
+]
+
+
 @user_errors
 def personas(
     folder: Annotated[Path, typer.Option(help="Also list personas from this folder.")] = Path("personas"),
+    format: FormatOption = None,
+    all_: AllOption = False,
 ) -> None:
-    """List the built-in personas and those in ./personas; a local one with a built-in's name
-    is the one scenarios get (after personas/ beside the scenario), and the listing says so."""
+    """List the personas scenarios find: those in ./personas, then the built-ins (one line each;
+    a built-in hidden by a local file of its name only with --all)."""
     from personae.config import builtin_dir, builtin_personas, load_persona_file
 
     local = []
@@ -64,48 +91,56 @@ def personas(
             for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
         ]
     local_names = {persona.name: path for path, persona in local}
-    table = Table()
-    for column in ("name", "description", "from"):
-        table.add_column(column)
-    for path, persona in local:
-        note = " (used instead of the built-in)" if persona.name in builtin_personas() else ""
-        table.add_row(Text(inert(persona.name)), Text(inert(persona.description)), Text(inert(f"{path}{note}")))
-    for persona in builtin_personas().values():
-        shadow = local_names.get(persona.name)
-        where = f"built-in (not used: {inert(shadow)} has this name)" if shadow else "built-in"
-        table.add_row(
-            Text(inert(persona.name)), Text(inert(persona.description)),
-            Text(where, style="dim" if shadow else ""),
-        )
-    out.print(table)
+    rows = [
+        {"name": persona.name, "description": persona.description, "from": str(path),
+         "hides_builtin": persona.name in builtin_personas(), "hidden": False}
+        for path, persona in local
+    ] + [
+        {"name": persona.name, "description": persona.description, "from": "built-in",
+         "hides_builtin": False, "hidden": persona.name in local_names}
+        for persona in builtin_personas().values()
+    ]
+    print_listing(rows, ("name", "description", "from", "hidden"), format, show_hidden=all_)
 
 
 @user_errors
 def scenarios(
     folder: Annotated[Path, typer.Option(help="Also list scenarios from this folder.")] = Path("scenarios"),
+    format: FormatOption = None,
+    all_: AllOption = False,
 ) -> None:
-    """List the scenarios `personae run NAME` finds: those in ./scenarios, then the built-ins."""
+    """List the scenarios `personae run NAME` finds: those in ./scenarios, then the built-ins (one
+    line each; a built-in hidden by a local file of its name only with --all)."""
     from personae.config import load_scenario
     from personae.config.catalog import scenario_files
     from personae.errors import ConfigError
 
-    table = Table()
-    for column in ("name", "goal", "from"):
-        table.add_column(column)
     files = scenario_files(folder)
-    local = {f.name: f.path for f in files if not f.builtin}
+    local = {f.name for f in files if not f.builtin}
+    rows = []
     for file in files:
         try:
-            goal = load_scenario(file.path).scenario.goal.strip().splitlines()[0]
+            goal = " ".join(load_scenario(file.path, require_values=False).scenario.goal.split())
         except ConfigError as exc:
             goal = f"(invalid: {str(exc)[:120]})"
-        if file.builtin:
-            shadow = local.get(file.name)
-            where = f"built-in (not used: {shadow} has this name)" if shadow else "built-in"
-        else:
-            where = str(file.path)
-        table.add_row(Text(inert(file.name)), Text(inert(goal)), Text(inert(where)))
-    out.print(table)
+        rows.append({
+            "name": file.name, "goal": goal, "from": "built-in" if file.builtin else str(file.path),
+            "hidden": file.builtin and file.name in local,
+        })
+    print_listing(rows, ("name", "goal", "from", "hidden"), format, show_hidden=all_)
+
+
+def print_listing(
+    rows: list[dict[str, Any]], columns: tuple[str, ...], format: Format | None, *, show_hidden: bool
+) -> None:
+    """A listing as ``ollama list`` prints one: a line per item cut to the terminal's width, or
+    whole values as TSV when piped (csv, json on request). Hidden items only when asked for."""
+    rows = [r for r in rows if show_hidden or not r.get("hidden")]
+    fmt = output_format(format)
+    if fmt is not Format.table:
+        write(render_rows(rows, columns, fmt))
+        return
+    out.print(one_line_table(rows, [c for c in columns if c != "hidden" or show_hidden], out.width))
 
 
 @user_errors
@@ -118,13 +153,13 @@ def schema(kind: Annotated[FileKind, typer.Argument()]) -> None:
 
 @user_errors
 def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
-    """Copy the example personas/ and scenarios/ into FOLDER (never overwriting a file)."""
+    """Copy the example personas/, scenarios/ and sweeps/ into FOLDER (never overwriting a file)."""
     from personae.config import builtin_dir
 
     source = builtin_dir()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder. Pass a folder to write the examples into.")
-    for sub in ("personas", "scenarios"):
+    for sub in ("personas", "scenarios", "sweeps"):
         for path in sorted((source / sub).rglob("*")):
             if not path.is_file() or path.suffix not in {".yaml", ".yml", ".md", ".txt"}:
                 continue
@@ -158,7 +193,14 @@ def new(
     from importlib.resources import files
 
     from personae.config import json_schema
+    from personae.config.names import HUMAN, is_reserved
 
+    if kind is FileKind.persona and is_reserved(name):
+        raise UserError(
+            f"{name!r} cannot name a persona: {HUMAN} is the person taking part (scripted "
+            "inputs, --interactive), and a persona of that name would be read as them. Choose "
+            "another name, e.g. Customer or Stakeholder."
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _-]{0,63}", name):
         raise UserError(
             f"{name!r} cannot name a {kind.value}: use letters, digits, spaces, '-' or '_' "

@@ -8,14 +8,21 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from personae.cli.options import DbOption, FormatOption, RunArg, RunArgument, check_run_refs, run_id_for
-from personae.cli.output import err, out, output_format, user_errors, write, write_out
+from personae.cli.options import (
+    DbOption,
+    FormatOption,
+    RunArg,
+    RunArgument,
+    RunOption,
+    run_id_for,
+)
+from personae.cli.output import db_flag, err, out, output_format, shown, user_errors, write, write_out
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
 from personae.cli.terminal import inert
@@ -46,8 +53,8 @@ class GraphFormat(str, Enum):
 
 
 RUN_COLUMNS = (
-    "id", "scenario", "model", "backend", "turns", "prompt_tokens", "evaluated_tokens",
-    "completion_tokens", "status", "stop_reason", "started", "parent_run_id", "fork_turn",
+    "id", "scenario", "model", "backend", "turns", "messages", "prompt_tokens", "evaluated_tokens",
+    "completion_tokens", "status", "stop_reason", "error", "started", "parent_run_id", "fork_turn",
 )
 
 
@@ -59,6 +66,12 @@ def runs(
         int | None,
         typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="Show only the newest N runs."),
     ] = None,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Only runs of this scenario (its name).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only runs with this status: completed, failed, interrupted, running, stale."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only runs on this model (a name, or a .gguf file name).")] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
     from personae.liveness import process_alive
@@ -66,21 +79,31 @@ def runs(
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
-        rows = store.runs(limit)
+        rows = store.runs(None if (scenario or status or model) else limit)
+        turns = store.persona_turns([r.id for r in rows])
+
+    def shown_status(r: Any) -> str:
+        if r.status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
+            return "stale (resumable)"  # its process died without a word: kill -9, power loss
+        return str(r.status)
+
+    rows = [
+        r for r in rows
+        if (scenario is None or r.scenario_name == scenario)
+        and (status is None or shown_status(r).split()[0] == status.strip().lower())
+        and (model is None or model in (r.model, Path(r.model).name))
+    ][:limit]
     fmt = output_format(format)
     if fmt is Format.json:
-        write(json.dumps([run_dict(r) for r in rows], ensure_ascii=False, indent=2) + "\n")
+        write(json.dumps([run_dict(r, turns[r.id]) for r in rows], ensure_ascii=False, indent=2) + "\n")
         return
     listed = []
     for r in rows:
-        status = r.status
-        if status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):
-            status = "stale (resumable)"  # its process died without a word: kill -9, power loss
         listed.append({
             "id": r.id, "scenario": r.scenario_name, "model": r.model, "backend": r.backend,
-            "turns": r.turns, "prompt_tokens": r.prompt_tokens,
+            "turns": turns[r.id], "messages": r.turns, "prompt_tokens": r.prompt_tokens,
             "evaluated_tokens": r.evaluated_tokens, "completion_tokens": r.completion_tokens,
-            "status": status, "stop_reason": r.stop_reason, "started": r.started_at,
+            "status": shown_status(r), "stop_reason": r.stop_reason, "error": r.error, "started": r.started_at,
             "parent_run_id": r.parent_run_id, "fork_turn": r.fork_turn,
         })
     if fmt is not Format.table:
@@ -95,7 +118,9 @@ def show(
     db: DbOption = None,
     last: Annotated[bool, typer.Option("--last", help="The newest run.")] = False,
     turn: Annotated[
-        int | None, typer.Option("--turn", "-t", min=1, help="Only this turn (search hits name turns).")
+        int | None,
+        typer.Option("--message", "-m", "--turn", "-t", min=1,
+                     help="Only message N (the numbers in the transcript and in search hits)."),
     ] = None,
     thoughts: Annotated[bool, typer.Option("--thoughts", help="Include hidden thinking.")] = False,
     format: Annotated[
@@ -116,19 +141,22 @@ def show(
             f"show --memory prints text or json, not {format.value}: use --format text or --format json."
         )
     if memory and turn is not None:
-        raise UserError("--turn picks a turn of the transcript; leave it out with --memory.")
+        raise UserError("--message picks a message of the transcript; leave it out with --memory.")
     with Store.open_readonly(db) as store:
         run_id = run_id_for(store, run_ref, last=last)
         run_row = store.run(run_id)
         messages = [] if memory else store.messages(run_id)
         nodes = store.memory_nodes(run_id) if memory else []
         edges = store.memory_edges(run_id) if memory else []
+    from personae.run_format import turns_of
+
+    turns = turns_of(messages)
     if turn is not None:
         messages = [m for m in messages if m.turn == turn]
         if not messages:
             raise UserError(
-                f"Run {run_id} has no turn {turn} (it has turns 1 to {run_row.turns})."
-                if run_row.turns else f"Run {run_id} has no turns yet."
+                f"Run {run_id} has no message {turn} (it has messages 1 to {run_row.turns})."
+                if run_row.turns else f"Run {run_id} has no messages yet."
             )
     if memory:
         from personae.memory.render import memory_json, memory_text
@@ -143,12 +171,12 @@ def show(
         rows = [{"run_id": run_id, **message_dict(m)} for m in messages]
         write(render_rows(rows, ("run_id", *MESSAGE_FIELDS), Format(format.value)))
     elif out.is_terminal:
-        out.print(transcript(run_row, messages, thoughts=thoughts))
+        out.print(transcript(run_row, messages, thoughts=thoughts, turns=turns))
     else:
-        write(run_text(run_row, messages, thoughts=thoughts) + "\n")
+        write(run_text(run_row, messages, thoughts=thoughts, turns=turns) + "\n")
 
 
-SEARCH_COLUMNS = ("run_id", "where", "turn", "persona", "kind", "node_id", "snippet", "also_in_runs")
+SEARCH_COLUMNS = ("run_id", "where", "message", "persona", "kind", "node_id", "snippet", "also_in_runs")
 
 
 @user_errors
@@ -161,7 +189,7 @@ def search(
         ),
     ],
     db: DbOption = None,
-    run_id: Annotated[int | None, typer.Option("--run", max=INT64_MAX, help="Only this run.")] = None,
+    run_ref: RunOption = None,
     limit: Annotated[
         int, typer.Option("--limit", "-n", min=1, max=INT64_MAX, help="At most N hits of each kind.")
     ] = 20,
@@ -176,18 +204,19 @@ def search(
 
     wide = min(limit * 20, 2000)  # room for repeats, which grouping folds into one hit
     with Store.open_readonly(db) as store:
+        run_id = None if run_ref is None else run_id_for(store, run_ref)
         hits = group_hits(store.search(query, run_id=run_id, limit=wide), lambda h: (h.persona, h.text), limit)
         found = group_hits(store.search_memory(query, run_id=run_id, limit=wide), lambda h: (h.kind, h.text), limit)
     if not hits and not found:
         err.print(f"Nothing matches {inert(repr(query))} in messages, memory or documents.", markup=False)
         raise typer.Exit(1)
     rows = [
-        {"run_id": g.first.run_id, "where": "message", "turn": g.first.turn, "persona": g.first.persona,
+        {"run_id": g.first.run_id, "where": "message", "message": g.first.turn, "persona": g.first.persona,
          "kind": "message", "node_id": None, "snippet": g.first.snippet,
          "also_in_runs": sorted({h.run_id for h in g.hits[1:]} - {g.first.run_id})}
         for g in hits
     ] + [
-        {"run_id": g.first.run_id, "where": "memory", "turn": g.first.turn, "persona": None,
+        {"run_id": g.first.run_id, "where": "memory", "message": g.first.turn, "persona": None,
          "kind": g.first.kind, "node_id": g.first.node_id, "snippet": g.first.snippet,
          "also_in_runs": sorted({h.run_id for h in g.hits[1:]} - {g.first.run_id})}
         for g in found
@@ -197,11 +226,15 @@ def search(
         return
     for row in rows:
         out.print(search_line(row))
+    first = next((r for r in rows if r["message"]), None)
+    if first is not None:
+        hint = f"personae show {first['run_id']} --message {first['message']}{db_flag(db)}"
+        out.print(f"[dim]Open a hit with: {shown(hint)}[/]")
 
 
 @user_errors
 def export(
-    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run id, or `last`.", callback=check_run_refs)],
+    run_ref: RunArgument,
     format: Annotated[
         ExportFormat,
         typer.Option("--format", "-f", help="json: everything stored (run, personas, messages, "
@@ -233,7 +266,7 @@ def export(
 
 @user_errors
 def graph(
-    run_id: RunArgument,
+    run_ref: RunArgument,
     format: Annotated[GraphFormat, typer.Option("--format", "-f")] = GraphFormat.json,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
@@ -246,7 +279,7 @@ def graph(
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
-        text = export(load_graph(store, run_id), format.value)
+        text = export(load_graph(store, run_id_for(store, run_ref)), format.value)
     write_out(text, output, format.value)
 
 

@@ -19,7 +19,6 @@ from rich.text import Text
 from personae.cli.output import db_flag, err, out, shown
 from personae.cli.terminal import inert
 from personae.errors import PersonaeError
-from personae.words import count
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by the commands that open one
     from personae.orchestrator.run import Orchestrator
@@ -29,7 +28,7 @@ if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by the commands that ope
 
 def ask_user(state: RunState) -> str | None:
     """--interactive: one line from stdin between turns; an empty line (or end of input) passes."""
-    out.print(f"[bold]User[/] (turn {state.turn + 1}, empty line to pass)> ", end="")
+    out.print(f"[bold]User[/] (message {state.turn + 1}, empty line to pass)> ", end="")
     line = sys.stdin.readline()
     if not line:
         out.print()
@@ -156,6 +155,8 @@ def done_line(event: Any, *, copied: bool) -> str:
     u = event.usage
     rate = f", {u.completion_tokens / (u.eval_ns / 1e9):.1f} tokens/s" if u.eval_ns > 0 else ""
     cut = " · [yellow]cut at num_predict[/]" if event.truncated else ""
+    if (event.utterance.meta or {}).get("trimmed"):
+        cut += "[yellow]: the others read it up to its last complete sentence[/]"
     return (
         f"[dim]{u.prompt_tokens} prompt tokens ({u.evaluated_tokens} evaluated), "
         f"{u.completion_tokens} generated{rate}, {event.seconds:.1f} s[/]{cut}"
@@ -222,10 +223,10 @@ def summary(store: Store, run_id: int, flag: str) -> None:
         words = sum(len(m.content.split()) for m in messages if m.persona == persona)
         table.add_row(Text(inert(persona)), str(n), str(words))
     out.print(table)
-    said = counts.get("User", 0)  # input is not a turn: max_turns and policies count personas only
-    user = f" (and {count(said, 'message')} from User)" if said else ""
+    from personae.run_format import turns_of, turns_phrase
+
     out.print(
-        f"{count(len(messages) - said, 'turn')}{user} · {run.prompt_tokens} prompt tokens, "
+        f"{turns_phrase(turns_of(messages), len(messages))} · {run.prompt_tokens} prompt tokens, "
         f"{run.evaluated_tokens} evaluated, {run.completion_tokens} generated · transcript: "
         f"{inert(f'personae show {run_id}{flag}')}",
         markup=False,

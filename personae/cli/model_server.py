@@ -15,15 +15,27 @@ def open_model_server(
 ) -> Any:
     """The backend ``kind`` serving ``model``, wrapped for the terminal as the module says."""
     from personae.cli.progress import Progress, ProgressBackend
-    from personae.llm.backends import open_backend
+    from personae.llm.backends import check_model, open_backend
 
     progress = Progress(out) if out.is_terminal and not quiet else None
     if progress is None:
-        return with_retries(open_backend(kind, model, num_ctx=num_ctx, base_url=base_url), retries, retry_delay)
+        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+        checked(llm, check_model)
+        return with_retries(llm, retries, retry_delay)
     opening = {"ollama": "connecting to Ollama", "openai": "connecting to the server"}
     with progress.during(opening.get(kind, "loading the model")):
         llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+        checked(llm, check_model)
     return ProgressBackend(with_retries(llm, retries, retry_delay), progress)
+
+
+def checked(llm: Any, check: Any) -> None:
+    """The model check before any run row exists; the server is closed when it fails."""
+    try:
+        check(llm)
+    except BaseException:
+        llm.close()
+        raise
 
 
 def with_retries(llm: Any, retries: int | None, retry_delay: float | None) -> Any:

@@ -32,7 +32,6 @@ DbOption = Annotated[
     typer.Option("--db", help="Database file or SQLAlchemy URL (default: $PERSONAE_DB, else ./personae.db)."),
 ]
 
-RunArgument = Annotated[int, typer.Argument(metavar="RUN", max=INT64_MAX)]
 
 FormatOption = Annotated[
     Format | None,
@@ -63,14 +62,54 @@ def check_run_refs(value: Any) -> Any:
     return value
 
 
+def complete_run(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for RUN: `last` and the newest run ids of the database the command line
+    names (its --db, else $PERSONAE_DB); nothing when there is none to read."""
+    try:
+        from personae.store.repo import Store
+
+        with Store.open_readonly(ctx.params.get("db")) as store:
+            ids = [str(r.id) for r in store.runs(100)]
+    except Exception:  # noqa: BLE001 - completion must never print an error into a shell
+        ids = []
+    return [ref for ref in ("last", *ids) if ref.startswith(incomplete)]
+
+
+def complete_scenario(incomplete: str) -> list[str]:
+    """Shell completion for SCENARIO: the names `personae run NAME` finds (./scenarios, then the
+    built-ins); a path is the shell's own business."""
+    from personae.config.catalog import scenario_files
+
+    return sorted({f.name for f in scenario_files() if f.name.startswith(incomplete)})
+
+
+# Every RUN a command takes — argument or option — is one of these, so `last` means the same
+# everywhere (new commands get it by using them) and a bad id is the same usage error.
+RUN_HELP = "A run id, or `last` for the newest run."
+
 RunArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="RUN", help="A run id, or `last` for the newest run.", show_default=False,
-        callback=check_run_refs,
+        metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs,
+        autocompletion=complete_run,
     ),
 ]
 
+RunArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN", help=RUN_HELP, show_default=False, callback=check_run_refs,
+        autocompletion=complete_run,
+    ),
+]
+
+RunOption = Annotated[
+    str | None,
+    typer.Option(
+        "--run", metavar="RUN", help="Only this run: an id, or `last`.", callback=check_run_refs,
+        autocompletion=complete_run,
+    ),
+]
 
 def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:
     """RUN (checked by ``check_run_refs``) as an id: ``last`` (also ``--last``) is the newest run
@@ -83,3 +122,19 @@ def run_id_for(store: Store, ref: str | None, *, last: bool = False) -> int:
     if ref is None:
         raise UserError("Name a run: personae show RUN (an id from `personae runs`, or `last`).")
     return int(ref)
+
+
+def resumable_run_id(store: Store) -> int:
+    """The run ``personae resume`` continues when none is named: the newest that was interrupted,
+    failed, or left running by a process that is gone."""
+    from personae.liveness import process_alive
+
+    for row in store.runs():
+        if row.status in ("interrupted", "failed"):
+            return int(row.id)
+        if row.status == "running" and not process_alive(row.pid, row.heartbeat_at or row.started_at):
+            return int(row.id)
+    raise UserError(
+        f"{store.path} has no interrupted or failed run to resume. Name one: personae resume RUN "
+        "(an id from `personae runs`)."
+    )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from personae.cli.tabular import Format
 from personae.cli.terminal import inert
@@ -82,3 +83,46 @@ def user_errors(command: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# click's exceptions, wherever this typer keeps click (its own copy, or the click package).
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+def usage_message(exc: Any) -> str:
+    """A usage error (unknown option, bad value, missing argument) as one paragraph in our own
+    style: what is wrong, the command's usage line, and where its help is."""
+    message = str(exc.format_message()).replace("Value error, ", "").strip()
+    if message and message[-1] not in ".?!":
+        message += "."
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None:
+        return message
+    usage = ctx.get_usage().replace("Usage: ", "").strip()
+    return f"{message} Usage: {usage} (see `{ctx.command_path} --help`)."
+
+
+class OurUsageErrors(TyperGroup):
+    """The app's group: usage errors are printed as Personae's own errors are (``Error:``, one
+    paragraph, exit 2), not in a framed box; every command registered on the app gets this."""
+
+    def main(
+        self, args: Sequence[str] | None = None, prog_name: str | None = None,
+        complete_var: str | None = None, standalone_mode: bool = True,
+        windows_expand_args: bool = True, **extra: Any,
+    ) -> Any:
+        forward = dict(extra, windows_expand_args=windows_expand_args)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **forward)
+        try:
+            result = super().main(args, prog_name, complete_var, False, **forward)
+        except _click_errors.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `personae` alone: the help
+                exc.show()
+            else:
+                err.print(f"[bold red]Error:[/] {shown(usage_message(exc))}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("[yellow]Aborted.[/]")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)

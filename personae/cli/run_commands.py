@@ -14,7 +14,16 @@ import typer
 
 from personae.cli.live import Interrupts, ask_user, drive, release_new_run
 from personae.cli.model_server import open_model_server
-from personae.cli.options import AllowDirOption, DbOption, RunArgument
+from personae.cli.options import (
+    AllowDirOption,
+    DbOption,
+    RunArg,
+    RunArgument,
+    complete_scenario,
+    resumable_run_id,
+    run_id_for,
+)
+from personae.cli.run_values import OptionOption, VarOption, option_values, variable_values
 from personae.cli.output import db_flag, err, out, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
@@ -67,7 +76,10 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Only the summa
 @user_errors
 def run(
     scenario: Annotated[
-        Path, typer.Argument(metavar="SCENARIO", help="Scenario YAML file, or the name of one in ./scenarios or built in (personae scenarios).")
+        Path, typer.Argument(
+            metavar="SCENARIO", autocompletion=complete_scenario,
+            help="Scenario YAML file, or the name of one in ./scenarios or built in (personae scenarios).",
+        )
     ],
     model: Annotated[
         str | None, typer.Option(help="Ollama model name, a .gguf path, or the openai server's model.")
@@ -93,6 +105,8 @@ def run(
         typer.Option("--interactive", "-i", help="Take part as User: type a message between turns (empty line to pass)."),
     ] = False,
     allow_dir: AllowDirOption = None,
+    var: VarOption = None,
+    option: OptionOption = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
@@ -103,24 +117,32 @@ def run(
     from personae.orchestrator.shortfall import shortfall
     from personae.store.repo import Store
 
-    loaded = load_scenario(find_scenario(scenario), allowed_dirs=allow_dir or ())
+    loaded = load_scenario(
+        find_scenario(scenario), variables=variable_values(var), options=option_values(option),
+        allowed_dirs=allow_dir or (),
+    )
     check_model_flag(backend.value, model)
     chosen_model = model or loaded.scenario.model
     llm = open_model_server(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
         retries=retries, retry_delay=retry_delay, quiet=quiet,
     )
+    new_file = new_database_file(db)
     store = Store.open(db)
-    settings = settings_for(
-        loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
-    )
-    out.print(banner(llm, store))
-    if store.notice:
-        out.print(shown(store.notice))
-    short = shortfall(loaded.scenario.policy, settings.max_turns)
-    if short is not None:
-        err.print(f"[yellow]Note:[/] {shown(short.message())}")
-    orchestrator = live_orchestrator(loaded, llm, store, settings, interactive=interactive)
+    try:
+        settings = settings_for(
+            loaded, llm, layout=layout.value if layout else None, max_turns=max_turns, seed=seed
+        )
+        out.print(banner(llm, store))
+        if store.notice:
+            out.print(shown(store.notice))
+        short = shortfall(loaded.scenario.policy, settings.max_turns)
+        if short is not None:
+            err.print(f"[yellow]Note:[/] {shown(short.message())}")
+        orchestrator = live_orchestrator(loaded, llm, store, settings, interactive=interactive)
+    except BaseException:
+        discard_if_unused(store, new_file)
+        raise
     try:
         run_id = start_run(store, loaded, llm, settings)
     except KeyboardInterrupt:
@@ -135,7 +157,7 @@ def run(
 
 @user_errors
 def resume(
-    run_id: RunArgument,
+    run_ref: RunArg = None,
     db: DbOption = None,
     backend: Annotated[
         BackendName | None, typer.Option(help="Model server (default: the run's own).")
@@ -157,7 +179,8 @@ def resume(
                      "it replaces the run's stored scenario."),
     ] = None,
 ) -> None:
-    """Continue an interrupted, failed or crashed run from its last committed turn."""
+    """Continue an interrupted, failed or crashed run from its last committed turn (with no RUN,
+    the newest such run)."""
     Interrupts.install()
     from personae.orchestrator.resume import (
         check_resumable,
@@ -169,8 +192,9 @@ def resume(
     store = Store.open(db)
     if store.notice:
         out.print(shown(store.notice))
+    run_id = resumable_run_id(store) if run_ref is None else run_id_for(store, run_ref)
     row = store.run(run_id)
-    note = check_resumable(row, force=force)
+    note = check_resumable(row, force=force, turns=store.persona_turns([run_id])[run_id])
     kind, chosen = backend_to_continue(row, backend, model)
     loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = open_model_server(
@@ -188,18 +212,18 @@ def resume(
         store.replace_scenario(run_id, loaded.source_yaml, str(scenario.expanduser().resolve()))
     go_live(
         orchestrator, store, run_id, quiet=quiet, db=db,
-        announce=f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after turn "
+        announce=f"resuming run {run_id} · scenario {shown(loaded.scenario.name)} after message "
         f"{row.turns} · up to {count(settings.max_turns, 'turn')}",
     )
 
 
 @user_errors
 def replay(
-    run_id: RunArgument,
+    run_ref: RunArgument,
     db: DbOption = None,
     fork_at: Annotated[
         int | None,
-        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy turns 1..N into a new run and continue it live."),
+        typer.Option("--fork-at", min=0, max=INT64_MAX, help="Copy messages 1..N (User's included, as numbered in `show`) into a new run and continue it live."),
     ] = None,
     scenario: Annotated[
         Path | None,
@@ -230,6 +254,7 @@ def replay(
     from personae.store.repo import Store
 
     store = Store.open_readonly(db) if fork_at is None else Store.open(db)
+    run_id = run_id_for(store, run_ref)
     if fork_at is None:
         from personae.orchestrator.replay import replay_run
         from personae.run_format import (
@@ -262,7 +287,7 @@ def replay(
     fork = fork_run(store, run_id, fork_at, llm, max_turns=max_turns)
     out.print(banner(llm, store))
     out.print(
-        f"run {fork.run_id} ← run {run_id}@{fork_at}: turns 1–{fork_at} are copied from run "
+        f"run {fork.run_id} ← run {run_id}@{fork_at}: messages 1–{fork_at} are copied from run "
         f"{run_id} (no model call), then it goes on live up to {count(fork.orchestrator.settings.max_turns, 'turn')}"
     )
     drive(fork.orchestrator, store, fork.run_id, quiet=quiet, db=db)
@@ -273,6 +298,25 @@ def replay(
             f"the prompts now differ from {shown(first.describe())} "
             f"(see `{shown(f'personae replay {run_id}{db_flag(db)}')}`)."
         )
+
+
+def new_database_file(db: str | None) -> Path | None:
+    """The SQLite file ``run`` is about to create, or None when it exists (or is a server)."""
+    from personae.store.location import SQLITE_PREFIX, database_url, display_path
+
+    url = database_url(db)
+    path = Path(display_path(url))
+    return path if url.startswith(SQLITE_PREFIX) and not path.exists() else None
+
+
+def discard_if_unused(store: Store, new_file: Path | None) -> None:
+    """A run that never started leaves no database behind: the file this command created is
+    removed again while it holds no run (a scenario too big for its window, an interrupt)."""
+    if new_file is None or store.runs(1):
+        return
+    store.close()
+    for path in (new_file, *(new_file.with_name(new_file.name + s) for s in ("-wal", "-shm"))):
+        path.unlink(missing_ok=True)
 
 
 def banner(llm: Backend, store: Store) -> str:

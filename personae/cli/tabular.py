@@ -44,6 +44,8 @@ def _cell(value: Any) -> str:
     value = plain(value)
     if value is None:
         return ""
+    if isinstance(value, bool):  # as JSON spells it, so one reader parses every format
+        return "true" if value else "false"
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)

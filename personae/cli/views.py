@@ -9,6 +9,7 @@ cutting every value to "offic…". Whole values are for ``--format tsv|csv|json`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePath
@@ -30,6 +31,52 @@ _RUN_COLUMNS: tuple[tuple[str, int], ...] = (
 def short_model(model: str) -> str:
     """A GGUF path by its file name: the folder is in ``--format tsv`` and ``show``."""
     return PurePath(model).name if model.endswith(".gguf") else model
+
+
+_MATCH = re.compile(r"\[([^\[\]\n]*)\]")  # FTS5's snippet() marks each match as [word]
+
+
+def highlighted(snippet: str) -> Text:
+    """A search snippet for a terminal: the matches FTS5 marked with brackets in bold, the
+    brackets dropped; the rest inert."""
+    text = Text()
+    at = 0
+    for match in _MATCH.finditer(snippet):
+        text.append(inert(snippet[at : match.start()]))
+        text.append(inert(match.group(1)), style="bold yellow")
+        at = match.end()
+    text.append(inert(snippet[at:]))
+    return text
+
+
+def one_line_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], width: int) -> Table:
+    """A listing for a terminal ``width`` columns wide, one line per item: the first column
+    whole, the second (the prose) taking the room that is left, the others at most 32 wide; long
+    values are cut with an ellipsis (``--format tsv`` has them whole)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, header_style="bold", width=width)
+    for index, name in enumerate(columns):
+        table.add_column(
+            name, no_wrap=True, overflow="ellipsis", ratio=1 if index == 1 else None,
+            max_width=None if index < 2 else 32,
+        )
+    for r in rows:
+        cells = []
+        for name in columns:
+            value = r.get(name)
+            text = ("yes" if value else "") if isinstance(value, bool) else str(value or "")
+            cells.append(Text(inert(text), style="dim" if r.get("hidden") else ""))
+        table.add_row(*cells)
+    return table
+
+
+def stopped_by(row: Mapping[str, Any], limit: int = 70) -> str:
+    """Why a run stopped, for a table cell: a failed run's own error (its first sentence), not
+    just "error" — `personae show RUN` has the whole message."""
+    error = str(row.get("error") or "").strip()
+    if not error:
+        return str(row.get("stop_reason") or "")
+    first = error.split(". ")[0].rstrip(".")
+    return "error: " + (first if len(first) <= limit else first[: limit - 1].rstrip() + "…")
 
 
 def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
@@ -58,7 +105,7 @@ def runs_table(rows: Sequence[Mapping[str, Any]], width: int) -> Table:
                 f"{r['prompt_tokens']}/{r['evaluated_tokens']}/{r['completion_tokens']}"
             ),
             "status": Text(inert(r["status"])),
-            "stopped by": Text(inert(r.get("stop_reason") or "")),
+            "stopped by": Text(inert(stopped_by(r))),
             "started": started.strftime("%Y-%m-%d %H:%M" if width >= 130 else "%m-%d %H:%M"),
         }
         table.add_row(*(cells[name] for name in shown))
@@ -79,12 +126,11 @@ def persona_colours(names: Sequence[str]) -> dict[str, str]:
     return colours
 
 
-def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> Text:
+def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False, turns: int | None = None) -> Text:
     """``show`` in a terminal: the text of ``run_format.run_text``, each speaker's label in its colour.
     Stored text is appended inert, as plain ``Text``: markup in a reply stays characters and
     control characters are shown, not obeyed."""
-    from personae.run_format import marks
-    from personae.words import count
+    from personae.run_format import given_line, marks, turns_of, turns_phrase
 
     colours = persona_colours([m.persona for m in messages])
     out = Text()
@@ -93,7 +139,11 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> 
     stop = f" ({run.stop_reason})" if run.stop_reason else ""
     out.append(inert(f" · {run.status}{stop} · "))
     out.append(inert(run.model))
-    out.append(inert(f" via {run.backend} · ") + count(run.turns, "turn") + "\n")
+    length = turns_phrase(turns_of(messages) if turns is None else turns, run.turns)
+    out.append(inert(f" via {run.backend} · ") + length + "\n")
+    given = given_line(run)
+    if given:
+        out.append(inert(given) + "\n", style="dim")
     for m in messages:
         out.append("\n")
         out.append(f"[{m.turn}] ", style="dim")
@@ -113,19 +163,19 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> 
 
 
 def search_line(row: Mapping[str, Any]) -> Text:
-    """One search hit: where it is (a `personae show RUN --turn N` away), then the snippet; a
-    passage found in other runs too says in how many."""
+    """One search hit: where it is (a `personae show RUN --message N` away), then the snippet
+    with the matched words highlighted; a passage found in other runs too says in how many."""
     line = Text()
     line.append(f"run {row['run_id']}", style="bold")
     if row["where"] == "message":
-        line.append(f" · turn {row['turn']} · ")
+        line.append(f" · message {row['message']} · ")
         line.append(inert(row["persona"] or ""))
     else:
         line.append(inert(f" · {row['kind']} [{row['node_id']}]"))
-        if row["turn"]:
-            line.append(f" · turn {row['turn']}")
+        if row["message"]:
+            line.append(f" · message {row['message']}")
     line.append(": ")
-    line.append(inert(row["snippet"]))
+    line.append_text(highlighted(row["snippet"]))
     also = row["also_in_runs"]
     if also:
         runs = ", ".join(map(str, also[:8])) + (", …" if len(also) > 8 else "")

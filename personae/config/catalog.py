@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from personae.config.builtin import builtin_dir
+from personae.config.messages import did_you_mean
 from personae.errors import UserError
 
 SUFFIXES = (".yaml", ".yml")
@@ -43,8 +44,10 @@ def find_scenario(ref: Path, folder: Path = Path("scenarios")) -> Path:
     for file in files:
         if file.name == ref.name:
             return file.path
-    names = ", ".join(sorted({f.name for f in files}))
+    names = sorted({f.name for f in files})
+    guess = did_you_mean(ref.name, names)
+    hint = f" Did you mean {guess!r} (personae run {guess})?" if guess else ""
     raise UserError(
-        f"No scenario file {ref} and no scenario named {ref.name!r}. Scenarios by name: {names} "
-        "(personae scenarios lists them); or give the path of a .yaml file."
+        f"No scenario file {ref} and no scenario named {ref.name!r}.{hint} Scenarios by name: "
+        f"{', '.join(names)} (personae scenarios lists them); or give the path of a .yaml file."
     )

@@ -146,7 +146,7 @@ class PersonaCatalog:
             return persona
         start = found.level + 1 if persona.extends == persona.name else 0
         parent = self.find(persona.extends, start)
-        where = (*_prefix_loc(found.prefix), "extends")
+        where = (*prefix_loc(found.prefix), "extends")
         extends_node, _ = node_at(found.node, ("extends",))
         if parent is None:
             extra = (
@@ -178,7 +178,7 @@ class PersonaCatalog:
 MAX_EXTENDS_DEPTH = 32  # resolved recursively: far below Python's recursion limit
 
 
-def _prefix_loc(prefix: str) -> Loc:
+def prefix_loc(prefix: str) -> Loc:
     """``personas[2]`` -> ("personas", 2): inline personas live inside the scenario file."""
     if not prefix:
         return ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from urllib.parse import urlsplit
 
-from personae.errors import UserError
+from personae.errors import BackendError, ModelNotFound, UserError
 from personae.llm.base import Backend
 
 BACKENDS = ("auto", "ollama", "embedded", "openai")
@@ -92,3 +92,29 @@ def open_backend(
 
     gguf = model if model and model.endswith(".gguf") else None
     return EmbeddedBackend(gguf, num_ctx=num_ctx)
+
+
+def check_model(backend: Backend) -> None:
+    """Before a run exists: a server that does not answer, or does not have the model, is an
+    error now — not a run row that fails at its first turn (and not after ``--interactive`` has
+    asked for a line). Ollama is asked for the model (``/api/show``: 404 when it was never
+    pulled, and the answer gives the window, so it is asked once); an OpenAI-compatible server for
+    its list of models. A server that answers the question with some other error is let through:
+    the first call will say what is wrong, with retries."""
+    try:
+        if backend.name == "ollama":
+            backend.context_length()
+        elif backend.name == "openai":
+            served = list(backend.list_models())  # type: ignore[attr-defined]
+            if served and backend.model not in served:
+                where = getattr(backend, "base_url", "the server")
+                raise ModelNotFound(
+                    f"The server at {where} does not serve the model '{backend.model}'; it serves "
+                    f"{', '.join(served)}. Pass one of them with --model.",
+                    status=404,
+                )
+    except ModelNotFound:
+        raise
+    except BackendError as exc:
+        if exc.status is None:  # no answer at all (refused, timed out): nothing can run
+            raise

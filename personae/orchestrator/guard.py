@@ -8,6 +8,10 @@ attempt is an ``llm_calls`` row (the first ``turn``, the others ``retry``); the 
 ``meta["guard"]`` says why each retry happened and which attempt was kept. Nothing is rewritten:
 the kept reply is one the model wrote.
 
+A structured reply whose fields repeat the schema's descriptions or hold placeholders ("1.2.3",
+"[the decision]", punctuation) is a copy too (``personae/quality/placeholders.py``); runs started
+before that check keep the guard they ran with (``placeholders=False``), so they replay as they ran.
+
 The checks are the quality scorer's own (``personae/quality/scoring.py``), so what the guard
 retries is what the benchmark counts as a failure. They read only the committed transcript and
 the prompt, so a resumed run checks exactly as an uninterrupted one.
@@ -22,6 +26,7 @@ from typing import Any
 from personae.config.models import GuardConfig, Persona, Scenario
 from personae.llm.base import ChatMessage
 from personae.orchestrator.state import Utterance
+from personae.quality.placeholders import placeholder_fields
 from personae.quality.scoring import ngrams, speaks_as, words
 
 Gram = tuple[str, ...]
@@ -33,6 +38,7 @@ class Check:
     copied: float  # share of the reply's 4-grams said or given before
     voice: str | None = None  # the persona it spoke as
     schema_error: str | None = None  # why a structured reply did not validate
+    placeholders: tuple[str, ...] = ()  # fields that repeat the schema or hold a placeholder
 
     @property
     def ok(self) -> bool:
@@ -45,6 +51,8 @@ class Check:
             entry["voice"] = self.voice
         if self.schema_error:
             entry["schema_error"] = self.schema_error
+        if self.placeholders:
+            entry["placeholders"] = list(self.placeholders)
         return entry
 
 
@@ -53,11 +61,14 @@ class ReplyGuard:
     config: GuardConfig
     roster: tuple[str, ...]
     given: frozenset[Gram]  # goal, context and every persona's instructions
+    placeholders: bool = True  # check structured fields for placeholders (runs since resume.py::REPLY_RULES_SINCE)
     _said: set[Gram] = field(default_factory=set)  # 4-grams of the transcript so far …
     _said_ids: tuple[int | None, int] = (None, 0)  # … as of (first message id, count)
 
     @classmethod
-    def for_scenario(cls, scenario: Scenario, personas: Mapping[str, Persona]) -> ReplyGuard:
+    def for_scenario(
+        cls, scenario: Scenario, personas: Mapping[str, Persona], *, placeholders: bool = True
+    ) -> ReplyGuard:
         texts = [scenario.goal, scenario.context]
         for name in scenario.roster:
             persona = personas[name]
@@ -65,7 +76,7 @@ class ReplyGuard:
         given: set[Gram] = set()
         for text in texts:
             given.update(ngrams(words(text)))
-        return cls(scenario.guard, tuple(scenario.roster), frozenset(given))
+        return cls(scenario.guard, tuple(scenario.roster), frozenset(given), placeholders)
 
     def check(
         self,
@@ -74,10 +85,16 @@ class ReplyGuard:
         history: Sequence[Utterance],
         prompt: Sequence[ChatMessage],
         schema_error: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        schema: Mapping[str, Any] | None = None,
     ) -> Check:
-        """``schema_error``: the reply was asked for under a schema and did not validate."""
+        """``schema_error``: the reply was asked for under a schema and did not validate;
+        ``fields``: it did, and these are its values under ``schema``."""
         if schema_error:
             return Check(("schema",), 0.0, schema_error=schema_error)
+        empty = tuple(placeholder_fields(fields, schema)) if fields and self.placeholders else ()
+        if empty:
+            return Check(("copy",), 1.0, placeholders=empty)
         tokens = words(content)
         if len(tokens) < self.config.min_words:
             return Check(("empty",), 0.0)
@@ -120,6 +137,9 @@ def retry_note(check: Check, persona: str) -> str:
         return "Too short. Write two full sentences."
     if "other_voice" in check.problems:
         return f"That spoke as {check.voice}. Write only as {persona}."
+    if check.placeholders:
+        named = ", ".join(dict.fromkeys(p.removeprefix("$.").split("[")[0] for p in check.placeholders))
+        return f"Fields {named} only repeated the instructions or held placeholders. Write real content."
     return "That repeated earlier words. Say something new, in your own words."
 
 

@@ -216,6 +216,8 @@ def build_prompt(
     needed — the oldest turns are dropped to fit, which the manifest records."""
     persona = personas[speaker.persona]
     header = layout_header(scenario, personas, layout)
+    if speaker.isolated:  # a recipe's turn that sees only its own instructions
+        history, memory = (), None
     # The system message's shared part: the header, and the memory block once there is one.
     stable = f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
     if memory is not None:  # collapsed turns are in the memory block, not the transcript

@@ -143,15 +143,17 @@ class Fork:
 def fork_run(
     store: Store, parent_id: int, fork_turn: int, live: Backend, *, max_turns: int | None = None
 ) -> Fork:
-    """Create the fork's run row; driving ``Fork.orchestrator.run(Fork.run_id)`` copies turns
-    1..``fork_turn`` from the parent (no model call) and continues live."""
+    """Create the fork's run row; driving ``Fork.orchestrator.run(Fork.run_id)`` copies messages
+    1..``fork_turn`` (User's included) from the parent (no model call) and continues live."""
     parent = store.run(parent_id)
     if not 0 <= fork_turn <= parent.turns:
         raise UserError(
-            f"--fork-at {fork_turn} is outside run {parent_id}, which has turns 1 to "
-            f"{parent.turns}. Choose a turn in that range (0 starts afresh with the same scenario)."
+            f"--fork-at {fork_turn} is outside run {parent_id}, which has messages 1 to "
+            f"{parent.turns}. Choose a message in that range (0 starts afresh with the same "
+            "scenario)."
         )
     messages = {m.turn: m for m in store.messages(parent_id)}
+    copied_turns = sum(1 for t, m in messages.items() if t <= fork_turn and m.persona != HUMAN)
     calls = store.calls(parent_id)
     last_id: int | None = None
     if fork_turn:
@@ -163,10 +165,10 @@ def fork_run(
     replay = replay_backend_for(calls, strict=False, upto_id=last_id or 0)
     backend = ThenLive(replay, live, last_id)
     settings = run_settings(parent, loaded, live, max_turns=max_turns)
-    if settings.max_turns < fork_turn:
+    if settings.max_turns < copied_turns:
         raise UserError(
-            f"--max-turns {settings.max_turns} is below the fork turn {fork_turn}; "
-            "a fork keeps the turns it copies. Raise --max-turns."
+            f"--max-turns {settings.max_turns} is below the {copied_turns} turns that messages "
+            f"1 to {fork_turn} hold; a fork keeps the turns it copies. Raise --max-turns."
         )
     run_id = start_run(store, loaded, live, settings, parent_run_id=parent_id, fork_turn=fork_turn)
     typed = typed_inputs(loaded, [m for t, m in messages.items() if t <= fork_turn])

@@ -24,6 +24,8 @@ import yaml
 
 from personae.config.loader import LoadedScenario, load_scenario, load_scenario_text
 from personae.config.models import GuardConfig, Persona, Scenario
+from personae.config.overrides import apply_options, typed_options
+from personae.config.substitution import fill_scenario, settle_values
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
 from personae.llm.base import Backend
@@ -32,6 +34,7 @@ from personae.orchestrator.run import settings_for
 from personae.orchestrator.state import RunSettings
 from personae.store.models import Run
 from personae.store.repo import Store
+from personae.words import count
 
 
 def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None) -> LoadedScenario:
@@ -41,7 +44,7 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
     instead (replay uses this to show where an edit would change a run).
     """
     if scenario_file is not None:
-        return as_it_ran(run, load_scenario(scenario_file))
+        return as_it_ran(run, load_scenario(scenario_file, **given_values(run)))
     return as_it_ran(run, _stored_scenario(store, run))
 
 
@@ -50,6 +53,10 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
 GUARD_SINCE = (0, 2, 0)
 # The first version whose collapse check measures a turn's prompt with its schema hint.
 MEASURE_PREPARED_SINCE = (0, 2, 1)
+# The first version whose reply guard calls placeholder-filled structured replies copies and
+# whose cut replies are trimmed at their last complete sentence. The next version after 0.2.1,
+# so any bump at merge turns both on for new runs.
+REPLY_RULES_SINCE = (0, 2, 2)
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
@@ -70,6 +77,11 @@ def _version(text: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def given_values(run: Run) -> dict[str, Any]:
+    """The variables and option overrides a run was started with, as the loader takes them."""
+    return {"variables": run.variables or None, "options": run.options or None}
+
+
 def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     frozen = {
         p.name: Persona.model_validate(p.definition) for p in store.run_personas(run.id)
@@ -82,7 +94,9 @@ def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     if folder is None:
         return _without_folder(store, run, label, frozen, sources)
     try:
-        loaded = load_scenario_text(run.scenario_yaml, path=label, base_dir=folder)
+        loaded = load_scenario_text(
+            run.scenario_yaml, path=label, base_dir=folder, **given_values(run)
+        )
     except ConfigError as exc:
         # The persona files or documents may have moved since; the frozen definitions and the
         # imported documents are all a run needs.
@@ -142,6 +156,9 @@ def _from_frozen(
 ) -> LoadedScenario:
     try:
         scenario = Scenario.model_validate(yaml.safe_load(run.scenario_yaml))
+        values = settle_values(scenario, None, run.variables)
+        scenario = fill_scenario(scenario, None, values)
+        overrides = typed_options(run.options)
     except Exception:  # noqa: BLE001 - the loader's own message says more
         raise cause from None
     missing = [name for name in scenario.roster if name not in frozen]
@@ -149,6 +166,8 @@ def _from_frozen(
         raise cause
     ordered = {name: frozen[name] for name in scenario.roster}
     ordered |= {name: p for name, p in frozen.items() if name not in ordered}
+    # The frozen personas were stored filled in and with the overrides on; the scenario was not.
+    scenario, _ = apply_options(scenario, {}, overrides)
     return LoadedScenario(
         scenario=scenario,
         personas=ordered,
@@ -156,6 +175,8 @@ def _from_frozen(
         source_yaml=run.scenario_yaml,
         documents=(),
         persona_sources=sources,
+        variables=values,
+        options=overrides,
     )
 
 
@@ -167,6 +188,8 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
         "num_ctx": run.num_ctx,
         "seed": run.seed,
         "measure_prepared": _version(run.personae_version) >= MEASURE_PREPARED_SINCE,
+        "check_placeholders": _version(run.personae_version) >= REPLY_RULES_SINCE,
+        "trim_cut_replies": _version(run.personae_version) >= REPLY_RULES_SINCE,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}
     return settings_for(loaded, backend, **values)
@@ -175,15 +198,19 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
 # -------------------------------------------------------------------------- may it be resumed?
 
 
-def check_resumable(run: Run, *, force: bool = False) -> str | None:
+def check_resumable(run: Run, *, force: bool = False, turns: int | None = None) -> str | None:
     """Raise ``UserError`` (exit 2) if ``run`` must not be continued; else a note for the user
-    when the run was left ``running`` by a process that is gone (None otherwise)."""
+    when the run was left ``running`` by a process that is gone (None otherwise). ``turns``: its
+    persona turns (``run.turns`` counts User's messages too), for the fork hint's --max-turns."""
+    taken = run.turns if turns is None else turns
     resume_hint = f"personae replay {run.id} --fork-at {run.turns}"
     if run.status == "completed":
+        user = run.turns - taken
+        length = count(taken, "turn") + (f" and {count(user, 'User message')}" if user else "")
         raise UserError(
-            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {run.turns} turns); "
-            f"there is nothing to resume. To continue it with more turns, fork it: "
-            f"{resume_hint} --max-turns {run.turns + max(run.turns, 4)}"
+            f"Run {run.id} already completed ({run.stop_reason or 'done'}, {length}); "
+            f"there is nothing to resume. To continue it with more turns, fork it after its "
+            f"last message: {resume_hint} --max-turns {taken + max(taken, 4)}"
         )
     if run.status != "running":
         return None
@@ -200,7 +227,7 @@ def check_resumable(run: Run, *, force: bool = False) -> str | None:
         )
     return (
         f"Run {run.id} was left running by process {run.pid}, which is gone (killed or crashed); "
-        f"continuing after turn {run.turns}."
+        f"continuing after message {run.turns}."
     )
 
 

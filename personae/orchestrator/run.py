@@ -29,7 +29,9 @@ from personae.orchestrator.guard import (
     retry_options,
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
-from personae.orchestrator.policies import make_policy
+from personae.orchestrator.policies import make_policy, reads_documents
+from personae.orchestrator.policies.passages import load_passages
+from personae.orchestrator.recipe_graph import turn_graph
 from personae.orchestrator.prompts import Prompt, RenderCache, build_prompt
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
@@ -48,6 +50,7 @@ from personae.orchestrator.state import (
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
 from personae.orchestrator.window import check_window, reply_budgets
+from personae.replies.ending import complete_part
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
 
@@ -66,6 +69,8 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         num_ctx=int(num_ctx),
         seed=overrides.get("seed") if overrides.get("seed") is not None else scenario.options.seed,
         measure_prepared=overrides.get("measure_prepared", True),
+        check_placeholders=overrides.get("check_placeholders", True),
+        trim_cut_replies=overrides.get("trim_cut_replies", True),
     )
 
 
@@ -77,9 +82,10 @@ def start_run(
     *,
     parent_run_id: int | None = None,
     fork_turn: int | None = None,
+    batch_variant_id: int | None = None,
 ) -> int:
     """Create the run row with the scenario and personas frozen as they are now (and, for a
-    fork, the run and turn it continues), and import its documents. The documents are read
+    fork, the run and turn it continues; for a sweep, the variant it runs), and import its documents. The documents are read
     first, so one that cannot be read leaves no run behind; once imported, the run needs no
     file again (resume never reads documents from the working directory)."""
     texts = read_documents(loaded.documents)
@@ -107,6 +113,10 @@ def start_run(
             ],
             parent_run_id=parent_run_id,
             fork_turn=fork_turn,
+            # What the stored YAML does not hold; resume and replay load it back with these.
+            variables=dict(loaded.variables) if loaded.variables else None,
+            options=dict(loaded.options) if loaded.options else None,
+            batch_variant_id=batch_variant_id,
         )
     )
     import_documents(store, run_id, loaded.documents, texts)
@@ -125,7 +135,9 @@ class Orchestrator:
         scenario = self.loaded.scenario
         self._fixed_options: dict[str, tuple[dict[str, Any], list[str]]] = {}  # see _options
         self._rendered = RenderCache()  # each committed turn is rendered once, not per prompt
-        self.guard = ReplyGuard.for_scenario(scenario, self.loaded.personas)
+        self.guard = ReplyGuard.for_scenario(
+            scenario, self.loaded.personas, placeholders=self.settings.check_placeholders
+        )
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(
             scenario.termination, max_turns=self.settings.max_turns, roster=scenario.roster
@@ -159,6 +171,12 @@ class Orchestrator:
         # An estimating backend (Ollama, OpenAI) continues from the ratio the stored calls taught.
         calibrate_from_calls(self.backend, lambda: self.store.calls(run_id))
         import_documents(self.store, run_id, self.loaded.documents)
+        scenario = self.loaded.scenario
+        if reads_documents(scenario.policy):  # the run's own chunks, as stored (resume too)
+            self.policy = make_policy(
+                scenario.policy, scenario.roster, mode_table(scenario),
+                load_passages(self.store, run_id),
+            )
         try:
             while True:
                 reason = self.stop_rule.check(state)
@@ -247,7 +265,10 @@ class Orchestrator:
                 break
             schema_error = (parsed.meta or {}).get("structured_error") if speaker.schema else None
             checks.append(
-                self.guard.check(parsed.content, speaker.persona, state.history, messages, schema_error)
+                self.guard.check(
+                    parsed.content, speaker.persona, state.history, messages, schema_error,
+                    parsed.structured, speaker.schema,
+                )
             )
             if checks[-1].ok:
                 break
@@ -256,8 +277,13 @@ class Orchestrator:
         meta = dict(parsed.meta or {})
         if not result.text.strip():  # kept, and flagged
             meta["empty_reply"] = True
+        content = parsed.content
         if result.done_reason == "length":
             meta["truncated"] = True
+            if self.settings.trim_cut_replies and parsed.structured is None:
+                content = complete_part(parsed.content)  # raw keeps every character
+                if len(content) < len(parsed.content.rstrip()):
+                    meta["trimmed"] = len(parsed.content.rstrip()) - len(content)
         if len(attempts) > 1 or (checks and not checks[kept].ok):
             meta["guard"] = {
                 "attempts": len(attempts),
@@ -268,7 +294,7 @@ class Orchestrator:
             turn=turn,
             persona=speaker.persona,
             phase=speaker.phase,
-            content=parsed.content,
+            content=content,
             thinking=parsed.thinking,
             raw=result.text,
             cut=parsed.cut,
@@ -276,7 +302,8 @@ class Orchestrator:
             meta=meta or None,
         )
         calls = [*chosen_by, *(call for call, _, _ in attempts)]
-        committed = self.store.commit_turn(state.run_id, record, calls)
+        graph = turn_graph(self.store, state.run_id, speaker, state.history, record)
+        committed = self.store.commit_turn(state.run_id, record, calls, graph)
         utterance = utterance_of(record, committed.message_id)
         seconds = sum(call.wall_ns for call, _, _ in attempts) / 1e9
         done = TurnDone(

@@ -57,6 +57,12 @@ class TurnPlan:
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
     choices: tuple[str, ...] = ()
+    # The recipes (chain, self-ask): the prompt holds the header and this turn's cue only, no
+    # memory block and no transcript; what the turn needs to see is in its instructions.
+    isolated: bool = False
+    # Edges from this turn's message node to stored nodes: (kind, node id), e.g. the chunk a
+    # chain worker read (``derived_from``). Written in the turn's transaction.
+    links: tuple[tuple[str, int], ...] = ()
 
 
 _persona_of = attrgetter("persona")
@@ -80,6 +86,11 @@ class RunSettings:
     # Collapse measures the prompt as it will be sent (with a structured reply's schema hint).
     # Runs started before 0.2.1 measured it without the hint; they resume and replay as they ran.
     measure_prepared: bool = True
+    # The reply guard calls a structured reply of placeholders a copy (and asks again), and a
+    # reply cut at num_predict is read by the others up to its last complete sentence. Runs
+    # started before these (resume.py::REPLY_RULES_SINCE) resume and replay as they ran.
+    check_placeholders: bool = True
+    trim_cut_replies: bool = True
 
 
 @dataclass(frozen=True)

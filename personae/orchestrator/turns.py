@@ -37,7 +37,7 @@ def prepare(speaker: TurnPlan, persona: Persona) -> TurnPlan:
         return speaker
     instructions = "\n".join(t for t in (speaker.instructions, structured.schema_hint(schema)) if t)
     own = speaker.schema is None  # the persona's own schema, so its own template
-    template = persona.output_template if own else None
+    template = persona.output_template if own else speaker.template
     return replace(speaker, schema=schema, instructions=instructions, template=template)
 
 

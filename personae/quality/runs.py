@@ -25,6 +25,7 @@ def deliberation_of_run(store: Store, run_id: int) -> Deliberation:
         p.name: f"{instructions[p.name]}\n{p.definition.get('output_template') or ''}".strip()
         for p in members
     }
+    schemas = {p.name: p.definition.get("output_schema") for p in members}
     messages = store.messages(run_id)
     kept = _kept_calls(store, run_id, messages)
     replies, others = [], []
@@ -40,6 +41,8 @@ def deliberation_of_run(store: Store, run_id: int) -> Deliberation:
                 turn=m.turn,
                 done_reason=call.done_reason if call is not None else None,
                 prompt="\n".join(p.get("content", "") for p in call.prompt) if call is not None else "",
+                fields=m.structured,
+                schema=(call.schema if call is not None and call.schema else None) or schemas.get(m.persona),
             )
         )
     documents = tuple(n.text for n in store.memory_nodes(run_id, ["chunk"]))

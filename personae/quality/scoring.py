@@ -7,6 +7,8 @@ role, speaking as another agent) with rules simple enough to read and to argue w
 - *empty*: fewer than 5 words;
 - *copy*: half or more of its word 4-grams already appeared earlier — in another message, or in
   the goal, context, documents or persona instructions the model was given (parroting the prompt);
+  or, for a structured reply, a field that repeats its schema's description or holds a placeholder
+  (``placeholders.py``);
 - *off topic*: fewer than 2 content words shared with the goal, context and documents;
 - *other voice*: it speaks as another persona of the roster;
 - *cut*: generation stopped at ``num_predict``;
@@ -21,9 +23,12 @@ code scores Personae's runs (``from_store``) and the transcripts of other framew
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from personae.quality.placeholders import placeholder_fields
+from personae.quality.text import normalize
 
 MIN_WORDS = 5
 COPY_FRACTION = 0.5
@@ -33,7 +38,6 @@ FAILURES = ("empty", "copy", "off_topic", "other_voice")
 
 _WORD = re.compile(r"\w+(?:[.,'’]\w+)*", re.UNICODE)
 _NUMBERED = re.compile(r"^\s*(?:step\s*)?\d{1,2}\s*[.):]\s*\S", re.IGNORECASE | re.MULTILINE)
-_FORMAT_CHARS = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 # Words that carry no topic: English and Russian (a built-in scenario is in Russian).
 STOPWORDS = frozenset(
@@ -73,6 +77,8 @@ class Reply:
     turn: int = 0
     done_reason: str | None = None  # "length": cut at num_predict
     prompt: str = ""  # the prompt it answered, where stored: parroting it is copying too
+    fields: Mapping[str, Any] | None = None  # a structured reply's values …
+    schema: Mapping[str, Any] | None = None  # … and the schema it was asked for under
 
 
 @dataclass(frozen=True)
@@ -137,12 +143,6 @@ class Summary:
 
 def words(text: str) -> list[str]:
     return _WORD.findall(normalize(text).lower())
-
-
-def normalize(text: str) -> str:
-    """Compatibility forms folded and invisible format characters dropped, so ``Crit\u200bic``
-    and fullwidth letters compare as what a reader sees."""
-    return _FORMAT_CHARS.sub("", unicodedata.normalize("NFKC", text))
 
 
 def stem(word: str) -> str:
@@ -222,6 +222,9 @@ def score(deliberation: Deliberation) -> list[ReplyScore]:
         grams = ngrams(tokens)
         given = seen | set(ngrams(words(reply.prompt))) if reply.prompt else seen
         copied = sum(g in given for g in grams) / len(grams) if grams else 0.0
+        empty_fields = placeholder_fields(reply.fields, reply.schema) if reply.fields else []
+        if empty_fields:
+            copied = 1.0
         shared = len(content_stems(reply.content) & topic)
         role = deliberation.roles.get(reply.persona) or deliberation.instructions.get(reply.persona, "")
         kind, phrase = contract_of(role, deliberation.stop_phrase) or (None, None)
@@ -232,7 +235,7 @@ def score(deliberation: Deliberation) -> list[ReplyScore]:
                 copied=copied,
                 shared_content=shared,
                 empty=len(tokens) < MIN_WORDS,
-                copy=bool(grams) and copied >= COPY_FRACTION,
+                copy=bool(empty_fields) or (bool(grams) and copied >= COPY_FRACTION),
                 off_topic=shared < MIN_SHARED_CONTENT,
                 other_voice=speaks_as(reply.content, reply.persona, roster),
                 cut=reply.done_reason == "length",

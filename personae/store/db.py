@@ -7,49 +7,30 @@ can share one file; writers take the write lock up front (BEGIN IMMEDIATE), whic
 
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.exc import DBAPIError
 
-from alembic import command
 from personae.errors import StoreError, UserError
 from personae.store import failures
+from personae.store.location import database_url, display_path
 from personae.store.models import Base
+
+if TYPE_CHECKING:  # Alembic is imported only when a schema is not at head (see at_head)
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 
 
-def database_url(db: str | os.PathLike[str] | None) -> str:
-    """``--db`` wins, then ``PERSONAE_DB``, then ``./personae.db``. A value with ``://`` is a
-    SQLAlchemy URL (PostgreSQL for a shared team database); anything else is a SQLite file path."""
-    if db is not None and str(db) != "":
-        value, source = str(db), "--db"
-    else:
-        value, source = os.environ.get("PERSONAE_DB") or "personae.db", "PERSONAE_DB"
-    if not value.strip() or any(not c.isprintable() for c in value):
-        # A name of blanks (or with a control character) would create a file nobody can find.
-        raise failures.usage_error(
-            f"{source}={value!r} is not a database path: it is blank or holds a control "
-            "character. Give a file path such as runs.db (or a URL such as "
-            "sqlite:///runs.db), or unset PERSONAE_DB to use ./personae.db."
-        )
-    if "://" in value:
-        return value
-    return f"sqlite:///{Path(value).expanduser().resolve()}"
-
-
-def display_path(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.database or url if parsed.get_backend_name() == "sqlite" else url
+__all__ = ["Engines", "database_url", "display_path", "open_engines", "open_readonly", "upgrade"]
 
 
 @dataclass
@@ -151,9 +132,10 @@ def open_readonly(url: str) -> Engines:
     """Engines for a command that only reads (runs, show, search, graph, export, doctor).
 
     Such a command creates nothing and changes nothing: a missing file is an error that says
-    where Personae looked, a SQLite file is opened read-only (``mode=ro``), and a file that is
-    not a Personae database, or not at this version's schema, is named and left as it was:
-    upgrading it is a writing command's job (``personae db upgrade``), after a backup."""
+    where Personae looked, a SQLite file is opened for reading only (``query_only``; no -wal or
+    -shm is left behind), and a file that is not a Personae database, or not at this version's
+    schema, is named and left as it was: upgrading it is a writing command's job (``personae db
+    upgrade``), after a backup."""
     where = _where(url)
     try:
         is_sqlite = make_url(url).get_backend_name() == "sqlite"
@@ -185,6 +167,10 @@ def open_readonly(url: str) -> Engines:
 
 def _require_head(engines: Engines) -> None:
     """Refuse, with the reason and the fix, a database this version cannot read as it is."""
+    if at_head(engines.read):
+        return
+    from alembic.script import ScriptDirectory
+
     where = display_path(engines.url)
     try:
         current = current_revision(engines.read)
@@ -229,14 +215,19 @@ def _require_head(engines: Engines) -> None:
 
 
 def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engine:
-    """A SQLite engine with our pragmas; ``readonly``: the file, opened with ``mode=ro``."""
+    """A SQLite engine with our pragmas; ``readonly``: the file, opened for reads only (query_only)."""
     if readonly is None:
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
     else:
         import sqlite3
         from urllib.parse import quote
 
-        uri = f"file:{quote(str(readonly))}?mode=ro"
+        # mode=rw, never creating (the file is checked to exist first), with every write refused
+        # by query_only below: a mode=ro connection can neither checkpoint nor remove the -wal
+        # and -shm files it makes a WAL database grow, so every `personae runs` would leave them
+        # beside the file; this one lets SQLite's own last-close cleanup do it. A write-protected
+        # file still opens, read-only, as SQLite does for mode=rw.
+        uri = f"file:{quote(str(readonly))}?mode=rw"
         engine = create_engine(
             "sqlite://",
             creator=lambda: sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False),
@@ -246,8 +237,10 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        if readonly is None:  # a read-only connection cannot change the journal mode, nor needs to
+        if readonly is None:  # a reader leaves the journal mode as the file has it
             cursor.execute("PRAGMA journal_mode=WAL")
+        else:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -260,19 +253,55 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
     return engine
 
 
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?", re.MULTILINE)
+
+
+def shipped_head() -> str:
+    """The newest revision this package ships, read from the revision files themselves (the one
+    no other revision names as its ``down_revision``): the fast check of ``at_head`` needs no
+    Alembic. ``tests/test_migrations.py`` holds it equal to Alembic's own head."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        fields = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
+        if "revision" in fields:
+            revisions.add(fields["revision"])
+            parents.add(fields.get("down_revision"))
+    heads = revisions - parents
+    assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
+    return heads.pop()
+
+
+def at_head(engine: Engine) -> bool:
+    """Is the schema at this version's head? One plain query, so the commands that open a
+    database at head (every one, most of the time) never import Alembic; anything else — no
+    version table, another revision, an unreadable file — goes the slow, careful way."""
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except Exception:  # noqa: BLE001 - the slow path names whatever is wrong
+        return False
+    return stored == [shipped_head()]
+
+
 def alembic_config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return config
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
 
 
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -286,6 +315,12 @@ def upgrade(engines: Engines, *, to: str = "head") -> str | None:
     first finds the schema done. Read outside the lock, a file another process is migrating looks
     half-made (tables, no version yet) and was taken for a foreign database.
     """
+    if to == "head" and at_head(engines.read):
+        return None
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
     target = scripts.get_current_head() if to == "head" else to
@@ -332,6 +367,8 @@ def _refuse_foreign(url: str, current: str | None, tables: set[str]) -> None:
             f"schema version{named}. Personae added nothing to it. Point --db / PERSONAE_DB at "
             "another file (a new name creates one)."
         )
+    from alembic.script import ScriptDirectory
+
     known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     if current is not None and current not in known and "runs" not in tables:
         raise StoreError(

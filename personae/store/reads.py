@@ -13,6 +13,7 @@ from typing import Self, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from personae.human import HUMAN
 from personae.errors import UserError
 from personae.store.call_rows import TOTALS
 from personae.store.db import Engines, database_url, display_path, open_readonly
@@ -76,6 +77,20 @@ class Reader:
         if limit:
             query = query.limit(limit)
         return self._rows(query)
+
+    def persona_turns(self, run_ids: Sequence[int]) -> dict[int, int]:
+        """Each run's turns as policies and ``max_turns`` count them: its messages not from User
+        (``runs.turns`` counts every message)."""
+        if not run_ids:
+            return {}
+        query = (
+            select(Message.run_id, func.count())
+            .where(Message.run_id.in_(list(run_ids)), Message.persona != HUMAN)
+            .group_by(Message.run_id)
+        )
+        with Session(self.engines.read) as session:
+            found = {int(r): int(n) for r, n in session.execute(query).all()}
+        return {int(r): found.get(int(r), 0) for r in run_ids}
 
     def messages(self, run_id: int) -> list[Message]:
         return self._rows(select(Message).where(Message.run_id == run_id).order_by(Message.turn))

@@ -31,7 +31,7 @@ from personae.store.graph_rows import (
     apply_edit,
     resolve_manifest,
 )
-from personae.store.models import CALLS, MESSAGES, RUNS, Run, RunPersona
+from personae.store.models import CALLS, MESSAGES, RUNS, VARIANTS, Run, RunPersona
 from personae.store.reads import Reader
 from personae.store.records import CallRecord, CommittedTurn, NewRun, RunTotals, TurnRecord
 from personae.store.rows import Statements, insert_row, insert_rows
@@ -90,9 +90,22 @@ class Store(Reader):
                 personae_version=__version__,
                 parent_run_id=new.parent_run_id,
                 fork_turn=new.fork_turn,
+                variables=new.variables,
+                options=new.options,
             )
             session.add(run)
             session.flush()
+            if new.batch_variant_id is not None:
+                linked = session.connection().execute(
+                    update(VARIANTS)
+                    .where(VARIANTS.c.id == new.batch_variant_id, VARIANTS.c.run_id.is_(None))
+                    .values(run_id=run.id)
+                )
+                if not linked.rowcount:  # another process started it: this one must not
+                    raise StoreError(
+                        f"Variant {new.batch_variant_id} of the sweep already has a run "
+                        "(another `personae batch resume`?); nothing was started for it."
+                    )
             for name, position, source, definition in new.personas:
                 session.add(
                     RunPersona(

@@ -11,6 +11,7 @@ from personae.config.models import CollapseConfig
 from personae.llm.base import Backend
 from personae.memory import items as schema
 from personae.memory.block import MemoryBlock, block_query, build_block
+from personae.memory.ranking import Weights
 from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
 from personae.orchestrator.collapse.budget import (
@@ -26,6 +27,7 @@ from personae.orchestrator.collapse.edit import (
     pack,
     summary_ref,
 )
+from personae.orchestrator.collapse.importance import rate_items
 from personae.orchestrator.collapse.summarizer import (
     Summarizer,
     known_line,
@@ -87,8 +89,15 @@ class Collapser:
         query = block_query(self.loaded.scenario.goal, phase, recent)
         return build_block(
             view, as_of=as_of, query=query, budget=self.budget.memory,
-            count=self.backend.count_text_tokens,
+            count=self.backend.count_text_tokens, generative=self._weights(),
         )
+
+    def _weights(self) -> Weights | None:
+        """``memory.ranking`` as the block takes it: None for plain BM25."""
+        ranking = self.loaded.scenario.memory.ranking
+        if ranking.type != "generative":
+            return None
+        return Weights(ranking.recency, ranking.importance, ranking.relevance, ranking.decay)
 
     # -- deciding -------------------------------------------------------------------------------
     def due(self, state: RunState, speaker: TurnPlan, tokens: int) -> str | None:
@@ -193,6 +202,9 @@ class Collapser:
             level_one.append((key, first, last, output.summary))
         plan.added["summaries"] = len(level_one)
         self._level_up(plan, view, level_one, at=at, index=index)
+        if self._weights() is not None:  # Generative Agents: each new item rated once, now
+            rate_items(plan, self.backend, goal=self.loaded.scenario.goal, at=at,
+                       num_ctx=self.budget.window, seed=self.seed)
         edit = plan.edit()
         self.store.commit_collapse(run_id, edit, plan.calls)
 
