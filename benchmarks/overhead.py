@@ -30,7 +30,8 @@ with the oldest turns dropped: the steady state of a long run.
 ``--collapse`` measures what a long deliberation costs instead: collapse on (a 2,048-token window,
 so a collapse every few dozen turns; the scripted summarizer's answer is not JSON, so each collapse
 takes the fallback path, which writes the same graph edit as a model's answer), 3,000 turns, and the
-median CPU time per turn of the 50 turns ending at turns 100, 1,000 and 3,000 — flat means the
+mean CPU time per turn of the 100 turns ending at turns 100, 1,000 and 3,000 (a mean, so that the
+collapses among them count; a median would hide them) — flat means the
 per-turn cost does not grow with the transcript or the memory graph. ``--against DIR`` runs the
 same child with another checkout's ``personae`` package (its ``PYTHONPATH``) beside this one,
 alternating, so a before/after comparison is measured in one run on the same machine.
@@ -62,7 +63,7 @@ PERSONAS = ("Analyst", "Critic", "Planner", "Summarizer")
 
 
 CHECKPOINTS = (100, 1000, 3000)
-WINDOW = 50  # turns per checkpoint median
+WINDOW = 100  # turns per checkpoint: a mean over them, so the collapses among them count
 
 
 def scenario_text(turns: int, collapse: bool = False) -> str:
@@ -159,7 +160,8 @@ def personae_child(turns: int, collapse: bool = False) -> dict[str, Any]:
         "last_100_median_ms": median(per_turn_own[-100:]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_at": {
-            str(n): median(per_turn_cpu[n - WINDOW:n]) for n in CHECKPOINTS if len(per_turn_cpu) >= n
+            str(n): sum(per_turn_cpu[n - WINDOW:n]) / WINDOW for n in CHECKPOINTS
+            if len(per_turn_cpu) >= n
         },
     }
 
@@ -182,10 +184,10 @@ def collapse_main(turns: int, reps: int, against: Path | None) -> None:
             result = run_child(command, env=contestants[name])
             results[name].append(result)
             cells = ", ".join(f"turn {k}: {v:.2f} ms" for k, v in result["cpu_at"].items())
-            print(f"rep {rep + 1} {name}: CPU per turn {cells}; total {result['total_s']:.0f} s",
+            print(f"rep {rep + 1} {name}: CPU per turn {cells}; whole run {result['total_s']:.0f} s",
                   flush=True)
     print()
-    print(f"collapse on, {turns} turns, median CPU ms per turn of the {WINDOW} turns ending at")
+    print(f"collapse on, {turns} turns, mean CPU ms per turn of the {WINDOW} turns ending at")
     shown = [n for n in CHECKPOINTS if n <= turns]
     print("| personae | " + " | ".join(f"turn {n:,}" for n in shown) + " | last / first |")
     print("|---|" + "---|" * (len(shown) + 1))

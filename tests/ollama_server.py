@@ -442,7 +442,7 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
     schema = fmt if isinstance(fmt, dict) else ANY_JSON_OBJECT if fmt == "json" else None
     if fmt not in (None, "", "json") and not isinstance(fmt, dict):
         raise ValueError(f'invalid format {fmt!r}: use "json" or a JSON schema')
-    return ChatRequest(tuple(parsed), dict(options), schema, body.get("keep_alive"))
+    return ChatRequest(tuple(parsed), dict(options), schema)
 
 
 def _model_info(meta: dict[str, str]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ def long_scenario(turns: int) -> str:
     return make_scenario(
         extra=(
             "memory: {num_ctx: 1024, collapse: {keep_recent: 4}}\n"
+            "inputs:\n  - {at_turn: 5, text: Budget is 2k a month., pin: true}\n"
             f"termination: {{max_turns: {turns}}}\n"
         ),
     )

@@ -208,3 +208,27 @@ def test_a_run_against_a_server_of_the_wrong_shape_fails_with_the_resume_hint(
     assert "Traceback" not in done.stderr + done.stdout
     with sqlite3.connect(isolated_env) as connection:
         assert connection.execute("select status from runs where id = 1").fetchone() == ("failed",)
+
+
+def _completion(**fields: object) -> str:
+    body = {"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+    body.update(fields)
+    return json.dumps(body)
+
+
+@pytest.mark.slow
+def test_openai_reply_not_streamed_is_bounded_and_checked(server: MisbehavingServer) -> None:
+    long = [{"index": 0, "message": {"role": "assistant", "content": "word " * 50_000},
+             "finish_reason": "stop"}]
+    server.reply = (200, {}, _completion(choices=long))
+    result = openai(server).chat(ASK)  # no token callback: the reply comes whole
+    assert result.done_reason == "length" and len(result.text) <= 8 * 64
+    server.reply = (200, {}, _completion(choices="x"))
+    with pytest.raises(BackendError, match="wrong shape"):
+        openai(server).chat(ASK)
+    server.reply = (200, {}, _completion(usage={"prompt_tokens": -1, "completion_tokens": 1e30}))
+    usage = openai(server).chat(ASK).usage
+    assert usage.prompt_tokens >= 0 and usage.completion_tokens == MAX_COUNT

@@ -15,9 +15,8 @@ from __future__ import annotations
 import queue
 import threading
 import traceback
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
 
 from personae.batch.rows import StoredVariant
 from personae.batch.sweep import Endpoint
@@ -26,7 +25,7 @@ from personae.errors import PersonaeError
 from personae.llm.base import Backend
 from personae.orchestrator.resume import check_resumable, reload_scenario, run_settings
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
-from personae.orchestrator.state import Event, Stopped, TurnDone
+from personae.orchestrator.state import Stopped, TurnDone
 from personae.store.repo import Store
 
 # An endpoint, a model (None: the backend's default) and the window → an open backend.
@@ -199,7 +198,7 @@ def _drive(
     store: Store, shared: _Shared, orchestrator: Orchestrator, key: str, run_id: int
 ) -> RunFinished:
     # A generator: closed at once when the batch stops, so the run loop's own cleanup runs.
-    events = cast(Generator[Event, None, None], orchestrator.run(run_id))
+    events = orchestrator.run(run_id)  # typed as the Generator it is
     for event in events:
         if isinstance(event, TurnDone):
             usage = event.usage

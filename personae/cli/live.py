@@ -21,10 +21,12 @@ from personae.cli.terminal import inert
 from personae.errors import PersonaeError
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported by the commands that open one
+    from personae.orchestrator.run import Orchestrator
+    from personae.orchestrator.state import RunState
     from personae.store.repo import Store
 
 
-def ask_user(state: Any) -> str | None:
+def ask_user(state: RunState) -> str | None:
     """--interactive: one line from stdin between turns; an empty line (or end of input) passes."""
     out.print(f"[bold]User[/] (message {state.turn + 1}, empty line to pass)> ", end="")
     line = sys.stdin.readline()
@@ -43,7 +45,7 @@ def release_new_run(store: Store, run_id: int | None = None) -> None:
 
 
 def drive(
-    orchestrator: Any, store: Store, run_id: int, *, quiet: bool, db: str | None,
+    orchestrator: Orchestrator, store: Store, run_id: int, *, quiet: bool, db: str | None,
     announce: str | None = None,
 ) -> None:
     """Run the loop of ``orchestrator`` over run ``run_id``, printing each event (only the

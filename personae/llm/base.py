@@ -47,7 +47,6 @@ class ChatRequest:
     options: Options = field(default_factory=dict)
     # A JSON Schema the reply must match: Ollama ``format``, a llama.cpp grammar.
     schema: dict[str, Any] | None = None
-    keep_alive: str | None = None
 
 
 @dataclass(frozen=True)

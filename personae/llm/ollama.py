@@ -220,9 +220,8 @@ class OllamaBackend(RemoteModel):
         }
         if request.schema is not None:
             body["format"] = request.schema
-        keep_alive = request.keep_alive or self.keep_alive
-        if keep_alive is not None:
-            body["keep_alive"] = keep_alive
+        if self.keep_alive is not None:
+            body["keep_alive"] = self.keep_alive
         return body
 
     def _stream_chat(self, body: dict[str, Any], bounds: ReplyBounds) -> Iterator[Mapping[str, Any]]:

@@ -42,9 +42,6 @@ class ScriptedBackend:
         self.requests: list[ChatRequest] = []
         self._cached: list[str] = []
 
-    def enqueue(self, *replies: Reply) -> None:
-        self.queue.extend(replies)
-
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         self.requests.append(request)
         reply = self.queue.pop(0) if self.queue else self.default

@@ -10,10 +10,12 @@ kept in meta for the memory graph (a pinned input becomes a fact that collapse k
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from personae.config.models import ScenarioInput
-from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns
+from personae.orchestrator.state import HUMAN, RunState, Utterance, persona_turns, utterance_of
 from personae.store.repo import Store, TurnRecord
 
 # Called between turns with the run so far; returns a line typed by the user, or None/"" to pass.
@@ -27,7 +29,11 @@ def due_inputs(
     if not inputs:  # most scenarios: spare the walk over the whole transcript every turn
         return
     upcoming = persona_turns(history) + 1
-    delivered = {(u.meta or {}).get("input") for u in history if u.persona == HUMAN}
+    if all(item.at_turn > upcoming for item in inputs):
+        return
+    # User's messages picked out at C speed: a long run must not walk its transcript per turn.
+    humans = compress(history, map(HUMAN.__eq__, map(attrgetter("persona"), history)))
+    delivered = {(u.meta or {}).get("input") for u in humans}
     for index, item in enumerate(inputs):
         if item.at_turn <= upcoming and index not in delivered:
             meta = {"source": "inputs", "input": index, "at_turn": item.at_turn, "pin": item.pin}
@@ -49,4 +55,4 @@ def commit_user_message(
 ) -> Utterance:
     record = TurnRecord(turn=turn, persona=HUMAN, phase=None, content=text, meta=meta)
     message_id = store.commit_turn(run_id, record, []).message_id
-    return Utterance(turn=turn, persona=HUMAN, phase=None, content=text, id=message_id, meta=meta)
+    return utterance_of(record, message_id)

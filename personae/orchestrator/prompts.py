@@ -1,6 +1,6 @@
 """Building the prompt of a turn, and the manifest of what went into it.
 
-Two layouts. ``cache_friendly`` (the default) is laid out so that each prompt *extends the
+Two kinds of layout. ``cache_friendly`` is laid out so that each prompt *extends the
 previous prompt and its reply exactly*, which is the one thing a server's prefix cache rewards:
 
     system     header: goal, context, every participant's instructions  [+ memory block]

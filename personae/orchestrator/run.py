@@ -45,6 +45,7 @@ from personae.orchestrator.state import (
     TurnPlan,
     TurnStarted,
     Utterance,
+    utterance_of,
 )
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
@@ -157,7 +158,7 @@ class Orchestrator:
             self.loaded, self.backend, self.store, self.settings, self.reply_reserve
         )
 
-    def run(self, run_id: int, on_token: TokenCallback | None = None) -> Iterator[Event]:
+    def run(self, run_id: int, on_token: TokenCallback | None = None) -> Generator[Event, None, None]:
         # The database is the truth at the start (a resumed run continues its totals); from then
         # on every turn's commit returns the run's totals as it left them, and nothing that adds
         # tokens (selection, collapse, the turn) happens between that commit and the next check.
@@ -303,16 +304,7 @@ class Orchestrator:
         calls = [*chosen_by, *(call for call, _, _ in attempts)]
         graph = turn_graph(self.store, state.run_id, speaker, state.history, record)
         committed = self.store.commit_turn(state.run_id, record, calls, graph)
-        utterance = Utterance(
-            turn=turn,
-            persona=speaker.persona,
-            phase=speaker.phase,
-            content=content,
-            thinking=parsed.thinking,
-            id=committed.message_id,
-            structured=record.structured,
-            meta=record.meta,
-        )
+        utterance = utterance_of(record, committed.message_id)
         seconds = sum(call.wall_ns for call, _, _ in attempts) / 1e9
         done = TurnDone(
             utterance, result.usage, seconds, cut=parsed.cut,
@@ -375,15 +367,10 @@ def persona_options(
 
 def load_history(store: Store, run_id: int) -> list[Utterance]:
     return [
-        Utterance(
-            turn=m.turn,
-            persona=m.persona,
-            phase=m.phase,
-            content=m.content,
-            thinking=m.thinking,
-            id=m.id,
-            structured=m.structured,
-            meta=m.meta,
+        utterance_of(
+            TurnRecord(m.turn, m.persona, m.phase, m.content, m.thinking,
+                       structured=m.structured, meta=m.meta),
+            m.id,
         )
         for m in store.messages(run_id)
     ]

@@ -11,6 +11,7 @@ from typing import Any
 # The input author, shared here with the loop's other names; policies count only persona turns.
 from personae.config.names import HUMAN as HUMAN
 from personae.llm.base import Usage
+from personae.store.records import TurnRecord
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,21 @@ class Utterance:
     id: int | None = None  # the messages.id once stored
     structured: dict[str, Any] | None = None  # messages.structured: a verdict, a schema reply
     meta: dict[str, Any] | None = None  # messages.meta: how the turn came about
+
+
+def utterance_of(record: TurnRecord, message_id: int) -> Utterance:
+    """A turn as the orchestrator sees it, from what was (or is being) stored: one conversion for
+    a committed turn, a committed user message and a message read back (``load_history``)."""
+    return Utterance(
+        turn=record.turn,
+        persona=record.persona,
+        phase=record.phase,
+        content=record.content,
+        thinking=record.thinking,
+        id=message_id,
+        structured=record.structured,
+        meta=record.meta,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,7 +167,6 @@ class Stopped:
     status: str  # completed | failed | interrupted
     reason: str
     turns: int
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 Event = TurnStarted | Retrying | TurnDone | InputGiven | Collapsed | Stopped

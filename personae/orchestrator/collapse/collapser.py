@@ -50,7 +50,7 @@ class Collapser:
     config: CollapseConfig
     budget: Budget
     seed: int | None = None
-    layout: str = "cache_friendly"  # the turn prompts' layout: what one more message costs
+    layout: str = "named"  # the turn prompts' layout (the scenario default): what one more message costs
     _blocks: dict[int, MemoryBlock] = field(default_factory=dict)
     _views: dict[int, MemoryView] = field(default_factory=dict)
     _ceilings: dict[int, int] = field(default_factory=dict)
