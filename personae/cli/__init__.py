@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli import db_commands, eval_commands, file_commands, inspect_commands, run_commands
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -67,6 +67,7 @@ def _main(
 app.command(rich_help_panel="Run")(run_commands.run)
 app.command(rich_help_panel="Run")(run_commands.resume)
 app.command(rich_help_panel="Run")(run_commands.replay)
+app.command("eval", rich_help_panel="Run")(eval_commands.eval_)
 app.command(rich_help_panel="Inspect")(inspect_commands.runs)
 app.command(rich_help_panel="Inspect")(inspect_commands.show)
 app.command(rich_help_panel="Inspect")(inspect_commands.search)
@@ -74,6 +75,7 @@ app.command(rich_help_panel="Inspect")(inspect_commands.export)
 app.command(rich_help_panel="Manage")(db_commands.delete)
 app.command(rich_help_panel="Inspect")(inspect_commands.graph)
 app.command(rich_help_panel="Inspect")(inspect_commands.score)
+app.command(rich_help_panel="Inspect")(eval_commands.evals)
 app.command(rich_help_panel="Files")(file_commands.validate)
 app.command(rich_help_panel="Files")(file_commands.personas)
 app.command(rich_help_panel="Files")(file_commands.scenarios)
