@@ -50,7 +50,9 @@ def extract(reply: str, *, reasoned: bool = False) -> str:
     text = answer_line(reply, reasoned=reasoned)
     parts = _STATES.split(text)
     stated = parts[-1].strip() if len(parts) > 1 and parts[-1].strip() else text
-    stated = stated.strip().rstrip(".!?;,").strip(" \"'*_`")
+    trimmed = None
+    while trimmed != stated:  # '"Paris."' → 'Paris': quotes and end punctuation, in any order
+        trimmed, stated = stated, stated.strip().rstrip(".!?;,").strip(" \"'*_`“”")
     return _ARTICLE.sub("", stated).strip()
 
 
