@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from personae.cli import db_commands, eval_commands, file_commands, inspect_commands, run_commands
+from personae.cli.run_values import PairedOptions
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -64,7 +65,7 @@ def _main(
 
 
 # The order here is the order of `personae --help`, panel by panel as each first appears.
-app.command(rich_help_panel="Run")(run_commands.run)
+app.command(rich_help_panel="Run", cls=PairedOptions)(run_commands.run)
 app.command(rich_help_panel="Run")(run_commands.resume)
 app.command(rich_help_panel="Run")(run_commands.replay)
 app.command("eval", rich_help_panel="Run")(eval_commands.eval_)

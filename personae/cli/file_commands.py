@@ -96,7 +96,7 @@ def scenarios(
     local = {f.name: f.path for f in files if not f.builtin}
     for file in files:
         try:
-            goal = load_scenario(file.path).scenario.goal.strip().splitlines()[0]
+            goal = load_scenario(file.path, require_values=False).scenario.goal.strip().splitlines()[0]
         except ConfigError as exc:
             goal = f"(invalid: {str(exc)[:120]})"
         if file.builtin:

@@ -83,7 +83,7 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> 
     """``show`` in a terminal: the text of ``run_format.run_text``, each speaker's label in its colour.
     Stored text is appended inert, as plain ``Text``: markup in a reply stays characters and
     control characters are shown, not obeyed."""
-    from personae.run_format import marks
+    from personae.run_format import given_line, marks
     from personae.words import count
 
     colours = persona_colours([m.persona for m in messages])
@@ -94,6 +94,9 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False) -> 
     out.append(inert(f" · {run.status}{stop} · "))
     out.append(inert(run.model))
     out.append(inert(f" via {run.backend} · ") + count(run.turns, "turn") + "\n")
+    given = given_line(run)
+    if given:
+        out.append(inert(given) + "\n", style="dim")
     for m in messages:
         out.append("\n")
         out.append(f"[{m.turn}] ", style="dim")

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
+from personae.config.variables import VarTable
 from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
 
 from personae.replies.template import check_template
@@ -448,6 +449,12 @@ class Scenario(Strict):
     )
     inputs: list[ScenarioInput] = Field(
         default_factory=list, description="Scripted messages from User at given turns."
+    )
+    vars: VarTable = Field(
+        default_factory=dict,
+        description="Variables: name -> default (null: each run must give it, --var NAME=VALUE). "
+        "{name} in goal, context, inputs, modes and persona system/description is replaced; "
+        "{{ }} are braces.",
     )
     guard: GuardConfig = Field(
         default_factory=GuardConfig,

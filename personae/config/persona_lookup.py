@@ -146,7 +146,7 @@ class PersonaCatalog:
             return persona
         start = found.level + 1 if persona.extends == persona.name else 0
         parent = self.find(persona.extends, start)
-        where = (*_prefix_loc(found.prefix), "extends")
+        where = (*prefix_loc(found.prefix), "extends")
         extends_node, _ = node_at(found.node, ("extends",))
         if parent is None:
             raise unknown_persona(persona.extends, found.src.label, extends_node, where, self)
@@ -164,7 +164,7 @@ class PersonaCatalog:
         return merged
 
 
-def _prefix_loc(prefix: str) -> Loc:
+def prefix_loc(prefix: str) -> Loc:
     """``personas[2]`` -> ("personas", 2): inline personas live inside the scenario file."""
     if not prefix:
         return ()

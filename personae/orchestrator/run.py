@@ -106,6 +106,9 @@ def start_run(
             ],
             parent_run_id=parent_run_id,
             fork_turn=fork_turn,
+            # What the stored YAML does not hold; resume and replay load it back with these.
+            variables=dict(loaded.variables) if loaded.variables else None,
+            options=dict(loaded.options) if loaded.options else None,
         )
     )
     import_documents(store, run_id, loaded.documents, texts)

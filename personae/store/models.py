@@ -81,6 +81,13 @@ class Run(Base):
     fork_turn: Mapped[int | None] = mapped_column(
         Integer, comment="last turn copied from the parent when forked"
     )
+    variables: Mapped[dict[str, str] | None] = mapped_column(
+        JSON, comment="values of the scenario's `vars:` the run used (--var or defaults); "
+        "resume and replay fill the stored YAML with them"
+    )
+    options: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="option overrides the run was started with (-o KEY VALUE), typed"
+    )
 
 
 class RunPersona(Base):

@@ -87,6 +87,8 @@ class Store(Reader):
                 personae_version=__version__,
                 parent_run_id=new.parent_run_id,
                 fork_turn=new.fork_turn,
+                variables=new.variables,
+                options=new.options,
             )
             session.add(run)
             session.flush()
