@@ -5,14 +5,14 @@ these tables only say which runs answered what, the answer read out, whether it 
 it cost. Deleting an eval deletes its rows here, never its runs.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004 (re-chained by the coordinator at merge: it follows whatever precedes it on main)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
