@@ -3,8 +3,10 @@ backend whose accuracy each test sets (fast). The real model and the CLI: tests/
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from personae.errors import UserError
 from personae.eval.answers import extract, is_correct
 from personae.eval.budget import parse_budget, samples_for
+from personae.eval.crews import crew_loader
 from personae.eval.methods import parse_method
 from personae.eval.report import method_rows
 from personae.eval.runner import Runner, majority
@@ -207,3 +210,45 @@ def test_budget_flag() -> None:
 def test_bad_methods_are_usage_errors(spec: str) -> None:
     with pytest.raises(UserError, match=re.escape(f"-m {spec}")):
         parse_method(spec)
+
+
+def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path) -> None:
+    """Solver is wrong, Checker and Decider right: the crew's final answer differs from its first
+    speaker's on every item, all wrong→right; the vote (2 of 3 right) is right too; sc gets
+    K = ⌊crew median / sample median⌋ samples."""
+    tasks = [Task(f"q{i}", f"What is {i} + 1?", str(i + 1), "number") for i in range(1, 4)]
+    methods = [parse_method(s) for s in ("single", "sc", "crew", "vote:crew")]
+    load, _ = crew_loader(methods, tasks, default_num_ctx=2048)
+
+    def reply(request: ChatRequest) -> str:
+        text = "\n".join(m.content for m in request.messages)
+        task = next(t for t in tasks if t.question in text)
+        if "Decider" in request.messages[-1].content and request.schema is not None:
+            return json.dumps({"answer": task.answer})
+        if "Checker" in request.messages[-1].content:
+            return f"Solver is off by one.\nANSWER: {task.answer}"
+        return "Counting.\nANSWER: 0"
+
+    store = Store.open(tmp_path / "e.db")
+    runner = Runner(ScriptedBackend(default=reply), store, load, seed=1)
+    eval_id = run_eval(store, runner, tasks=tasks, methods=methods, tasks_source="t", budget="matched")
+    stored = load_eval(store, eval_id)
+    rows = {r["method"]: r for r in method_rows(stored)}
+    assert rows["crew"]["correct"] == 3 and rows["vote:crew"]["correct"] == 3
+    assert rows["single"]["correct"] == 0 and rows["sc"]["correct"] == 0
+    assert rows["crew"]["flips"] == {"items": 3, "changed": 3, "wrong_to_right": 3,
+                                     "right_to_wrong": 0, "wrong_to_wrong": 0}
+    assert rows["crew"]["vs"]["single"] == {"items": 3, "crew_only_correct": 3,
+                                            "baseline_only_correct": 0, "p_value": 0.25}
+    crew_costs = [r.evaluated_prompt_tokens + r.completion_tokens
+                  for r in stored.results if r.method_id == stored.methods[2].id]
+    budget = round(statistics.median(crew_costs))
+    assert stored.row.budget_tokens == budget
+    sc_results = [r for r in stored.results if r.method_id == stored.methods[1].id]
+    first_costs = [sum(c.evaluated_tokens + c.completion_tokens for c in store.calls(r.run_ids[0]))
+                   for r in sc_results]
+    k = max(1, math.floor(budget / statistics.median(first_costs)))
+    assert stored.methods[1].samples == k > 1
+    assert all(len(r.run_ids) == k for r in sc_results)
+    for result in stored.results:  # every run of every method is a completed, stored run
+        assert all(store.run(run_id).status == "completed" for run_id in result.run_ids)

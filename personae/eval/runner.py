@@ -139,10 +139,11 @@ class Runner:
 
 
 def persona_answer(message: Message) -> str:
-    """A persona's answer: its structured ``answer`` field if it has one, else read from its
-    reply by the rules of ``answers.py`` (as a reasoned reply: ANSWER: line, else last line)."""
+    """A persona's answer: its structured ``answer`` field if it has one, else its reply, read by
+    the rules of ``answers.py`` (as a reasoned reply: ANSWER: line, else last line)."""
     if message.structured and isinstance(message.structured.get("answer"), (str, int, float)):
-        return str(message.structured["answer"]).strip()
+        # The field may hold a sentence ("The capital of France is Paris."): rule 3 applies.
+        return extract(str(message.structured["answer"]), reasoned=True)
     return extract(_said(message), reasoned=True)
 
 
