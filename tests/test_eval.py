@@ -3,6 +3,7 @@ backend whose accuracy each test sets (fast). The real model and the CLI: tests/
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import re
@@ -252,3 +253,18 @@ def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path
     assert all(len(r.run_ids) == k for r in sc_results)
     for result in stored.results:  # every run of every method is a completed, stored run
         assert all(store.run(run_id).status == "completed" for run_id in result.run_ids)
+
+
+def test_nothing_below_imports_the_eval_package() -> None:
+    """personae/eval sits above the orchestrator: only the CLI and itself may import it."""
+    package = SHIPPED.parent.parent.parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        part = path.relative_to(package).parts[0]
+        if part in ("eval", "cli"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path}: {n}" for n in names if n.startswith("personae.eval")]
+    assert package.name == "personae" and not offenders
