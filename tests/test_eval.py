@@ -16,6 +16,7 @@ from personae.errors import UserError
 from personae.eval.answers import extract, is_correct
 from personae.eval.budget import parse_budget, samples_for
 from personae.eval.crews import crew_loader
+from personae.eval.generated import generate
 from personae.eval.methods import parse_method
 from personae.eval.report import method_rows
 from personae.eval.runner import Runner, majority
@@ -268,3 +269,26 @@ def test_nothing_below_imports_the_eval_package() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path}: {n}" for n in names if n.startswith("personae.eval")]
     assert package.name == "personae" and not offenders
+
+
+@pytest.mark.slow  # importing reasoning-gym takes seconds
+def test_generated_tasks_are_seeded_and_checked_by_reasoning_gym(tmp_path: Path) -> None:
+    tasks = generate("rg:basic_arithmetic", items=4, seed=7)
+    assert [t.question for t in tasks] == [t.question for t in generate("rg:basic_arithmetic", items=4, seed=7)]
+    assert [t.question for t in tasks] != [t.question for t in generate("rg:basic_arithmetic", items=4, seed=8)]
+    answers = {t.question: t.answer for t in tasks}
+
+    def reply(request: ChatRequest) -> str:  # right on the first two questions only
+        question = question_of(request)
+        right = question in [t.question for t in tasks[:2]]
+        return f"{answers[question] if right else answers[question] + '1'}"
+
+    store = Store.open(tmp_path / "e.db")
+    runner = Runner(ScriptedBackend(default=reply), store, lambda m, t: pytest.fail("no crew"), seed=7)
+    eval_id = run_eval(store, runner, tasks=tasks, methods=[parse_method("single")],
+                       tasks_source="rg:basic_arithmetic", budget=None)
+    stored = load_eval(store, eval_id)
+    assert [r.correct for r in stored.results] == [1, 1, 0, 0]
+    assert {i.check for i in stored.items} == {"scorer"}
+    with pytest.raises(UserError, match="Did you mean rg:basic_arithmetic"):
+        generate("rg:basic_arithmetc", items=2, seed=1)
