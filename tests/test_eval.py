@@ -252,6 +252,9 @@ def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path
     k = max(1, math.floor(budget / statistics.median(first_costs)))
     assert stored.methods[1].samples == k > 1
     assert all(len(r.run_ids) == k for r in sc_results)
+    by_method = {m.spec: [r.run_ids for r in stored.results if r.method_id == m.id] for m in stored.methods}
+    assert by_method["vote:crew"] == by_method["crew"]  # the deliberation ran once per item
+    assert len(store.runs()) == 3 * (1 + k + 1)  # single, sc's samples, one crew run per item
     for result in stored.results:  # every run of every method is a completed, stored run
         assert all(store.run(run_id).status == "completed" for run_id in result.run_ids)
 

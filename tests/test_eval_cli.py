@@ -77,8 +77,12 @@ def test_five_methods_on_the_real_model_end_to_end(tmp_path: Path, cli_env: dict
     [listing] = json.loads(listed.stdout)
     assert listing["status"] == "completed" and listing["items"] == 2
     db = sqlite3.connect(isolated_env)
-    run_ids = [i for (ids,) in db.execute("select run_ids from eval_results") for i in json.loads(ids)]
-    assert len(run_ids) == len(set(run_ids)) >= 2 * (1 + 1 + 1 + 1 + 1)
+    runs_of = {spec: [json.loads(ids) for (ids,) in db.execute(
+        "select run_ids from eval_results r join eval_methods m on m.id = r.method_id "
+        "where m.spec = ? order by r.item_id", (spec,))] for spec in ("single", "cot", "sc", "crew", "vote:crew")}
+    assert runs_of["vote:crew"] == runs_of["crew"]  # one deliberation, read two ways
+    run_ids = [i for spec in ("single", "cot", "sc", "crew") for ids in runs_of[spec] for i in ids]
+    assert len(run_ids) == len(set(run_ids)) >= 2 * 4
     for run_id in run_ids:  # each one a completed run whose calls were stored
         status, calls = db.execute(
             "select status, (select count(*) from llm_calls c where c.run_id = r.id) from runs r where id = ?",

@@ -8,6 +8,8 @@
   ``personae/eval/data/crew.yaml``: Solver → Checker → Decider); the answer is the closing
   persona's (a structured ``answer`` field, else its ``ANSWER:`` line, else its last line).
 - ``vote:SCENARIO``: the same kind of run, but every persona's last answer votes; the majority wins.
+  With ``crew:SCENARIO`` on the same scenario it reads the same runs (they would be identical):
+  the model deliberates once, and both methods are charged what the runs cost.
 
 The one-call methods are written as scenarios here, as YAML, so they run, are stored, shown and
 replayed exactly like a user's own run.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from personae.config.loader import LoadedScenario, load_scenario_text
 from personae.eval.answers import chosen, extract, is_correct, last_number, normalize
@@ -70,6 +70,9 @@ class Runner:
     load_crew: ScenarioLoader
     seed: int = 0
     num_ctx: int = 2048
+    # crew:S and vote:S on one scenario read the same deliberation (same scenario, question and
+    # seed give the same run): it runs once, and each method is charged its tokens.
+    _deliberations: dict[tuple[str, str], RunCost] = field(default_factory=dict)
 
     def run(self, method: Method, task: Task, *, samples: int | None = None) -> Outcome:
         if method.kind == "single":
@@ -107,7 +110,10 @@ class Runner:
         return _outcome(task, extract(reply, reasoned=reasoned), reply, [run])
 
     def _deliberate(self, method: Method, task: Task) -> Outcome:
-        run = self._execute(self.load_crew(method, task), seed=self.seed)
+        key = (str(method.scenario), task.id)
+        if key not in self._deliberations:
+            self._deliberations[key] = self._execute(self.load_crew(method, task), seed=self.seed)
+        run = self._deliberations[key]
         spoken = [m for m in run.messages if m.persona != HUMAN]
         first = persona_answer(spoken[0]) if spoken else ""
         first_correct = is_correct(task, first) if spoken else None
