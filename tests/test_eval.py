@@ -114,6 +114,8 @@ def test_the_answer_is_what_the_reply_says(reply: str, reasoned: bool, answer: s
 def test_checks() -> None:
     number = Task("n", "What is 7 + 8?", "15", "number")
     assert is_correct(number, "15") and is_correct(number, "15.0") and not is_correct(number, "2")
+    assert not is_correct(Task("f", "2+3?", "5", "number"), ",.5")  # ".5" is a half, not 5
+    assert is_correct(Task("h", "Half?", "0.5", "number"), ".5") and is_correct(Task("k", "?", "1500", "number"), "1,500")
     exact = Task("e", "Capital of France?", "Paris")
     assert is_correct(exact, "paris.") and not is_correct(exact, "Paris, Texas")
     choice = Task("c", "Which?", "B", "choice", ("red", "blue", "green"))

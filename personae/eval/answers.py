@@ -27,7 +27,7 @@ from personae.eval.tasks import Task
 _ANSWER_LINE = re.compile(r"^[\s*#>_`-]*answer\s*[:：]\s*(.*)$", re.IGNORECASE)
 _SPEAKER = re.compile(r"^[A-Z][\w .'-]{0,40}:\s+(?=\S)")
 _STATES = re.compile(r"(?:\bis\b|\bare\b|=|:)\s*", re.IGNORECASE)
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")  # ".5" is 0.5, not 5
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
 _LETTER = re.compile(r"^\(?([A-Z])[).:]?$")
 
