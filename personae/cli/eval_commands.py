@@ -43,7 +43,7 @@ def eval_(
     ] = None,
     method: Annotated[
         list[str] | None,
-        typer.Option("--method", "-m", help="single | cot | sc:K | crew[:SCENARIO] | vote:SCENARIO "
+        typer.Option("--method", "-m", metavar="METHOD", help="single | cot | sc:K | crew[:SCENARIO] | vote:SCENARIO "
                      "(repeatable; default: single, cot, sc:5, crew)."),
     ] = None,
     budget: Annotated[
