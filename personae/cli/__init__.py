@@ -15,6 +15,7 @@ import typer
 from personae.cli import (
     batch_commands,
     db_commands,
+    eval_commands,
     file_commands,
     import_commands,
     inspect_commands,
@@ -88,6 +89,7 @@ def _main(
 app.command(rich_help_panel="Run", cls=PairedOptions)(run_commands.run)
 app.command(rich_help_panel="Run")(run_commands.resume)
 app.command(rich_help_panel="Run")(run_commands.replay)
+app.command("eval", rich_help_panel="Run")(eval_commands.eval_)
 app.command(rich_help_panel="Inspect")(inspect_commands.runs)
 app.command(rich_help_panel="Inspect")(inspect_commands.show)
 app.command(rich_help_panel="Inspect")(inspect_commands.search)
@@ -96,6 +98,7 @@ app.command(rich_help_panel="Manage")(db_commands.delete)
 app.command(rich_help_panel="Inspect")(inspect_commands.graph)
 app.command(rich_help_panel="Inspect")(inspect_commands.score)
 app.command(rich_help_panel="Inspect")(web_commands.serve)
+app.command(rich_help_panel="Inspect")(eval_commands.evals)
 app.command(rich_help_panel="Files")(file_commands.validate)
 app.command(rich_help_panel="Files")(file_commands.personas)
 app.command(rich_help_panel="Files")(file_commands.scenarios)

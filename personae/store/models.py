@@ -320,3 +320,106 @@ NODES: Table = MemoryNode.__table__  # type: ignore[assignment]
 EDGES: Table = MemoryEdge.__table__  # type: ignore[assignment]
 BATCHES: Table = Batch.__table__  # type: ignore[assignment]
 VARIANTS: Table = BatchVariant.__table__  # type: ignore[assignment]
+
+
+# -- personae eval: a comparison of methods on checkable tasks (personae/eval) ------------------
+# An eval links every method × item to the ordinary runs that answered it, so every call of an
+# eval is in llm_calls and every run in it can be shown and replayed like any other.
+
+
+class Eval(Base):
+    __tablename__ = "evals"
+    __table_args__ = {"comment": "one row per `personae eval`: the tasks, the model, the budget"}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tasks: Mapped[str] = mapped_column(Text, comment="the task file or generator as given (rg:NAME)")
+    backend: Mapped[str] = mapped_column(String, comment="backend that served every run of it")
+    model: Mapped[str] = mapped_column(Text, comment="the model every method used")
+    seed: Mapped[int] = mapped_column(Integer, comment="seed of the runs (and of generated tasks)")
+    budget: Mapped[str | None] = mapped_column(
+        String, comment="null: none; `matched`: set from the crew's median; else a token count"
+    )
+    budget_tokens: Mapped[int | None] = mapped_column(
+        Integer, comment="the per-item budget in evaluated tokens, once known"
+    )
+    status: Mapped[str] = mapped_column(String, comment="running | completed | failed | interrupted")
+    error: Mapped[str | None] = mapped_column(Text, comment="why it failed, if it did")
+    started_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, comment="UTC; null while running")
+    personae_version: Mapped[str] = mapped_column(String, comment="version that ran it")
+
+
+class EvalMethod(Base):
+    __tablename__ = "eval_methods"
+    __table_args__ = {"comment": "the methods an eval compared, in the order given"}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    eval_id: Mapped[int] = mapped_column(
+        ForeignKey("evals.id", ondelete="CASCADE"), index=True, comment="the eval"
+    )
+    position: Mapped[int] = mapped_column(Integer, comment="0, 1, 2 … as given with -m")
+    spec: Mapped[str] = mapped_column(Text, comment="the method as typed: single, cot, sc:5, crew …")
+    kind: Mapped[str] = mapped_column(String, comment="single | cot | sc | crew | vote")
+    scenario: Mapped[str | None] = mapped_column(Text, comment="crew and vote: the scenario file")
+    samples: Mapped[int] = mapped_column(
+        Integer, comment="sc: samples per item actually drawn (set by the budget when matched)"
+    )
+
+
+class EvalItem(Base):
+    __tablename__ = "eval_items"
+    __table_args__ = (
+        UniqueConstraint("eval_id", "task_id"),
+        {"comment": "the tasks of an eval, as asked, so a report needs no task file"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    eval_id: Mapped[int] = mapped_column(
+        ForeignKey("evals.id", ondelete="CASCADE"), index=True, comment="the eval"
+    )
+    position: Mapped[int] = mapped_column(Integer, comment="order in the task file")
+    task_id: Mapped[str] = mapped_column(Text, comment="the task's `id`")
+    question: Mapped[str] = mapped_column(Text, comment="the question as asked")
+    answer: Mapped[str] = mapped_column(Text, comment="the expected answer")
+    check: Mapped[str] = mapped_column(
+        String, comment="exact | number | choice | regex | scorer (the generator's own)"
+    )
+    choices: Mapped[list[str] | None] = mapped_column(JSON, comment="multiple-choice options")
+
+
+class EvalResult(Base):
+    __tablename__ = "eval_results"
+    __table_args__ = (
+        UniqueConstraint("method_id", "item_id"),
+        {"comment": "one method on one item: the answer read out, right or wrong, its cost"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    eval_id: Mapped[int] = mapped_column(
+        ForeignKey("evals.id", ondelete="CASCADE"), index=True, comment="the eval"
+    )
+    method_id: Mapped[int] = mapped_column(
+        ForeignKey("eval_methods.id", ondelete="CASCADE"), comment="the method"
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("eval_items.id", ondelete="CASCADE"), comment="the item"
+    )
+    answer: Mapped[str] = mapped_column(Text, comment="the answer extracted (docs/eval.md says how)")
+    correct: Mapped[int] = mapped_column(Integer, comment="1 if the answer passes the item's check")
+    reply: Mapped[str] = mapped_column(Text, comment="the raw reply the answer was read from")
+    votes: Mapped[list[str] | None] = mapped_column(
+        JSON, comment="sc and vote: every answer that voted, in order"
+    )
+    first_answer: Mapped[str | None] = mapped_column(
+        Text, comment="crew and vote: the first speaker's first answer (did the crew change it?)"
+    )
+    first_correct: Mapped[int | None] = mapped_column(Integer, comment="1 if that first answer was right")
+    evaluated_prompt_tokens: Mapped[int] = mapped_column(
+        Integer, comment="prompt tokens the server evaluated, over every call of the item's runs"
+    )
+    completion_tokens: Mapped[int] = mapped_column(Integer, comment="tokens generated, same calls")
+    wall_ns: Mapped[int] = mapped_column(Integer, comment="wall time of the item's runs, ns")
+    run_ids: Mapped[list[int]] = mapped_column(
+        JSON, comment="the runs that answered it (sc: one per sample), to show or replay"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
