@@ -315,3 +315,33 @@ def test_shell_completion_offers_scenario_names_and_run_ids(
     assert show.stdout.split() == ["last", "3", "2", "1"], show
     assert search.stdout.split() == ["last", "3", "2", "1"], search
     assert "Traceback" not in show.stderr + search.stderr
+
+
+def test_the_live_stream_wraps_words_and_colours_speakers_as_show_does(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    import re
+
+    import pexpect
+
+    from tests.conftest import personae_cmd
+
+    words = "cache invalidation after refunds decides the rollout of order reads"
+    scripted_ollama_server.backend.default = " ".join([words] * 4) + "."
+    path = tmp_path / "s.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    env = {k: v for k, v in cli_env.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(TERM="xterm-256color", OLLAMA_HOST=scripted_ollama_server.host)
+    command = personae_cmd("run", str(path), "--backend", "ollama", "--model", "smollm2:135m")
+    child = pexpect.spawn(command[0], command[1:], env=env, dimensions=(60, 50), encoding="utf-8", timeout=120)
+    raw = child.read()
+    child.close()
+    assert child.exitstatus == 0, raw
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw).replace("\r\n", "\n").replace("\r", "")
+    whole = set(words.split()) | {"reads."}
+    reply = [line for line in plain.split("\n") if sum(t in whole for t in line.split()) >= 3]
+    assert len(reply) >= 5  # four copies of the sentence need several 50-column lines
+    assert all(len(line) <= 50 for line in reply), [line for line in reply if len(line) > 50]  # wrapped
+    assert all(set(line.split()) <= whole for line in reply), reply  # no word split in two
+    # Planner and Critic in their own colours, as `show` gives them (cyan, magenta)
+    assert re.search(r"\x1b\[1;36m1\. Planner", raw) and re.search(r"\x1b\[1;35m2\. Critic", raw), raw[:2000]
