@@ -4,6 +4,8 @@ Run from the repository root, in the project venv:
 
     python benchmarks/overhead.py                 # 1,000 turns; AutoGen beside it if installed
     python benchmarks/overhead.py --turns 300 --no-autogen
+    python benchmarks/overhead.py --collapse      # per-turn cost at turns 100, 1,000, 3,000
+    python benchmarks/overhead.py --collapse --against ../main   # the same, beside another checkout
 
 Personae runs its real loop — stop rules, policy, prompt build with the manifest, reply parsing and
 the SQLite commit of every turn (message + llm_call + memory-graph node and edges + run totals, one
@@ -24,6 +26,14 @@ durable commit per turn.
 Each measurement runs in a fresh process, so peak RSS (``ru_maxrss``) is that framework's own.
 The window is 4,096 tokens and collapse is off, so after ~80 turns every prompt is a full window
 with the oldest turns dropped: the steady state of a long run.
+
+``--collapse`` measures what a long deliberation costs instead: collapse on (a 2,048-token window,
+so a collapse every few dozen turns; the scripted summarizer's answer is not JSON, so each collapse
+takes the fallback path, which writes the same graph edit as a model's answer), 3,000 turns, and the
+median CPU time per turn of the 50 turns ending at turns 100, 1,000 and 3,000 — flat means the
+per-turn cost does not grow with the transcript or the memory graph. ``--against DIR`` runs the
+same child with another checkout's ``personae`` package (its ``PYTHONPATH``) beside this one,
+alternating, so a before/after comparison is measured in one run on the same machine.
 """
 
 from __future__ import annotations
@@ -51,7 +61,11 @@ REPLY = (
 PERSONAS = ("Analyst", "Critic", "Planner", "Summarizer")
 
 
-def scenario_text(turns: int) -> str:
+CHECKPOINTS = (100, 1000, 3000)
+WINDOW = 50  # turns per checkpoint median
+
+
+def scenario_text(turns: int, collapse: bool = False) -> str:
     personas = "\n".join(
         f"  - {{name: {n}, description: the {n.lower()}, system: You are the {n}. Be concrete., "
         f"options: {{num_predict: 64}}}}"
@@ -61,8 +75,9 @@ def scenario_text(turns: int) -> str:
         "name: overhead\ngoal: Decide whether the orders API needs a Redis cache.\n"
         "context: p99 latency is 900 ms at 1,200 requests per second.\n"
         f"personas:\n{personas}\n"
-        "memory: {num_ctx: 4096, collapse: null}\n"
-        f"termination: {{max_turns: {turns}}}\n"
+        + ("memory: {num_ctx: 2048, collapse: {keep_recent: 4}}\n" if collapse
+           else "memory: {num_ctx: 4096, collapse: null}\n")
+        + f"termination: {{max_turns: {turns}}}\n"
     )
 
 
@@ -101,7 +116,7 @@ class TimedBackend:
         self.inner.close()
 
 
-def personae_child(turns: int) -> dict[str, Any]:
+def personae_child(turns: int, collapse: bool = False) -> dict[str, Any]:
     from personae.config import load_scenario_text
     from personae.llm.scripted import ScriptedBackend
     from personae.orchestrator.run import Orchestrator, settings_for, start_run
@@ -109,8 +124,8 @@ def personae_child(turns: int) -> dict[str, Any]:
     from personae.store.repo import Store
 
     workdir = Path(tempfile.mkdtemp(prefix="personae-overhead-"))
-    loaded = load_scenario_text(scenario_text(turns), base_dir=workdir)
-    backend = TimedBackend(ScriptedBackend(default=REPLY, num_ctx=4096))
+    loaded = load_scenario_text(scenario_text(turns, collapse), base_dir=workdir)
+    backend = TimedBackend(ScriptedBackend(default=REPLY, num_ctx=2048 if collapse else 4096))
     per_turn, per_turn_own, per_turn_cpu = [], [], []
     with Store.open(workdir / "overhead.db") as store:
         settings = settings_for(loaded, backend)  # type: ignore[arg-type]
@@ -143,11 +158,45 @@ def personae_child(turns: int) -> dict[str, Any]:
         "first_100_median_ms": median(per_turn_own[:100]),
         "last_100_median_ms": median(per_turn_own[-100:]),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cpu_at": {
+            str(n): median(per_turn_cpu[n - WINDOW:n]) for n in CHECKPOINTS if len(per_turn_cpu) >= n
+        },
     }
 
 
-def run_child(command: list[str]) -> dict[str, Any]:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+def collapse_main(turns: int, reps: int, against: Path | None) -> None:
+    """Per-turn CPU cost at the checkpoints with collapse on; beside ``against`` when given."""
+    import os
+
+    command = [sys.executable, __file__, "--child", "personae", "--collapse", "--turns", str(turns)]
+    contestants: dict[str, dict[str, str]] = {"this checkout": dict(os.environ)}
+    if against is not None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(against.resolve())
+        contestants[f"{against}"] = env
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in contestants}
+    for rep in range(reps):
+        names = list(contestants)
+        names = names[rep % len(names):] + names[: rep % len(names)]  # A/B alternated
+        for name in names:
+            result = run_child(command, env=contestants[name])
+            results[name].append(result)
+            cells = ", ".join(f"turn {k}: {v:.2f} ms" for k, v in result["cpu_at"].items())
+            print(f"rep {rep + 1} {name}: CPU per turn {cells}; total {result['total_s']:.0f} s",
+                  flush=True)
+    print()
+    print(f"collapse on, {turns} turns, median CPU ms per turn of the {WINDOW} turns ending at")
+    shown = [n for n in CHECKPOINTS if n <= turns]
+    print("| personae | " + " | ".join(f"turn {n:,}" for n in shown) + " | last / first |")
+    print("|---|" + "---|" * (len(shown) + 1))
+    for name, runs in results.items():
+        cells = [median([r["cpu_at"][str(n)] for r in runs]) for n in shown]
+        ratio = cells[-1] / cells[0] if cells and cells[0] else float("nan")
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {ratio:.2f} |")
+
+
+def run_child(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
         raise RuntimeError((done.stdout + done.stderr)[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -158,10 +207,18 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=3, help="Fresh-process repetitions of each.")
     parser.add_argument("--no-autogen", action="store_true")
+    parser.add_argument("--collapse", action="store_true",
+                        help="Collapse on: per-turn cost at turns 100, 1,000 and 3,000.")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="With --collapse: also run another checkout's personae, alternating.")
     parser.add_argument("--child", choices=["personae"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(personae_child(args.turns)))
+        print(json.dumps(personae_child(args.turns, args.collapse)))
+        return
+    if args.collapse:
+        turns = args.turns if "--turns" in sys.argv else max(CHECKPOINTS)
+        collapse_main(turns, args.reps, args.against)
         return
 
     contestants: dict[str, list[str]] = {

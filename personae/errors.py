@@ -27,10 +27,18 @@ class ConfigError(UserError):
 class BackendError(PersonaeError):
     """The model server failed. ``transient`` faults are worth retrying; the rest end the run."""
 
-    def __init__(self, message: str, *, transient: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.status = status
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
 
 
 class ModelNotFound(BackendError):
@@ -39,3 +47,13 @@ class ModelNotFound(BackendError):
 
 class StoreError(PersonaeError):
     """The database cannot be opened or written (bad path, newer schema, locked for too long)."""
+
+
+class StoreConflict(StoreError):
+    """Another process wrote to the same run at the same moment: the run is that process's, so
+    this one must not mark it failed on its way out."""
+
+
+class DatabaseMoved(StoreError):
+    """The database file was deleted or replaced while a run wrote to it: nothing more may be
+    written through this store, not even the run's end (it would land in another file)."""

@@ -17,6 +17,7 @@ RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
     "num_ctx", "max_turns", "seed", "turns", "prompt_tokens", "evaluated_tokens",
     "completion_tokens", "started_at", "finished_at", "scenario_path", "parent_run_id", "fork_turn",
+    "variables", "options",
 )
 MESSAGE_FIELDS = (
     "id", "turn", "persona", "phase", "content", "thinking", "cut", "structured", "meta",
@@ -80,6 +81,16 @@ def export_json(
     return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
+def given_line(run: Run) -> str | None:
+    """What the run was given beyond its files (``--var``, ``-o``), in one line; None if nothing."""
+    parts = []
+    if run.variables:
+        parts.append("vars: " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in run.variables.items()))
+    if run.options:
+        parts.append("options: " + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in run.options.items()))
+    return " · ".join(parts) or None
+
+
 def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = False) -> str:
     lines = [
         f"# Run {run.id}: {run.scenario_name}",
@@ -89,8 +100,9 @@ def run_markdown(run: Run, messages: Sequence[Message], *, thoughts: bool = Fals
         f"- model: {run.model} ({run.backend}), layout {run.layout}, window {run.num_ctx}",
         f"- tokens: {run.prompt_tokens} prompt, {run.evaluated_tokens} evaluated, "
         f"{run.completion_tokens} completion",
-        "",
     ]
+    given = given_line(run)
+    lines += [f"- {given}", ""] if given else [""]
     for m in messages:
         phase = f" · {m.phase}" if m.phase else ""
         lines += [f"## {m.turn}. {m.persona}{phase}", ""]
@@ -123,7 +135,8 @@ def run_text(
         + f" · {run.model} via {run.backend} · "
         + turns_phrase(turns_of(messages) if turns is None else turns, run.turns)
     )
-    blocks = [header]
+    given = given_line(run)
+    blocks = [header + (f"\n{given}" if given else "")]
     for m in messages:
         phase = f" ({m.phase})" if m.phase else ""
         block = f"[{m.turn}] {m.persona}{phase}:"

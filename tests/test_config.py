@@ -56,8 +56,24 @@ def error_of(path: Path) -> str:
 # ------------------------------------------------------------------------------- built-ins
 
 
+# The recipes (issue 19) are not deliberations of eight to twelve turns: a chain walks every
+# chunk of its document, a long run collapses many times. tests/test_recipes*.py hold them.
+RECIPES = ("chain-of-agents", "generative-memory", "self-ask", "task-loop")
+
+
 def builtin_scenarios() -> list[Path]:
-    return sorted((builtin_dir() / "scenarios").glob("*.yaml"))
+    """The built-in deliberations (the recipes have their own contract, below)."""
+    return [p for p in sorted((builtin_dir() / "scenarios").glob("*.yaml")) if p.stem not in RECIPES]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_builtin_recipe_loads_with_its_documents_and_ends_by_itself_or_a_budget(name: str) -> None:
+    path = builtin_dir() / "scenarios" / f"{name}.yaml"
+    loaded = load_scenario(path)
+    assert loaded.scenario.name == name and loaded.scenario.model is None
+    assert all(doc.is_file() and doc.is_absolute() for doc in loaded.documents)
+    assert loaded.scenario.termination.max_turns <= 60
+    assert validate_file(path).startswith(f"scenario '{name}'")
 
 
 def phase_turns(phase: Phase) -> int:

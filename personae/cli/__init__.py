@@ -12,8 +12,16 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli import (
+    batch_commands,
+    db_commands,
+    file_commands,
+    import_commands,
+    inspect_commands,
+    run_commands,
+)
 from personae.cli.output import OurUsageErrors
+from personae.cli.run_values import PairedOptions
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -76,7 +84,7 @@ def _main(
 
 
 # The order here is the order of `personae --help`, panel by panel as each first appears.
-app.command(rich_help_panel="Run")(run_commands.run)
+app.command(rich_help_panel="Run", cls=PairedOptions)(run_commands.run)
 app.command(rich_help_panel="Run")(run_commands.resume)
 app.command(rich_help_panel="Run")(run_commands.replay)
 app.command(rich_help_panel="Inspect")(inspect_commands.runs)
@@ -100,6 +108,22 @@ db_app = typer.Typer(
 db_app.command("path")(db_commands.db_path)
 db_app.command("upgrade")(db_commands.db_upgrade)
 app.add_typer(db_app, name="db", rich_help_panel="Inspect")
+
+import_app = typer.Typer(
+    help="Bring a crew from another framework as persona and scenario files.", no_args_is_help=True
+)
+import_app.command("crewai")(import_commands.crewai)
+app.add_typer(import_app, name="import", rich_help_panel="Files")
+batch_app = typer.Typer(
+    cls=batch_commands.DefaultRun, no_args_is_help=True,
+    help="Sweeps: `personae batch SWEEP.yaml` runs every variant; resume, report and list them.",
+)
+batch_app.command("run")(batch_commands.run)
+batch_app.command("resume")(batch_commands.resume)
+batch_app.command("report")(batch_commands.report)
+batch_app.command("list")(batch_commands.batches)
+app.add_typer(batch_app, name="batch", rich_help_panel="Run")
+app.command("batches", rich_help_panel="Inspect")(batch_commands.batches)
 
 
 def main() -> None:

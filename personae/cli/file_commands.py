@@ -120,7 +120,7 @@ def scenarios(
     rows = []
     for file in files:
         try:
-            goal = " ".join(load_scenario(file.path).scenario.goal.split())
+            goal = " ".join(load_scenario(file.path, require_values=False).scenario.goal.split())
         except ConfigError as exc:
             goal = f"(invalid: {str(exc)[:120]})"
         rows.append({
@@ -153,13 +153,13 @@ def schema(kind: Annotated[FileKind, typer.Argument()]) -> None:
 
 @user_errors
 def init(folder: Annotated[Path, typer.Argument()] = Path(".")) -> None:
-    """Copy the example personas/ and scenarios/ into FOLDER (never overwriting a file)."""
+    """Copy the example personas/, scenarios/ and sweeps/ into FOLDER (never overwriting a file)."""
     from personae.config import builtin_dir
 
     source = builtin_dir()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, not a folder. Pass a folder to write the examples into.")
-    for sub in ("personas", "scenarios"):
+    for sub in ("personas", "scenarios", "sweeps"):
         for path in sorted((source / sub).rglob("*")):
             if not path.is_file() or path.suffix not in {".yaml", ".yml", ".md", ".txt"}:
                 continue

@@ -23,6 +23,7 @@ from personae.cli.options import (
     resumable_run_id,
     run_id_for,
 )
+from personae.cli.run_values import OptionOption, VarOption, option_values, variable_values
 from personae.cli.output import db_flag, err, out, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
@@ -104,6 +105,8 @@ def run(
         typer.Option("--interactive", "-i", help="Take part as User: type a message between turns (empty line to pass)."),
     ] = False,
     allow_dir: AllowDirOption = None,
+    var: VarOption = None,
+    option: OptionOption = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
@@ -114,7 +117,10 @@ def run(
     from personae.orchestrator.shortfall import shortfall
     from personae.store.repo import Store
 
-    loaded = load_scenario(find_scenario(scenario), allowed_dirs=allow_dir or ())
+    loaded = load_scenario(
+        find_scenario(scenario), variables=variable_values(var), options=option_values(option),
+        allowed_dirs=allow_dir or (),
+    )
     check_model_flag(backend.value, model)
     chosen_model = model or loaded.scenario.model
     llm = open_model_server(

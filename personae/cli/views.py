@@ -130,7 +130,7 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False, tur
     """``show`` in a terminal: the text of ``run_format.run_text``, each speaker's label in its colour.
     Stored text is appended inert, as plain ``Text``: markup in a reply stays characters and
     control characters are shown, not obeyed."""
-    from personae.run_format import marks, turns_of, turns_phrase
+    from personae.run_format import given_line, marks, turns_of, turns_phrase
 
     colours = persona_colours([m.persona for m in messages])
     out = Text()
@@ -141,6 +141,9 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False, tur
     out.append(inert(run.model))
     length = turns_phrase(turns_of(messages) if turns is None else turns, run.turns)
     out.append(inert(f" via {run.backend} · ") + length + "\n")
+    given = given_line(run)
+    if given:
+        out.append(inert(given) + "\n", style="dim")
     for m in messages:
         out.append("\n")
         out.append(f"[{m.turn}] ", style="dim")

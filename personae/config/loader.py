@@ -10,22 +10,32 @@ naming the file, line and column, the field path, the bad value and a fix, in on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from personae.config.confinement import require_inside, resolve_documents
 from personae.config.messages import config_error, did_you_mean, format_path
 from personae.config.models import Persona, Scenario
+from personae.config.overrides import apply_options, typed_options
 from personae.config.persona_lookup import (
     FoundPersona,
     PersonaCatalog,
+    prefix_loc,
     builtin_place,
     dir_places,
     scenario_places,
     unknown_persona,
 )
 from personae.config.policy_checks import scenario_problems
+from personae.config.substitution import (
+    Spot,
+    fill_persona,
+    fill_scenario,
+    settle_values,
+    uses_variables,
+)
 from personae.config.validation import validate
 from personae.config.yaml_source import Source, node_at, parse_yaml, read_text, require_file, require_mapping
 
@@ -46,19 +56,37 @@ class LoadedScenario:
     source_yaml: str
     documents: tuple[Path, ...]  # absolute paths of the scenario's documents
     persona_sources: dict[str, str]  # name -> "inline", "builtin" or the persona file's path
+    # The value of every variable the scenario declares (`vars:`), as filled in; empty without.
+    variables: dict[str, str] = field(default_factory=dict)
+    # The run's option overrides (`-o KEY VALUE`), typed; already applied to scenario and personas.
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def roster(self) -> list[str]:
         return self.scenario.roster
 
 
-def load_scenario(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> LoadedScenario:
+def load_scenario(
+    path: str | Path,
+    *,
+    variables: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    allowed_dirs: Sequence[Path] = (),
+    require_values: bool = True,
+) -> LoadedScenario:
     """Read, validate and resolve a scenario file; documents resolve relative to its folder
-    (and may lie in the project or in ``allowed_dirs``: ``roots.py``)."""
+    (and may lie in the project or in ``allowed_dirs``: ``roots.py``).
+
+    ``variables`` gives values to the scenario's ``vars:`` (text, never expanded again);
+    ``options`` overrides every persona's options (``-o``), typed as ``llm -o`` does. A variable
+    without a default and without a value is an error, unless ``require_values`` is False (to
+    check or list a file): then its ``{name}`` stays in the texts."""
     file = Path(path).expanduser()
     require_file(file, Path(path), "scenario")
     loaded = load_scenario_text(
-        read_text(file, str(path)), path=Path(path), base_dir=file.parent, allowed_dirs=allowed_dirs
+        read_text(file, str(path)), path=Path(path), base_dir=file.parent,
+        variables=variables, options=options, allowed_dirs=allowed_dirs,
+        require_values=require_values,
     )
     # Messages name the file as the user typed it; the record keeps where it really is.
     return replace(loaded, path=file.resolve())
@@ -66,16 +94,22 @@ def load_scenario(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> Loa
 
 def load_scenario_text(
     text: str, *, path: Path | None = None, base_dir: Path | None = None,
+    variables: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
     allowed_dirs: Sequence[Path] = (),
+    require_values: bool = True,
 ) -> LoadedScenario:
     """Validate and resolve a scenario given as YAML text (resume and replay reload stored YAML).
 
     ``path`` only names the file in messages; ``base_dir`` is where documents and ``personas/`` are
-    looked for (default: the folder of ``path``, else the current folder).
+    looked for (default: the folder of ``path``, else the current folder). ``variables`` and
+    ``options`` as for :func:`load_scenario`; ``source_yaml`` stays the text as written.
     """
     src = parse_yaml(text, str(path) if path is not None else "<scenario>")
     require_mapping(src, "scenario")
     scenario = validate(Scenario, src)
+    overrides = typed_options(options)
+    values = settle_values(scenario, src, variables, require=require_values)
     if base_dir is None:
         base_dir = Path(path).expanduser().parent if path is not None else Path.cwd()
     base = base_dir.expanduser().resolve()
@@ -83,6 +117,7 @@ def load_scenario_text(
     catalog = PersonaCatalog(scenario_places(scenario, src, base))
     personas: dict[str, Persona] = {}
     origins: dict[str, str] = {}
+    found_by_name: dict[str, FoundPersona] = {}
     for index, name in enumerate(scenario.roster):
         found = catalog.find(name)
         if found is None:
@@ -90,6 +125,7 @@ def load_scenario_text(
             raise unknown_persona(name, src.label, node, ("personas", index), catalog)
         personas[name] = catalog.resolve(found)
         origins[name] = found.origin
+        found_by_name[name] = found
 
     _check_references(scenario, src)
     collapse = scenario.memory.collapse
@@ -104,15 +140,44 @@ def load_scenario_text(
             )
         personas[collapse.summarizer] = catalog.resolve(found)
         origins[collapse.summarizer] = found.origin
+        found_by_name[collapse.summarizer] = found
 
+    documents = resolve_documents(scenario, src, base, allowed_dirs)
+    if uses_variables(scenario):
+        scenario = fill_scenario(scenario, src, values)
+        personas = {
+            name: fill_persona(persona, values, _field_spot(catalog, found_by_name[name]))
+            for name, persona in personas.items()
+        }
+    scenario, personas = apply_options(scenario, personas, overrides)
     return LoadedScenario(
         scenario=scenario,
         personas=personas,
         path=path,
         source_yaml=text,
-        documents=resolve_documents(scenario, src, base, allowed_dirs),
+        documents=documents,
         persona_sources=origins,
+        variables=values,
+        options=overrides,
     )
+
+
+def _field_spot(catalog: PersonaCatalog, found: FoundPersona) -> Callable[[str], Spot]:
+    """Where a persona's field was written: its own definition, or the one it inherits it from
+    through ``extends`` (for the message about a placeholder in it)."""
+
+    def where(field: str) -> Spot:
+        here = found
+        while field not in here.persona.model_fields_set and here.persona.extends:
+            start = here.level + 1 if here.persona.extends == here.persona.name else 0
+            parent = catalog.find(here.persona.extends, start)
+            if parent is None:
+                break
+            here = parent
+        node, _ = node_at(here.node, (field,))
+        return Spot(here.src.label, node, (*prefix_loc(here.prefix), field))
+
+    return where
 
 
 def load_persona_file(path: str | Path, *, folder: Path | None = None) -> Persona:
@@ -147,10 +212,18 @@ def validate_file(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> str
     require_mapping(src, "persona or scenario")
     kind = _guess_kind(src)
     if kind == "scenario":
-        loaded = load_scenario_text(text, path=Path(path), base_dir=file.parent, allowed_dirs=allowed_dirs)
+        loaded = load_scenario_text(
+            text, path=Path(path), base_dir=file.parent, allowed_dirs=allowed_dirs,
+            require_values=False,
+        )
         text = f"scenario '{loaded.scenario.name}': {_count(len(loaded.roster), 'persona')}"
         if loaded.documents:
             text += f", {_count(len(loaded.documents), 'document')}"
+        required = [name for name, default in loaded.scenario.vars.items() if default is None]
+        if loaded.scenario.vars:
+            text += f", {_count(len(loaded.scenario.vars), 'variable')}"
+        if required:
+            text += f" ({', '.join(required)} given with --var when run)"
         return text
     persona = validate(Persona, src)
     if persona.extends is None:
@@ -177,8 +250,8 @@ def _guess_kind(src: Source) -> str:
         return "scenario"
     scenario_only = set(Scenario.model_fields) - set(Persona.model_fields)
     persona_only = set(Persona.model_fields) - set(Scenario.model_fields)
-    scenario_score = sum(did_you_mean(k, scenario_only) is not None for k in keys)
-    persona_score = sum(did_you_mean(k, persona_only) is not None for k in keys)
+    scenario_score = sum(k in scenario_only or did_you_mean(k, scenario_only) is not None for k in keys)
+    persona_score = sum(k in persona_only or did_you_mean(k, persona_only) is not None for k in keys)
     if scenario_score > persona_score:
         return "scenario"
     if persona_score or "name" in keys:

@@ -8,6 +8,7 @@ it, a field path) live beside it so every message words these things the same wa
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,11 @@ def config_error(
 
 
 def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
-    choices = sorted(choices)
+    """A near miss of ``word`` among ``choices``, never ``word`` itself nor a choice that reads
+    the same (the same name in another Unicode normal form): suggesting the very name that
+    failed helps nobody."""
+    same = _reading(word)
+    choices = sorted(c for c in choices if c != word and _reading(c) != same)
     for choice in choices:
         if choice.casefold() == word.casefold():
             return choice
@@ -53,9 +58,15 @@ def did_you_mean(word: str, choices: list[str] | set[str]) -> str | None:
     return close[0] if close else None
 
 
+def _reading(text: str) -> str:
+    return unicodedata.normalize("NFKC", text)
+
+
 def similar_file(wanted: Path, candidates: list[Path]) -> Path | None:
     """A near-miss file name, compared without extensions (so 'x.yaml' is not like 's.yaml')."""
     by_stem = {p.stem: p for p in sorted(candidates)}
+    if wanted.stem in by_stem and by_stem[wanted.stem] != wanted:  # same name, other extension
+        return by_stem[wanted.stem]
     guess = did_you_mean(wanted.stem, list(by_stem))
     return by_stem[guess] if guess else None
 

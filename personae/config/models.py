@@ -13,38 +13,25 @@ from typing import Annotated, Any, Literal
 
 import regex
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from personae.config.names import HUMAN, canonical_name, is_reserved, name_problem, quoted_name
+from personae.config.model_base import Loc as Loc
+from personae.config.model_base import Name, Strict
+from personae.config.names import HUMAN, canonical_name, is_reserved, quoted_name
+from personae.config.recipe_models import (
+    ChainPolicy,
+    RankingConfig,
+    SelfAskPolicy,
+    TaskLoopPolicy,
+)
+from personae.config.template import check_template
+from personae.config.variables import VarTable
 from personae.limits import INT32_MAX, INT64_MAX, MAX_NUM_CTX, MAX_TURNS, SEED_MAX
-
-from personae.replies.template import check_template
-
-# A field path inside a scenario file, e.g. ("policy", "phases", 1, "speakers", 0).
-Loc = tuple[str | int, ...]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _printable_name(value: str) -> str:
-    """Names are shown on terminals and in prompts: one visible line (``config/names.py``)."""
-    problem = name_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-Name = Annotated[str, AfterValidator(_printable_name)]
 
 
 class GenerationOptions(Strict):
@@ -273,7 +260,9 @@ class ReflectPolicy(Strict):
 
 
 Policy = Annotated[
-    RoundRobinPolicy | PhasesPolicy | RouterPolicy | ReflectPolicy, Field(discriminator="type")
+    RoundRobinPolicy | PhasesPolicy | RouterPolicy | ReflectPolicy
+    | ChainPolicy | SelfAskPolicy | TaskLoopPolicy,  # the recipes (config/recipe_models.py)
+    Field(discriminator="type"),
 ]
 
 
@@ -307,6 +296,11 @@ class MemoryConfig(Strict):
         description="The window actually served; default: the model's metadata.",
     )
     collapse: CollapseConfig | None = CollapseConfig()
+    ranking: RankingConfig = Field(
+        default_factory=RankingConfig,
+        description="How the rebuild ranks memory items for the block: bm25 (default) or "
+        "generative (recency x importance x relevance, as in Generative Agents).",
+    )
 
 
 DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$"
@@ -448,6 +442,12 @@ class Scenario(Strict):
     )
     inputs: list[ScenarioInput] = Field(
         default_factory=list, description="Scripted messages from User at given turns."
+    )
+    vars: VarTable = Field(
+        default_factory=dict,
+        description="Variables: name -> default (null: each run must give it, --var NAME=VALUE). "
+        "{name} in goal, context, inputs, modes and persona system/description is replaced; "
+        "{{ }} are braces.",
     )
     guard: GuardConfig = Field(
         default_factory=GuardConfig,

@@ -146,10 +146,21 @@ class PersonaCatalog:
             return persona
         start = found.level + 1 if persona.extends == persona.name else 0
         parent = self.find(persona.extends, start)
-        where = (*_prefix_loc(found.prefix), "extends")
+        where = (*prefix_loc(found.prefix), "extends")
         extends_node, _ = node_at(found.node, ("extends",))
         if parent is None:
-            raise unknown_persona(persona.extends, found.src.label, extends_node, where, self)
+            extra = (
+                f"A persona that extends its own name extends the next '{persona.name}' further "
+                "down the search places, and there is none: remove `extends`, or extend another "
+                "persona." if persona.extends == persona.name else ""
+            )
+            raise unknown_persona(persona.extends, found.src.label, extends_node, where, self, extra)
+        if len(chain) >= MAX_EXTENDS_DEPTH:
+            raise config_error(
+                found.src.label, extends_node, format_path(where),
+                f"the extends chain from here is more than {MAX_EXTENDS_DEPTH} personas long.",
+                "Let a persona extend one that extends few others; a real chain needs a handful.",
+            )
         parent_key = (parent.level, parent.persona.name)
         if parent_key in (*chain, key):
             names = [name for _, name in (*chain, key)]
@@ -164,7 +175,10 @@ class PersonaCatalog:
         return merged
 
 
-def _prefix_loc(prefix: str) -> Loc:
+MAX_EXTENDS_DEPTH = 32  # resolved recursively: far below Python's recursion limit
+
+
+def prefix_loc(prefix: str) -> Loc:
     """``personas[2]`` -> ("personas", 2): inline personas live inside the scenario file."""
     if not prefix:
         return ()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from personae.config.messages import did_you_mean, unknown
 from personae.config.models import (
+    ChainPolicy,
     ConsensusConfig,
     Loc,
     PhasesPolicy,
@@ -21,7 +22,9 @@ from personae.config.models import (
     ReflectPolicy,
     RouterPolicy,
     Scenario,
+    SelfAskPolicy,
     StopCondition,
+    TaskLoopPolicy,
     TerminationConfig,
 )
 from personae.config.modes import mode_table
@@ -71,7 +74,7 @@ def policy_problems(scenario: Scenario) -> list[Problem]:
 
 def ends_by_itself(policy: Policy) -> bool:
     """Does the policy stop proposing speakers on its own (rather than only by a stop rule)?"""
-    if isinstance(policy, ReflectPolicy):
+    if isinstance(policy, ReflectPolicy | ChainPolicy | SelfAskPolicy | TaskLoopPolicy):
         return True
     if isinstance(policy, PhasesPolicy):
         return not policy.repeat and all(

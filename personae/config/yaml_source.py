@@ -221,6 +221,12 @@ def _reject_alias_bombs(root: yaml.Node, label: str) -> None:
             open_.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
             if sizes[id(node)] > MAX_EXPANDED_NODES:
+                if sizes[id(node)] <= len(sizes):  # as many distinct nodes: no alias made it big
+                    raise config_error(
+                        label, node, "", f"this value holds more than {MAX_EXPANDED_NODES:,} "
+                        "items, far more than any persona or scenario needs.",
+                        "Check that this is the file you meant; keep large data in documents.",
+                    )
                 raise config_error(
                     label, node, "", "aliases (*name) expand this value to more than "
                     f"{MAX_EXPANDED_NODES:,} items.", "Write the data out instead of aliasing it.",

@@ -34,6 +34,10 @@ def ollama_host() -> str:
             problem = "it names no host"
         elif any(c.isspace() or not c.isprintable() for c in host):
             problem = "it contains a space or a control character"
+        elif parts.path not in ("", "/") or parts.query or parts.fragment:
+            # Ollama answers at the server's root: with a path every request would miss, and a
+            # 404 would read as "model not pulled".
+            problem = f"Ollama listens at the server's root, not at a path ({parts.path or '?' + parts.query})"
     if problem:
         raise UserError(
             f"OLLAMA_HOST={given!r} is not a server address ({problem}). Set it to host:port or "

@@ -21,12 +21,18 @@ headers and error types, and tolerates servers older or newer than the client.
 
 The ``ollama`` package is imported where it is used, never when this module is: importing it
 builds a default client from ``OLLAMA_HOST``, which fails with a bare ValueError when the variable
-is malformed. ``backends.ollama_host`` checks the variable first, with a clear message.
+is malformed — even by a stray space that ``backends.ollama_host`` forgives. So the variable is
+checked first, with a clear message, and the package is imported (``_import_ollama``) while
+``OLLAMA_HOST`` holds the checked address; the default client it builds is never used.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import sys
+from types import ModuleType
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -41,7 +47,33 @@ from personae.llm.base import (
     Usage,
     server_text,
 )
+from personae.llm.bounds import (
+    MAX_LINE_BYTES,
+    MAX_NS,
+    ReplyBounds,
+    count,
+    count_or,
+    line_too_long,
+    wrong_shape,
+)
 from personae.llm.estimate import CharTokenEstimator, RemoteModel
+from personae.llm.retry import retry_after_seconds
+
+def _import_ollama(host: str) -> ModuleType:
+    """The ``ollama`` package, imported with ``OLLAMA_HOST`` set to ``host`` (already checked)
+    for the duration of the import, then restored: see the module docstring."""
+    if "ollama" in sys.modules:
+        return sys.modules["ollama"]
+    saved = os.environ.get("OLLAMA_HOST")
+    os.environ["OLLAMA_HOST"] = host
+    try:
+        return importlib.import_module("ollama")
+    finally:
+        if saved is None:
+            del os.environ["OLLAMA_HOST"]
+        else:
+            os.environ["OLLAMA_HOST"] = saved
+
 
 TRANSIENT_4XX = frozenset({408, 429})  # timeouts and rate limits pass; retrying is right
 
@@ -50,12 +82,14 @@ def usage_from_final(final: Mapping[str, Any], estimated_prompt: int) -> tuple[U
     """Usage from the ``done`` chunk, and whether its prompt size was measured (not estimated).
 
     See the module docstring for the three ways Ollama versions report ``prompt_eval_count``.
+    Counts that are not whole non-negative numbers are read as not reported, huge ones clamped
+    (``bounds.count``): the server is untrusted input.
     """
-    reported = int(final.get("prompt_eval_count") or 0)
-    cached = final.get("prompt_eval_cached_count")
+    reported = count_or(final.get("prompt_eval_count"), 0)
+    cached = count(final.get("prompt_eval_cached_count"))
     if cached is not None:
-        prompt = max(reported, int(cached))
-        evaluated, measured = prompt - int(cached), True
+        prompt = max(reported, cached)
+        evaluated, measured = prompt - cached, True
     elif reported == 0 or reported * 2 < estimated_prompt:
         prompt, evaluated, measured = max(estimated_prompt, reported), reported, False
     else:
@@ -63,11 +97,11 @@ def usage_from_final(final: Mapping[str, Any], estimated_prompt: int) -> tuple[U
     usage = Usage(
         prompt_tokens=prompt,
         evaluated_tokens=evaluated,
-        completion_tokens=int(final.get("eval_count") or 0),
-        total_ns=int(final.get("total_duration") or 0),
-        load_ns=int(final.get("load_duration") or 0),
-        prompt_eval_ns=int(final.get("prompt_eval_duration") or 0),
-        eval_ns=int(final.get("eval_duration") or 0),
+        completion_tokens=count_or(final.get("eval_count"), 0),
+        total_ns=count_or(final.get("total_duration"), 0, MAX_NS),
+        load_ns=count_or(final.get("load_duration"), 0, MAX_NS),
+        prompt_eval_ns=count_or(final.get("prompt_eval_duration"), 0, MAX_NS),
+        eval_ns=count_or(final.get("eval_duration"), 0, MAX_NS),
     )
     return usage, measured
 
@@ -95,15 +129,17 @@ class OllamaBackend(RemoteModel):
         num_ctx: int | None = None,
         keep_alive: str | None = "10m",
         timeout: float = 300,
+        max_seconds: float | None = None,
     ) -> None:
         self.model = model
         self.host = host
+        self.max_seconds = max_seconds  # a whole reply's time; default: ReplyBounds.for_request
         self.keep_alive = keep_alive
         self.timeout = timeout
         self._num_ctx = num_ctx
         self._show: Mapping[str, Any] | None = None
         self._estimator = CharTokenEstimator()
-        import ollama  # here, not at the top: see the module docstring
+        ollama = _import_ollama(host)  # here, not at the top: see the module docstring
 
         # A dead host should fail in seconds; a slow model may take minutes between chunks.
         self._client = ollama.Client(
@@ -121,15 +157,19 @@ class OllamaBackend(RemoteModel):
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         pieces: list[str] = []
-        final: dict[str, Any] | None = None
+        final: Mapping[str, Any] | None = None
+        server = f"The Ollama server at {self.host}"
+        bounds = ReplyBounds.for_request(server, request.options, self.timeout, self.max_seconds)
         with self._translated_errors():
-            for part in self._stream_chat(self._chat_body(request)):
-                content = server_text((part.get("message") or {}).get("content") or "")
+            for part in self._stream_chat(self._chat_body(request), bounds):
+                bounds.chunk()
+                content = server_text(_chunk_content(server, part))
+                content = bounds.take(content) if content else ""
                 if content:
                     pieces.append(content)
                     if on_token:
                         on_token(content)
-                if part.get("done"):
+                if part.get("done") or bounds.cut:
                     final = part
                     break
         if final is None:
@@ -138,14 +178,20 @@ class OllamaBackend(RemoteModel):
                 "finished (no final chunk). It may have crashed or been restarted; try again.",
                 transient=True,
             )
-        usage, _measured = usage_from_final(final, self._estimator.estimate(request.messages))
+        estimated = self._estimator.estimate(request.messages)
+        if bounds.cut:  # we stopped reading: no final counts; the reply is what we kept
+            usage = Usage(estimated, estimated, len(pieces))
+        else:
+            usage, _measured = usage_from_final(final, estimated)
         # Calibrated on what the call row will store, measured or not (see CharTokenEstimator).
         self._estimator.calibrate(request.messages, usage.prompt_tokens)
+        model = final.get("model")
+        reason = final.get("done_reason")
         return ChatResult(
             text="".join(pieces),
             usage=usage,
-            model=str(final.get("model") or self.model),
-            done_reason=str(final.get("done_reason") or "stop"),
+            model=model if isinstance(model, str) and model else self.model,
+            done_reason="length" if bounds.cut or reason == "length" else "stop",
         )
 
     def close(self) -> None:
@@ -179,9 +225,34 @@ class OllamaBackend(RemoteModel):
             body["keep_alive"] = keep_alive
         return body
 
-    def _stream_chat(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Chunks as plain dicts, so fields newer than the client (the cached count) survive."""
-        return self._client._request(dict, "POST", "/api/chat", json=body, stream=True)
+    def _stream_chat(self, body: dict[str, Any], bounds: ReplyBounds) -> Iterator[Mapping[str, Any]]:
+        """Chunks as plain dicts, so fields newer than the client (the cached count) survive.
+
+        Read here on the client's own HTTP connection (its base URL, headers and timeouts) rather
+        than through ``Client._request``, which would read a line of any length and fail with a
+        bare AttributeError on a line that is JSON but not an object: every line is bounded
+        (``MAX_LINE_BYTES``) and must be a JSON object before anything reads it.
+        """
+        import ollama
+
+        server = bounds.server
+        http = self._client._client
+        with http.stream("POST", "/api/chat", json=body) as response:
+            if response.status_code >= 400:
+                text = _bounded_text(response)
+                raise _with_retry_after(
+                    self._response_error(ollama.ResponseError(text, response.status_code)),
+                    response.headers.get("retry-after"),
+                )
+            for line in _lines(response, server):
+                if not line.strip():
+                    continue
+                part = json.loads(line)
+                if not isinstance(part, dict):
+                    raise wrong_shape(server, "a stream line", part)
+                if error := part.get("error"):
+                    raise self._response_error(ollama.ResponseError(str(error)))
+                yield part
 
     def _model_info(self) -> Mapping[str, Any]:
         if self._show is None:
@@ -243,3 +314,51 @@ class OllamaBackend(RemoteModel):
             transient=transient,
             status=status,
         )
+
+
+def _chunk_content(server: str, part: Mapping[str, Any]) -> str:
+    """The text of a chat chunk, after checking the chunk's shape."""
+    if "done" in part and not isinstance(part["done"], bool):
+        raise wrong_shape(server, "a chunk whose done is not true or false", part)
+    message = part.get("message")
+    if message is None:
+        return ""
+    if not isinstance(message, dict):
+        raise wrong_shape(server, "a chunk whose message is not an object", part)
+    content = message.get("content")
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise wrong_shape(server, "a chunk whose content is not text", part)
+    return content
+
+
+def _lines(response: httpx.Response, server: str) -> Iterator[str]:
+    """The response's lines, none longer than ``MAX_LINE_BYTES``."""
+    pending = b""
+    for data in response.iter_bytes():
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if len(line) > MAX_LINE_BYTES:
+                raise line_too_long(server)
+            yield line.decode("utf-8", "replace")
+        if len(pending) > MAX_LINE_BYTES:
+            raise line_too_long(server)
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _bounded_text(response: httpx.Response, limit: int = 64 * 1024) -> str:
+    """An error reply's body, at most ``limit`` bytes of it."""
+    body = b""
+    for data in response.iter_bytes():
+        body += data
+        if len(body) >= limit:
+            break
+    return body[:limit].decode("utf-8", "replace")
+
+
+def _with_retry_after(error: BackendError, header: str | None) -> BackendError:
+    error.retry_after = retry_after_seconds(header)
+    return error

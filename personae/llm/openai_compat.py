@@ -41,7 +41,9 @@ from personae.llm.base import (
     Usage,
     server_text,
 )
+from personae.llm.bounds import ReplyBounds, count, count_or, wrong_shape
 from personae.llm.estimate import CharTokenEstimator, RemoteModel
+from personae.llm.retry import retry_after_seconds
 
 DEFAULT_API_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one
 INSTALL_HINT = "The openai backend needs the openai client: pip install 'personae[openai]'."
@@ -93,11 +95,13 @@ def usage_from(reported: Any, *, prompt_fallback: int, completion_fallback: int)
             ),
             False,
         )
-    prompt = int(_field(reported, "prompt_tokens") or 0)
-    completion = int(_field(reported, "completion_tokens") or 0)
+    # Untrusted numbers: a count that is no whole non-negative number is not reported (our
+    # estimate stands in), a huge one is clamped (bounds.count).
+    prompt = count_or(_field(reported, "prompt_tokens"), prompt_fallback)
+    completion = count_or(_field(reported, "completion_tokens"), completion_fallback)
     details = _field(reported, "prompt_tokens_details")
-    cached = _field(details, "cached_tokens") if details is not None else None
-    evaluated = prompt - min(prompt, int(cached)) if cached is not None else prompt
+    cached = count(_field(details, "cached_tokens")) if details is not None else None
+    evaluated = prompt - min(prompt, cached) if cached is not None else prompt
     return Usage(prompt_tokens=prompt, evaluated_tokens=evaluated, completion_tokens=completion), True
 
 
@@ -120,6 +124,7 @@ class OpenAIBackend(RemoteModel):
         api_key: str | None = None,
         num_ctx: int | None = None,
         timeout: float = 300,
+        max_seconds: float | None = None,
     ) -> None:
         try:
             import openai
@@ -129,6 +134,7 @@ class OpenAIBackend(RemoteModel):
         self.model = model
         self.base_url = base_url or default_base_url() or "https://api.openai.com/v1"
         self.timeout = timeout
+        self.max_seconds = max_seconds  # a whole reply's time; default: ReplyBounds.for_request
         self._num_ctx = num_ctx
         self._model_entry: Mapping[str, Any] | None = None
         self._estimator = CharTokenEstimator()
@@ -160,15 +166,24 @@ class OpenAIBackend(RemoteModel):
         import openai
 
         started = time.perf_counter_ns()
+        server = f"The server at {self.base_url}"
+
+        def bounds() -> ReplyBounds:
+            return ReplyBounds.for_request(server, request.options, self.timeout, self.max_seconds)
+
         with self._translated_errors():
             try:
-                text, done_reason, reported, model, chunks = self._send(self._body(request), on_token)
+                text, done_reason, reported, model, chunks = self._send(
+                    self._body(request), on_token, bounds()
+                )
             except openai.APIStatusError as exc:
                 refused = exc.status_code in (400, 422, 500) and request.schema is not None
                 if not refused or self._schema_format != "json_schema":
                     raise
                 self._schema_format = "json_object"  # the llama.cpp server's own shape
-                text, done_reason, reported, model, chunks = self._send(self._body(request), on_token)
+                text, done_reason, reported, model, chunks = self._send(
+                    self._body(request), on_token, bounds()
+                )
         ended = time.perf_counter_ns()
         usage, _measured = usage_from(
             reported,
@@ -225,28 +240,41 @@ class OpenAIBackend(RemoteModel):
         return body
 
     def _send(
-        self, body: dict[str, Any], on_token: TokenCallback | None
+        self, body: dict[str, Any], on_token: TokenCallback | None, bounds: ReplyBounds
     ) -> tuple[str, str | None, Any, str | None, int]:
-        return self._complete(body) if on_token is None else self._stream(body, on_token)
+        if on_token is None:
+            return self._complete(body, bounds)
+        return self._stream(body, on_token, bounds)
 
-    def _complete(self, body: dict[str, Any]) -> tuple[str, str | None, Any, str | None, int]:
+    def _complete(
+        self, body: dict[str, Any], bounds: ReplyBounds
+    ) -> tuple[str, str | None, Any, str | None, int]:
         response = self._client.chat.completions.create(**body)
-        if not response.choices:
+        choices = response.choices
+        if choices is not None and not isinstance(choices, list):
+            raise wrong_shape(bounds.server, "a reply whose choices are not a list", choices)
+        if not choices:
             raise BackendError(
                 f"The server at {self.base_url} answered without a choice for model {self.model}.",
                 transient=True,
             )
-        choice = response.choices[0]
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None) if message is not None else None
+        if content is not None and not isinstance(content, str):
+            raise wrong_shape(bounds.server, "a reply whose content is not text", content)
+        bounds.chunk()
+        text = bounds.take(server_text(content or ""))
         return (
-            server_text(choice.message.content or ""),
-            choice.finish_reason,
-            response.usage,
-            response.model,
+            text,
+            "length" if bounds.cut else _reason(bounds.server, getattr(choice, "finish_reason", None)),
+            None if bounds.cut else response.usage,
+            _text_or_none(response.model),
             0,
         )
 
     def _stream(
-        self, body: dict[str, Any], on_token: TokenCallback
+        self, body: dict[str, Any], on_token: TokenCallback, bounds: ReplyBounds
     ) -> tuple[str, str | None, Any, str | None, int]:
         pieces: list[str] = []
         done_reason: str | None = None
@@ -257,16 +285,20 @@ class OpenAIBackend(RemoteModel):
         )
         try:
             for chunk in stream:
-                model = chunk.model or model
+                bounds.chunk()
+                model = _text_or_none(chunk.model) or model
                 if chunk.usage is not None:
                     reported = chunk.usage
-                for choice in chunk.choices:
-                    content = server_text(choice.delta.content or "") if choice.delta else None
+                for content, reason in _chunk_parts(bounds.server, chunk):
+                    content = bounds.take(content) if content else ""
                     if content:
                         pieces.append(content)
                         on_token(content)
-                    if choice.finish_reason:
-                        done_reason = choice.finish_reason
+                    if reason:
+                        done_reason = reason
+                if bounds.cut:  # too long: stop reading, keep what fits
+                    done_reason, reported = "length", None
+                    break
         finally:
             stream.close()
         if done_reason is None:
@@ -328,7 +360,42 @@ class OpenAIBackend(RemoteModel):
                 f"The server at {self.base_url} answered {status}: {_message(exc)}",
                 transient=status >= 500 or status in TRANSIENT_STATUS,
                 status=status,
+                retry_after=retry_after_seconds(exc.response.headers.get("retry-after")),
             ) from None
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:
+            # The client builds its reply objects without validating them: a server that sends
+            # JSON of another shape surfaces here, while we read them. One message, no traceback.
+            raise BackendError(
+                f"The server at {self.base_url} sent a reply of the wrong shape ({exc}). It is not "
+                "behaving as an OpenAI-compatible server; check it, then resume the run."
+            ) from None
+
+
+def _chunk_parts(server: str, chunk: Any) -> list[tuple[str, str | None]]:
+    """(content, finish_reason) of each choice of a stream chunk, after checking their shape."""
+    choices = chunk.choices
+    if choices is None:
+        return []
+    if not isinstance(choices, list):
+        raise wrong_shape(server, "a stream chunk whose choices are not a list", choices)
+    parts = []
+    for choice in choices:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None) if delta is not None else None
+        if content is not None and not isinstance(content, str):
+            raise wrong_shape(server, "a stream chunk whose content is not text", content)
+        parts.append((server_text(content or ""), _reason(server, getattr(choice, "finish_reason", None))))
+    return parts
+
+
+def _reason(server: str, reason: Any) -> str | None:
+    if reason is None or isinstance(reason, str):
+        return reason
+    raise wrong_shape(server, "a finish_reason that is not text", reason)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _message(exc: Any) -> str:

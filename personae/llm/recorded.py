@@ -4,7 +4,7 @@ the first turns of a run into a fork.
 
 Every call the orchestrator makes is matched against the recorded ``llm_calls`` of its purpose
 (``turn``, ``select``, ``collapse`` …) in recorded order: the prompt it built must hash exactly as
-the recorded ``prompt_hash`` (``store.repo.prompt_hash``: messages and JSON schema). A match is
+the recorded ``prompt_hash`` (``llm/fingerprint.py``: messages and JSON schema). A match is
 answered with the recorded reply and usage. The first mismatch is a ``Divergence``: in ``strict``
 mode it stops the replay (``ReplayDiverged``); otherwise it is noted, and the call is answered with
 the reply recorded for the call that was expected next, so the replay goes on with the original
@@ -29,7 +29,7 @@ import difflib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from personae.errors import BackendError, PersonaeError
 from personae.llm.base import (
@@ -40,8 +40,56 @@ from personae.llm.base import (
     TokenCallback,
     Usage,
 )
-from personae.store.models import LLMCall
-from personae.store.repo import prompt_hash
+from personae.llm.fingerprint import prompt_hash
+
+
+class RecordedCall(Protocol):
+    """What a replay reads of one stored model call: the fields of an ``llm_calls`` row.
+
+    A protocol rather than the store's ORM class, so that ``llm`` imports nothing above it; the
+    store's ``RecordedCall`` rows fit it as they are.
+    """
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def turn(self) -> int | None: ...
+    @property
+    def persona(self) -> str | None: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+    @property
+    def prompt(self) -> list[dict[str, str]]: ...
+    @property
+    def prompt_hash(self) -> str: ...
+    @property
+    def schema(self) -> dict[str, Any] | None: ...
+    @property
+    def response(self) -> str | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def done_reason(self) -> str | None: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def evaluated_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def load_ns(self) -> int: ...
+    @property
+    def prompt_eval_ns(self) -> int: ...
+    @property
+    def eval_ns(self) -> int: ...
+    @property
+    def total_ns(self) -> int: ...
 
 
 class ReplayDiverged(PersonaeError):
@@ -130,7 +178,7 @@ class ReplayBackend:
     token counting for prompts the recording does not contain.
     """
 
-    calls: Sequence[LLMCall]
+    calls: Sequence[RecordedCall]
     backend_name: str = "scripted"
     model: str = "replay"
     strict: bool = True
@@ -144,7 +192,7 @@ class ReplayBackend:
             (c for c in self.calls if c.response is not None or handled_failure(c)),
             key=lambda c: c.id,
         )
-        self._queues: dict[str, deque[LLMCall]] = {}
+        self._queues: dict[str, deque[RecordedCall]] = {}
         for call in usable:
             self._queues.setdefault(call.purpose, deque()).append(call)
         self._tokens_by_hash: dict[str, int] = {
@@ -213,7 +261,7 @@ class ReplayBackend:
 
     # -- state ------------------------------------------------------------------------------
     @property
-    def remaining(self) -> list[LLMCall]:
+    def remaining(self) -> list[RecordedCall]:
         """Recorded calls not used yet, in recorded order."""
         return sorted((c for q in self._queues.values() for c in q), key=lambda c: c.id)
 
@@ -222,7 +270,7 @@ class ReplayBackend:
         return not any(self._queues.values())
 
     # -- internals --------------------------------------------------------------------------
-    def _take_matching(self, actual: str) -> LLMCall | None:
+    def _take_matching(self, actual: str) -> RecordedCall | None:
         """The next recorded call of some purpose whose prompt hashes as ``actual``.
 
         A head that does not match is skipped only when a later call of the same purpose and turn
@@ -243,7 +291,7 @@ class ReplayBackend:
                     return queue.popleft()
         return None
 
-    def _next_expected(self) -> LLMCall | None:
+    def _next_expected(self) -> RecordedCall | None:
         heads = [q[0] for q in self._queues.values() if q]
         return min(heads, key=lambda c: c.id) if heads else None
 
@@ -262,12 +310,12 @@ class ReplayBackend:
             counter.calibrate(messages, prompt_tokens)
 
 
-def handled_failure(call: LLMCall) -> bool:
+def handled_failure(call: RecordedCall) -> bool:
     """A failed call the run went on from: a collapse that fell back (``collapse._ask``)."""
     return call.response is None and call.purpose == "collapse" and bool(call.error)
 
 
-def replay_backend_for(calls: Iterable[LLMCall], *, strict: bool = True, upto_id: int | None = None) -> ReplayBackend:
+def replay_backend_for(calls: Iterable[RecordedCall], *, strict: bool = True, upto_id: int | None = None) -> ReplayBackend:
     """A replay of ``calls`` (optionally only those up to ``upto_id``), imitating their backend."""
     rows = [c for c in calls if upto_id is None or c.id <= upto_id]
     answered = [c for c in rows if c.response is not None]
@@ -353,7 +401,7 @@ def _messages(prompt: Sequence[dict[str, str]]) -> tuple[ChatMessage, ...]:
 
 
 def _divergence(
-    call: LLMCall, request: ChatRequest, actual: str, options_changed: Sequence[str] = ()
+    call: RecordedCall, request: ChatRequest, actual: str, options_changed: Sequence[str] = ()
 ) -> Divergence:
     return Divergence(
         purpose=call.purpose,

@@ -12,6 +12,12 @@ emit the end token first; if the second reply is empty too, it is returned, and 
 commits it as an empty turn flagged ``{"empty_reply": true}`` in ``messages.meta``. Retrying
 forever would stall the run on a persona the model cannot play.
 
+The waiting is tenacity's (``tenacity.Retrying``: stop after the attempts, wait, sleep, tell);
+what is Personae's own is the policy: which faults are transient, the wait's formula, the empty
+reply's one extra try, the settings. A server that says how long to wait (``Retry-After`` on a
+429 or 503, read by the backends into ``BackendError.retry_after``) is believed up to
+``RETRY_AFTER_CAP`` seconds: the wait is then the longer of its word and our backoff.
+
 Settings come from the command line (``--retries``, ``--retry-delay``), else from the environment
 (``PERSONAE_RETRIES``, ``PERSONAE_RETRY_DELAY``, ``PERSONAE_RETRY_MAX_DELAY``), else the defaults
 below. They are not scenario fields: how flaky a server is belongs to the machine, not to the
@@ -20,12 +26,17 @@ deliberation.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from personae.errors import BackendError, UserError
 from personae.llm.base import (
@@ -42,6 +53,8 @@ DEFAULT_MAX_DELAY = 30.0
 ENV_ATTEMPTS = "PERSONAE_RETRIES"
 ENV_BASE_DELAY = "PERSONAE_RETRY_DELAY"
 ENV_MAX_DELAY = "PERSONAE_RETRY_MAX_DELAY"
+RETRY_AFTER_CAP = 120.0  # seconds: a server asking for longer is waited on this long, then asked
+RETRY_AFTER_STATUS = frozenset({429, 503})
 
 
 @dataclass(frozen=True)
@@ -60,8 +73,11 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise UserError(f"Retry attempts must be at least 1 (got {self.attempts}).")
-        if self.base_delay < 0 or self.max_delay < 0:
-            raise UserError("Retry delays cannot be negative.")
+        for name, value in (("retry delay", self.base_delay), ("maximum retry delay", self.max_delay)):
+            if not math.isfinite(value) or value < 0:  # NaN compares false to everything
+                raise UserError(
+                    f"The {name} must be a number of seconds, 0 or more (got {value!r})."
+                )
 
     def delay(self, failed_attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after the ``failed_attempts``-th failure."""
@@ -126,31 +142,53 @@ class RetryingBackend:
 
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         started = time.monotonic()
-        empty_retried = False
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                result = self.inner.chat(request, on_token=on_token)
-            except BackendError as exc:
-                if not exc.transient:
-                    raise
-                if attempt >= self.policy.attempts:
-                    raise _gave_up(exc, attempt, time.monotonic() - started) from exc
-                self._wait(attempt, exc)
-                continue
-            if result.text.strip() or empty_retried:
-                return result
-            empty_retried = True  # one more try for an empty reply; it does not use up attempts
-            self._wait(1, None)
-            attempt -= 1
+        empties = 0  # an empty reply is asked for once more; that try uses up no attempt
 
-    def _wait(self, attempt: int, error: BackendError | None) -> None:
-        seconds = self.policy.delay(attempt, self._rng) if error is not None else 0.0
-        if self.on_retry is not None:
-            self.on_retry(attempt, seconds, error)
-        if seconds > 0:
-            self._sleep(seconds)
+        def attempt() -> ChatResult:
+            nonlocal empties
+            result = self.inner.chat(request, on_token=on_token)
+            if not result.text.strip() and empties == 0:
+                empties += 1
+                raise _EmptyReply(result)
+            return result
+
+        def stop(state: RetryCallState) -> bool:
+            return state.attempt_number - empties >= self.policy.attempts
+
+        def gave_up(state: RetryCallState) -> ChatResult:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            assert isinstance(exc, BackendError)  # only transient faults are retried
+            raise _gave_up(exc, state.attempt_number - empties, time.monotonic() - started) from exc
+
+        retrying = Retrying(
+            retry=retry_if_exception(_retried),
+            stop=stop,
+            wait=lambda state: self._delay(state, empties),
+            sleep=self._sleep,
+            before_sleep=lambda state: self._tell(state, empties),
+            retry_error_callback=gave_up,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    def _delay(self, state: RetryCallState, empties: int) -> float:
+        error = _error_of(state)
+        if error is None:  # an empty reply: at once
+            return 0.0
+        seconds = self.policy.delay(state.attempt_number - empties, self._rng)
+        if error.retry_after is not None and error.status in RETRY_AFTER_STATUS:
+            seconds = max(seconds, min(error.retry_after, RETRY_AFTER_CAP))
+        return seconds
+
+    def _tell(self, state: RetryCallState, empties: int) -> None:
+        if self.on_retry is None:
+            return
+        error = _error_of(state)
+        seconds = state.upcoming_sleep
+        if error is None:
+            self.on_retry(1, 0.0, None)
+        else:
+            self.on_retry(state.attempt_number - empties, seconds, error)
 
     def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
         return self.inner.count_tokens(messages)
@@ -165,12 +203,50 @@ class RetryingBackend:
         self.inner.close()
 
 
+class _EmptyReply(Exception):
+    """An empty reply, raised inside the retry loop so that tenacity asks once more."""
+
+    def __init__(self, result: ChatResult) -> None:
+        super().__init__("empty reply")
+        self.result = result
+
+
+def _retried(exc: BaseException) -> bool:
+    """Personae's policy of what is worth another try."""
+    return isinstance(exc, _EmptyReply) or (isinstance(exc, BackendError) and exc.transient)
+
+
+def _error_of(state: RetryCallState) -> BackendError | None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    return exc if isinstance(exc, BackendError) else None
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from now: a number of seconds or an HTTP date. None
+    for anything else (a server's header is untrusted: no NaN, no negative, no garbage)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
 def _gave_up(exc: BackendError, attempts: int, seconds: float) -> BackendError:
     message = str(exc).rstrip()
     if attempts > 1:
         message += f" (Gave up after {attempts} attempts over {seconds:.0f} s.)"
-    error = type(exc)(message, transient=True, status=exc.status)
-    return error
+    return type(exc)(message, transient=True, status=exc.status)
 
 
 def _env_number(env: Mapping[str, str], key: str, kind: type, default: Any) -> Any:

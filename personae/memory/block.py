@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from personae.memory.documents import PATH_SEPARATOR
+from personae.memory.ranking import Weights, generative_rank
 from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
 from personae.store.models import MemoryNode
@@ -84,9 +85,11 @@ def build_block(
     query: str,
     budget: int,
     count: Callable[[str], int],
+    generative: Weights | None = None,
 ) -> MemoryBlock:
     """The block for prompts after the collapse at ``as_of``, within ``budget`` tokens (pinned
-    facts are never left out, whatever the budget)."""
+    facts are never left out, whatever the budget). Items and passages are ranked by BM25, or,
+    given ``generative`` weights, by recency, importance and relevance (``ranking.py``)."""
     chosen: dict[str, list[MemoryNode]] = {part: [] for part, _ in PARTS}
     used = {"all": 0, "summaries": 0, "documents": 0}
     cost: dict[int, int] = {}
@@ -117,7 +120,11 @@ def build_block(
     candidates += view.chunks()
     by_id = {n.id: n for n in candidates}
     ordered = sorted(candidates, key=lambda n: -n.id)
-    for node_id in rank(query, [(n.id, _search_text(n)) for n in ordered]):
+    ranked = (
+        generative_rank(query, ordered, as_of, generative, _search_text) if generative
+        else rank(query, [(n.id, _search_text(n)) for n in ordered])
+    )
+    for node_id in ranked:
         node = by_id[node_id]
         part = _PART_OF_KIND[node.kind]
         take(part, node, cap=budget * CHUNK_SHARE if part == "documents" else None)

@@ -35,29 +35,33 @@ def query_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
     return list(seen)
 
 
+def bm25_scores(query: str, candidates: Sequence[tuple[int, str]]) -> dict[int, float]:
+    """BM25 of the candidates matching any term of ``query`` (lower is better, as FTS5 gives
+    it; negative for a match), rounded so float noise never reorders equals."""
+    terms = query_terms(query)
+    if not terms or not candidates:
+        return {}
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute(
+            "CREATE VIRTUAL TABLE items USING fts5(text, "
+            "tokenize='unicode61 remove_diacritics 2')"
+        )
+        connection.executemany("INSERT INTO items(rowid, text) VALUES (?, ?)", list(candidates))
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        rows = connection.execute(
+            "SELECT rowid, bm25(items) FROM items WHERE items MATCH ?", (match,)
+        ).fetchall()
+    finally:
+        connection.close()
+    return {rowid: round(score, 9) for rowid, score in rows}
+
+
 def rank(query: str, candidates: Sequence[tuple[int, str]]) -> list[int]:
     """Candidate ids, most relevant first (BM25); those matching no term keep their given order,
     after the matches. Ties go to the given order too, so callers pass newest first."""
     order = {node_id: i for i, (node_id, _) in enumerate(candidates)}
-    terms = query_terms(query)
-    matched: list[int] = []
-    if terms and candidates:
-        connection = sqlite3.connect(":memory:")
-        try:
-            connection.execute(
-                "CREATE VIRTUAL TABLE items USING fts5(text, "
-                "tokenize='unicode61 remove_diacritics 2')"
-            )
-            connection.executemany(
-                "INSERT INTO items(rowid, text) VALUES (?, ?)", list(candidates)
-            )
-            match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-            rows = connection.execute(
-                "SELECT rowid, bm25(items) FROM items WHERE items MATCH ?", (match,)
-            ).fetchall()
-        finally:
-            connection.close()
-        # bm25() is lower for better matches; round so float noise never reorders equals.
-        matched = [rowid for rowid, _ in sorted(rows, key=lambda r: (round(r[1], 9), order[r[0]]))]
+    scores = bm25_scores(query, candidates)
+    matched = sorted(scores, key=lambda rowid: (scores[rowid], order[rowid]))
     found = set(matched)
     return matched + [node_id for node_id, _ in candidates if node_id not in found]

@@ -8,8 +8,8 @@ and rebuild exactly the prompt the dead process would have built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 
 from personae.store.models import MemoryEdge, MemoryNode
 from personae.store.repo import Store
@@ -17,6 +17,7 @@ from personae.store.repo import Store
 ITEM_NODE_KINDS = ("fact", "decision", "question")
 MEMORY_KINDS = ("summary", *ITEM_NODE_KINDS, "chunk")
 REVISION_EDGES = ("supersedes", "contradicts")
+VIEW_EDGES = ("summarizes", *REVISION_EDGES)
 
 
 @dataclass(frozen=True)
@@ -32,29 +33,62 @@ class CollapseMark:
 @dataclass
 class MemoryView:
     nodes: dict[int, MemoryNode]
-    summarized: dict[int, int]  # summary or message node id -> the turn a summary took it up
+    summarized: dict[int, int]  # summary node id -> the turn a summary took it up
     revised: dict[int, list[tuple[str, int]]]  # node id -> [(supersedes|contradicts, by node)]
+    last_edge: int = 0  # the highest edge id read: where ``refreshed`` goes on from
+    _marks: list[CollapseMark] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def load(cls, store: Store, run_id: int) -> MemoryView:
-        nodes = {n.id: n for n in store.memory_nodes(run_id, MEMORY_KINDS)}
-        edges = store.memory_edges(run_id, ("summarizes", *REVISION_EDGES))
-        return cls.from_rows(list(nodes.values()), edges)
+        """The view from the database. Edges onto message nodes are not read: nothing here looks
+        at them, and they grow with the transcript (a long run's collapses would slow down)."""
+        nodes = store.memory_nodes(run_id, MEMORY_KINDS)
+        edges = store.memory_edges(run_id, VIEW_EDGES, to_kinds=MEMORY_KINDS)
+        return cls.from_rows(nodes, edges)
 
     @classmethod
     def from_rows(cls, nodes: Sequence[MemoryNode], edges: Sequence[MemoryEdge]) -> MemoryView:
-        by_id = {n.id: n for n in nodes}
-        summarized: dict[int, int] = {}
-        revised: dict[int, list[tuple[str, int]]] = {}
+        view = cls({n.id: n for n in nodes}, {}, {})
+        view._add_edges(edges)
+        return view
+
+    def refreshed(self, store: Store, run_id: int, changed: Iterable[int] = ()) -> MemoryView:
+        """This view brought up to date with what was written since it was read: nodes and
+        edges are only ever added, except a node's ``valid_to`` that a collapse closes —
+        ``changed`` names those nodes, read again. The result equals a fresh ``load`` (same rows,
+        same order), at the cost of what is new rather than of the whole graph, so a long run's
+        collapses do not slow down as its memory grows."""
+        newest = max(self.nodes, default=0)
+        nodes = dict(self.nodes)
+        again = sorted(set(changed) & set(nodes))
+        for node in store.memory_nodes(run_id, MEMORY_KINDS, after_id=newest, ids=again):
+            nodes[node.id] = node
+        view = MemoryView(
+            nodes, dict(self.summarized), {k: list(v) for k, v in self.revised.items()},
+            self.last_edge,
+        )
+        view._add_edges(store.memory_edges(
+            run_id, VIEW_EDGES, to_kinds=MEMORY_KINDS, after_id=self.last_edge
+        ))
+        return view
+
+    def _add_edges(self, edges: Sequence[MemoryEdge]) -> None:
         for edge in edges:
-            if edge.kind == "summarizes" and edge.src in by_id:
-                summarized[edge.dst] = by_id[edge.src].turn or 0
+            self.last_edge = max(self.last_edge, edge.id)
+            if edge.kind == "summarizes" and edge.src in self.nodes:
+                self.summarized[edge.dst] = self.nodes[edge.src].turn or 0
             elif edge.kind in REVISION_EDGES:
-                revised.setdefault(edge.dst, []).append((edge.kind, edge.src))
-        return cls(by_id, summarized, revised)
+                self.revised.setdefault(edge.dst, []).append((edge.kind, edge.src))
 
     # -- collapse bookkeeping -----------------------------------------------------------------
     def collapses(self) -> list[CollapseMark]:
+        """Every collapse, in order. A view does not change once loaded, so this is computed
+        once: ``covered`` asks for it per message of a span."""
+        if self._marks is None:
+            self._marks = self._collapses()
+        return list(self._marks)
+
+    def _collapses(self) -> list[CollapseMark]:
         marks: dict[int, CollapseMark] = {}
         for node in self.nodes.values():
             data = node.data or {}
@@ -74,10 +108,6 @@ class MemoryView:
         return max(
             (m.last for m in self.collapses() if as_of is None or m.turn <= as_of), default=0
         )
-
-    @property
-    def last_collapse_turn(self) -> int:
-        return max((m.turn for m in self.collapses()), default=0)
 
     # -- what holds at a turn -----------------------------------------------------------------
     def frontier(self, as_of: int, level: int | None = None) -> list[MemoryNode]:

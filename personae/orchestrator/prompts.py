@@ -44,6 +44,8 @@ message, as AutoGen and CrewAI do; it is kept for comparison, and its cost shows
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from operator import attrgetter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -194,6 +196,9 @@ def layout_header(scenario: Scenario, personas: Mapping[str, Persona], layout: s
     return header_text(scenario, personas, instructions=layout == CACHE_FRIENDLY)
 
 
+_turn_of = attrgetter("turn")
+
+
 def build_prompt(
     *,
     scenario: Scenario,
@@ -211,10 +216,14 @@ def build_prompt(
     needed — the oldest turns are dropped to fit, which the manifest records."""
     persona = personas[speaker.persona]
     header = layout_header(scenario, personas, layout)
+    if speaker.isolated:  # a recipe's turn that sees only its own instructions
+        history, memory = (), None
     # The system message's shared part: the header, and the memory block once there is one.
     stable = f"{header}\n\n{memory.text}" if memory is not None and memory.text else header
     if memory is not None:  # collapsed turns are in the memory block, not the transcript
-        history = [u for u in history if u.turn > memory.after_turn]
+        # The transcript is in turn order: find the first verbatim turn by bisection, not by a
+        # scan that grows with the run.
+        history = history[bisect_right(history, memory.after_turn, key=_turn_of):]
     instructions = instructions_text(scenario, persona, speaker, layout)
     # Render every entry once; the loop below only slices (a full window may take ~14 tries).
     as_text = layout != CACHE_FRIENDLY  # every turn shown as named text

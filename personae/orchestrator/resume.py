@@ -24,6 +24,8 @@ import yaml
 
 from personae.config.loader import LoadedScenario, load_scenario, load_scenario_text
 from personae.config.models import GuardConfig, Persona, Scenario
+from personae.config.overrides import apply_options, typed_options
+from personae.config.substitution import fill_scenario, settle_values
 from personae.errors import ConfigError, UserError
 from personae.liveness import process_alive
 from personae.llm.base import Backend
@@ -42,7 +44,7 @@ def reload_scenario(store: Store, run: Run, *, scenario_file: Path | None = None
     instead (replay uses this to show where an edit would change a run).
     """
     if scenario_file is not None:
-        return as_it_ran(run, load_scenario(scenario_file))
+        return as_it_ran(run, load_scenario(scenario_file, **given_values(run)))
     return as_it_ran(run, _stored_scenario(store, run))
 
 
@@ -75,6 +77,11 @@ def _version(text: str | None) -> tuple[int, ...]:
     return tuple(parts)
 
 
+def given_values(run: Run) -> dict[str, Any]:
+    """The variables and option overrides a run was started with, as the loader takes them."""
+    return {"variables": run.variables or None, "options": run.options or None}
+
+
 def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     frozen = {
         p.name: Persona.model_validate(p.definition) for p in store.run_personas(run.id)
@@ -87,7 +94,9 @@ def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
     if folder is None:
         return _without_folder(store, run, label, frozen, sources)
     try:
-        loaded = load_scenario_text(run.scenario_yaml, path=label, base_dir=folder)
+        loaded = load_scenario_text(
+            run.scenario_yaml, path=label, base_dir=folder, **given_values(run)
+        )
     except ConfigError as exc:
         # The persona files or documents may have moved since; the frozen definitions and the
         # imported documents are all a run needs.
@@ -147,6 +156,9 @@ def _from_frozen(
 ) -> LoadedScenario:
     try:
         scenario = Scenario.model_validate(yaml.safe_load(run.scenario_yaml))
+        values = settle_values(scenario, None, run.variables)
+        scenario = fill_scenario(scenario, None, values)
+        overrides = typed_options(run.options)
     except Exception:  # noqa: BLE001 - the loader's own message says more
         raise cause from None
     missing = [name for name in scenario.roster if name not in frozen]
@@ -154,6 +166,8 @@ def _from_frozen(
         raise cause
     ordered = {name: frozen[name] for name in scenario.roster}
     ordered |= {name: p for name, p in frozen.items() if name not in ordered}
+    # The frozen personas were stored filled in and with the overrides on; the scenario was not.
+    scenario, _ = apply_options(scenario, {}, overrides)
     return LoadedScenario(
         scenario=scenario,
         personas=ordered,
@@ -161,6 +175,8 @@ def _from_frozen(
         source_yaml=run.scenario_yaml,
         documents=(),
         persona_sources=sources,
+        variables=values,
+        options=overrides,
     )
 
 

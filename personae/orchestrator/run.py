@@ -14,7 +14,7 @@ from typing import Any
 
 from personae.config.loader import LoadedScenario
 from personae.config.modes import mode_table
-from personae.errors import PersonaeError, StoreError
+from personae.errors import DatabaseMoved, PersonaeError, StoreConflict, StoreError
 from personae.llm.base import Backend, ChatRequest, ChatResult, TokenCallback
 from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
@@ -29,7 +29,9 @@ from personae.orchestrator.guard import (
     retry_options,
 )
 from personae.orchestrator.inputs import AskUser, commit_user_message, user_messages
-from personae.orchestrator.policies import make_policy
+from personae.orchestrator.policies import make_policy, reads_documents
+from personae.orchestrator.policies.passages import load_passages
+from personae.orchestrator.recipe_graph import turn_graph
 from personae.orchestrator.prompts import Prompt, RenderCache, build_prompt
 from personae.orchestrator.selector import LLMSelector, Selector
 from personae.orchestrator.state import (
@@ -79,9 +81,10 @@ def start_run(
     *,
     parent_run_id: int | None = None,
     fork_turn: int | None = None,
+    batch_variant_id: int | None = None,
 ) -> int:
     """Create the run row with the scenario and personas frozen as they are now (and, for a
-    fork, the run and turn it continues), and import its documents. The documents are read
+    fork, the run and turn it continues; for a sweep, the variant it runs), and import its documents. The documents are read
     first, so one that cannot be read leaves no run behind; once imported, the run needs no
     file again (resume never reads documents from the working directory)."""
     texts = read_documents(loaded.documents)
@@ -109,6 +112,10 @@ def start_run(
             ],
             parent_run_id=parent_run_id,
             fork_turn=fork_turn,
+            # What the stored YAML does not hold; resume and replay load it back with these.
+            variables=dict(loaded.variables) if loaded.variables else None,
+            options=dict(loaded.options) if loaded.options else None,
+            batch_variant_id=batch_variant_id,
         )
     )
     import_documents(store, run_id, loaded.documents, texts)
@@ -163,6 +170,12 @@ class Orchestrator:
         # An estimating backend (Ollama, OpenAI) continues from the ratio the stored calls taught.
         calibrate_from_calls(self.backend, lambda: self.store.calls(run_id))
         import_documents(self.store, run_id, self.loaded.documents)
+        scenario = self.loaded.scenario
+        if reads_documents(scenario.policy):  # the run's own chunks, as stored (resume too)
+            self.policy = make_policy(
+                scenario.policy, scenario.roster, mode_table(scenario),
+                load_passages(self.store, run_id),
+            )
         try:
             while True:
                 reason = self.stop_rule.check(state)
@@ -199,8 +212,9 @@ class Orchestrator:
                 yield done
         except PersonaeError as exc:
             # The model server, the database (disk full) or a rule failed: the run is failed and
-            # resumable once the cause is fixed. A write conflict means another process owns it.
-            if not getattr(exc, "conflict", False):
+            # resumable once the cause is fixed. A write conflict means another process owns it;
+            # a database file moved away takes no more writes (they would land in another file).
+            if not isinstance(exc, (StoreConflict, DatabaseMoved)):
                 _finish_failed(self.store, run_id, exc)
             raise
         except KeyboardInterrupt:
@@ -287,7 +301,8 @@ class Orchestrator:
             meta=meta or None,
         )
         calls = [*chosen_by, *(call for call, _, _ in attempts)]
-        committed = self.store.commit_turn(state.run_id, record, calls)
+        graph = turn_graph(self.store, state.run_id, speaker, state.history, record)
+        committed = self.store.commit_turn(state.run_id, record, calls, graph)
         utterance = Utterance(
             turn=turn,
             persona=speaker.persona,

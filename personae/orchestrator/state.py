@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 # The input author, shared here with the loop's other names; policies count only persona turns.
@@ -40,11 +41,22 @@ class TurnPlan:
     # Non-empty: the rules left the choice open, and a selector picks one of these names;
     # ``persona`` is then the fallback for an invalid answer.
     choices: tuple[str, ...] = ()
+    # The recipes (chain, self-ask): the prompt holds the header and this turn's cue only, no
+    # memory block and no transcript; what the turn needs to see is in its instructions.
+    isolated: bool = False
+    # Edges from this turn's message node to stored nodes: (kind, node id), e.g. the chunk a
+    # chain worker read (``derived_from``). Written in the turn's transaction.
+    links: tuple[tuple[str, int], ...] = ()
+
+
+_persona_of = attrgetter("persona")
 
 
 def persona_turns(history: Sequence[Utterance]) -> int:
     """Turns taken by personas; scripted or human input does not move a policy along."""
-    return sum(1 for u in history if u.persona != HUMAN)
+    # Counted at C speed (map/attrgetter, no Python frame per turn): policies and the turn cap
+    # ask for it every turn, and a run of thousands of turns must not slow down for it.
+    return len(history) - sum(map(HUMAN.__eq__, map(_persona_of, history)))
 
 
 @dataclass(frozen=True)

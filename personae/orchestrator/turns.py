@@ -18,7 +18,7 @@ from personae.orchestrator.state import TurnPlan
 from personae.orchestrator.verdicts import render_verdict
 from personae.replies import structured
 from personae.replies.parsing import parse_reply
-from personae.replies.template import render_template
+from personae.config.template import render_template
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def prepare(speaker: TurnPlan, persona: Persona) -> TurnPlan:
         return speaker
     instructions = "\n".join(t for t in (speaker.instructions, structured.schema_hint(schema)) if t)
     own = speaker.schema is None  # the persona's own schema, so its own template
-    template = persona.output_template if own else None
+    template = persona.output_template if own else speaker.template
     return replace(speaker, schema=schema, instructions=instructions, template=template)
 
 

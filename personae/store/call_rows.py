@@ -2,35 +2,21 @@
 
 Every write that stores calls (a turn, a collapse, a call that failed alone) adds their token
 counts to the run's row in the same transaction, so ``runs`` never disagrees with ``llm_calls``.
-``prompt_hash`` is how ``replay`` recognises a prompt: it must never change for stored runs.
+``prompt_hash`` (``llm/fingerprint.py``) is how ``replay`` recognises a prompt.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, update
 
-from personae.llm.base import ChatMessage
+from personae.llm.fingerprint import stored_prompt_hash
 from personae.store.models import RUNS
 from personae.store.records import CallRecord, RunTotals
 from personae.store.rows import Statements, fetch_one
-
-
-def prompt_hash(messages: Sequence[ChatMessage], schema: dict[str, Any] | None = None) -> str:
-    """A stable fingerprint of what the model was asked; replay compares these."""
-    return _hash_prompt([m.to_dict() for m in messages], schema)
-
-
-def _hash_prompt(prompt: list[dict[str, str]], schema: dict[str, Any] | None) -> str:
-    """``prompt_hash`` of messages already in their stored form."""
-    payload = {"messages": prompt, "schema": schema}
-    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def call_row(
@@ -49,7 +35,7 @@ def call_row(
         "model": call.model,
         "options": call.options,
         "prompt": prompt,
-        "prompt_hash": _hash_prompt(prompt, call.schema),
+        "prompt_hash": stored_prompt_hash(prompt, call.schema),
         "json_schema": call.schema,
         "manifest": call.manifest,
         "response": call.response,

@@ -82,6 +82,27 @@ def open_engines(url: str, *, migrate: bool = True) -> Engines:
         raise failures.explain_open(error, where) from error
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or an in-memory one."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL we opened
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, or None when there is none: what tells the file
+    a store opened from another put at the same path."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def _where(url: str) -> str:
     """How messages name the database: its path, or its URL without a password."""
     try:
@@ -163,6 +184,11 @@ def _require_head(engines: Engines) -> None:
     head = scripts.get_current_head()
     if current == head:
         return
+    if current is not None:  # another program using Alembic is not an old or newer Personae
+        try:
+            _refuse_foreign(engines.url, current, set(inspect(engines.read).get_table_names()))
+        except StoreError as exc:
+            raise UserError(str(exc)) from None
     if current is None and not has_tables:  # an empty file, or a run creating it right now
         raise UserError(
             f"No database at {where}: the file is empty, no run has been stored there yet. Point "
@@ -282,46 +308,80 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engines: Engines, *, to: str = "head") -> str | None:
     """Bring the schema to ``to``; returns a sentence for the user when an existing database was
-    upgraded (after a backup copy), None when nothing had to change or the file was new."""
+    upgraded (after a backup copy), None when nothing had to change or the file was new.
+
+    Everything is decided under the write lock (BEGIN IMMEDIATE on SQLite), in the transaction
+    that migrates: several processes opening a new file at once take turns, and each one after the
+    first finds the schema done. Read outside the lock, a file another process is migrating looks
+    half-made (tables, no version yet) and was taken for a foreign database.
+    """
     if to == "head" and at_head(engines.read):
         return None
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     config = alembic_config()
     scripts = ScriptDirectory.from_config(config)
-    current = current_revision(engines.read)
     target = scripts.get_current_head() if to == "head" else to
     assert target is not None, "the package ships its migrations"
-    if current == target:
+    if current_revision(engines.read) == target:  # the common case, without taking the lock
         return None
-    known = {rev.revision for rev in scripts.walk_revisions()}
-    if current is not None and current not in known:
-        raise StoreError(
-            f"The database {display_path(engines.url)} was written by a newer Personae (schema "
-            f"revision {current}; this version knows up to {scripts.get_current_head()}). "
-            "Upgrade Personae (pip install -U personae), or use another --db."
-        )
-    tables = set(inspect(engines.read).get_table_names())
-    has_tables = bool(tables)
-    clash = sorted(tables & _our_tables()) if current is None else []
-    if clash:
-        raise StoreError(
-            f"The database {display_path(engines.url)} belongs to another program: it has no "
-            f"Personae schema version, yet tables named like ours ({', '.join(clash)}). Personae "
-            "added nothing to it. Point --db / PERSONAE_DB at another file (a new name creates one)."
-        )
-    notice = None
-    if current is not None or has_tables:
-        backup = _backup(engines.url)
-        notice = (
-            f"Upgraded the database schema from {current or 'unversioned'} to {target}"
-            + (f"; a copy of the old file is at {backup}." if backup else ".")
-        )
     with engines.write.begin() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == target:  # another process migrated it while we waited for the lock
+            return None
+        tables = set(inspect(connection).get_table_names())
+        _refuse_foreign(engines.url, current, tables)
+        known = {rev.revision for rev in scripts.walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(
+                f"The database {display_path(engines.url)} was written by a newer Personae (schema "
+                f"revision {current}; this version knows up to {scripts.get_current_head()}). "
+                "Upgrade Personae (pip install -U personae), or use another --db."
+            )
+        notice = None
+        if current is not None:
+            backup = _backup(engines.url)
+            notice = (
+                f"Upgraded the database schema from {current or 'unversioned'} to {target}"
+                + (f"; a copy of the old file is at {backup}." if backup else ".")
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, target)
     return notice
+
+
+def _refuse_foreign(url: str, current: str | None, tables: set[str]) -> None:
+    """A file of another program is never migrated, nor backed up beside. Every Personae
+    database has its schema version from its first write, so tables without one are another
+    program's (named like ours or not); and a schema version we do not know, on a file without
+    our ``runs`` table, is another program that uses Alembic too — not a newer Personae."""
+    where = display_path(url)
+    theirs = {t for t in tables if t != "alembic_version" and not t.startswith("sqlite_")}
+    if current is None and theirs:
+        clash = sorted(theirs & _our_tables())
+        named = f", yet tables named like ours ({', '.join(clash)})" if clash else f" ({_listed(theirs)})"
+        raise StoreError(
+            f"The database {where} belongs to another program: it has tables but no Personae "
+            f"schema version{named}. Personae added nothing to it. Point --db / PERSONAE_DB at "
+            "another file (a new name creates one)."
+        )
+    from alembic.script import ScriptDirectory
+
+    known = {rev.revision for rev in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    if current is not None and current not in known and "runs" not in tables:
+        raise StoreError(
+            f"The database {where} belongs to another program: it carries an Alembic schema "
+            f"version ({current}) that is not Personae's and none of Personae's tables. Personae "
+            "added nothing to it. Point --db / PERSONAE_DB at another file (a new name creates one)."
+        )
+
+
+def _listed(tables: set[str], most: int = 5) -> str:
+    names = sorted(tables)
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _our_tables() -> set[str]:

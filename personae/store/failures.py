@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, event, exc
 from sqlalchemy.engine import ExceptionContext
 
-from personae.errors import StoreError
+from personae.errors import StoreConflict, StoreError
 
 ELSEWHERE = "or point --db / PERSONAE_DB at another file"
 
@@ -36,13 +36,11 @@ def explain(error: BaseException, where: str) -> StoreError | None:
     text = str(getattr(error, "orig", None) or error).strip()
     lowered = text.lower()
     if isinstance(error, exc.IntegrityError):
-        conflict = StoreError(
+        return StoreConflict(
             f"Another process wrote to the same run in {where} at the same moment ({text}). "
             "Two processes are continuing one run (a `personae resume --force` while it was "
             "still running?). Stop all but one; the rows already committed are intact."
         )
-        conflict.conflict = True  # type: ignore[attr-defined]
-        return conflict
     if "database or disk is full" in lowered or "no space left" in lowered:
         return StoreError(
             f"The disk holding the database {where} is full (SQLite: {text}). Nothing committed "

@@ -15,7 +15,19 @@ SQLITE_PREFIX = "sqlite:///"
 def database_url(db: str | os.PathLike[str] | None) -> str:
     """``--db`` wins, then ``PERSONAE_DB``, then ``./personae.db``. A value with ``://`` is a
     SQLAlchemy URL (PostgreSQL for a shared team database); anything else is a SQLite file path."""
-    value = str(db) if db else os.environ.get("PERSONAE_DB") or "personae.db"
+    if db is not None and str(db) != "":
+        value, source = str(db), "--db"
+    else:
+        value, source = os.environ.get("PERSONAE_DB") or "personae.db", "PERSONAE_DB"
+    if not value.strip() or any(not c.isprintable() for c in value):
+        # A name of blanks (or with a control character) would create a file nobody can find.
+        from personae.store import failures
+
+        raise failures.usage_error(
+            f"{source}={value!r} is not a database path: it is blank or holds a control "
+            "character. Give a file path such as runs.db (or a URL such as "
+            "sqlite:///runs.db), or unset PERSONAE_DB to use ./personae.db."
+        )
     if "://" in value:
         return value
     return f"{SQLITE_PREFIX}{Path(value).expanduser().resolve()}"

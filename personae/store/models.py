@@ -81,6 +81,13 @@ class Run(Base):
     fork_turn: Mapped[int | None] = mapped_column(
         Integer, comment="last turn copied from the parent when forked"
     )
+    variables: Mapped[dict[str, str] | None] = mapped_column(
+        JSON, comment="values of the scenario's `vars:` the run used (--var or defaults); "
+        "resume and replay fill the stored YAML with them"
+    )
+    options: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, comment="option overrides the run was started with (-o KEY VALUE), typed"
+    )
 
 
 class RunPersona(Base):
@@ -146,7 +153,9 @@ class LLMCall(Base):
         ForeignKey("messages.id", ondelete="SET NULL"), comment="the turn this call produced"
     )
     turn: Mapped[int | None] = mapped_column(Integer, comment="turn the call belongs to")
-    purpose: Mapped[str] = mapped_column(String, comment="turn | collapse | select")
+    purpose: Mapped[str] = mapped_column(
+        String, comment="turn | retry | collapse | select | importance (a memory item's 1-10 rating)"
+    )
     persona: Mapped[str | None] = mapped_column(String, comment="persona the model played")
     backend: Mapped[str] = mapped_column(String, comment="backend that served the call")
     model: Mapped[str] = mapped_column(Text, comment="model that answered")
@@ -197,7 +206,7 @@ class MemoryNode(Base):
     kind: Mapped[str] = mapped_column(
         String,
         comment="message | persona | summary | fact | decision | question | document | section "
-        "| chunk",
+        "| chunk | task (a task loop's task; data: id, status; valid_to: the turn that worked it)",
     )
     level: Mapped[int | None] = mapped_column(
         Integer, comment="summary level (1 = summarizes messages, 2 = summaries of those …); "
@@ -247,6 +256,61 @@ class MemoryEdge(Base):
     turn: Mapped[int | None] = mapped_column(Integer, comment="turn after which the edge was made")
 
 
+class Batch(Base):
+    """A sweep (``personae batch SWEEP.yaml``): many runs of the same question under varied
+    settings. The sweep file is kept whole, so ``batch resume`` needs no file."""
+
+    __tablename__ = "batches"
+    __table_args__ = {"comment": "one row per sweep: its file as run, status and process"}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String, comment="the sweep's `name:`")
+    sweep_path: Mapped[str | None] = mapped_column(
+        Text, comment="file it was loaded from; scenario paths in it resolve from its folder"
+    )
+    sweep_yaml: Mapped[str] = mapped_column(
+        Text, comment="the sweep file exactly as run, so `batch resume` needs no file"
+    )
+    status: Mapped[str] = mapped_column(
+        String, comment="running | completed | failed | interrupted (failed: some run failed)"
+    )
+    variants: Mapped[int] = mapped_column(Integer, comment="how many variants the sweep expands to")
+    pid: Mapped[int | None] = mapped_column(
+        Integer, comment="process running it, to refuse a second `batch resume` while it lives"
+    )
+    started_at: Mapped[datetime] = mapped_column(DateTime, comment="UTC")
+    finished_at: Mapped[datetime | None] = mapped_column(
+        DateTime, comment="UTC; null while running or after a kill"
+    )
+
+
+class BatchVariant(Base):
+    """One point of a sweep: a scenario with one value on every axis. Its run is linked in the
+    transaction that creates the run, so a kill never leaves a variant run twice."""
+
+    __tablename__ = "batch_variants"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "key"),
+        {"comment": "the variants of a sweep, each linked to the run that ran it"},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE"), index=True, comment="the sweep"
+    )
+    position: Mapped[int] = mapped_column(Integer, comment="order of expansion, from 0")
+    key: Mapped[str] = mapped_column(
+        Text, comment="stable name of the variant, e.g. cache-review|layout=named|seed=1"
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(
+        JSON, comment="scenario, endpoint and every axis value the variant runs with"
+    )
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True,
+        comment="the run of this variant; null until it starts (or after the run was deleted)",
+    )
+
+
 # The same tables as SQLAlchemy Core sees them: the per-turn writes bypass the ORM (its unit of
 # work was most of a turn's cost) and run statements built on these, with the columns' own types.
 RUNS: Table = Run.__table__  # type: ignore[assignment]
@@ -254,3 +318,5 @@ MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 CALLS: Table = LLMCall.__table__  # type: ignore[assignment]
 NODES: Table = MemoryNode.__table__  # type: ignore[assignment]
 EDGES: Table = MemoryEdge.__table__  # type: ignore[assignment]
+BATCHES: Table = Batch.__table__  # type: ignore[assignment]
+VARIANTS: Table = BatchVariant.__table__  # type: ignore[assignment]

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Self, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from personae.config.names import HUMAN
@@ -107,20 +107,46 @@ class Reader:
         )
 
     def memory_nodes(
-        self, run_id: int, kinds: Sequence[str] | None = None, *, upto_turn: int | None = None
+        self,
+        run_id: int,
+        kinds: Sequence[str] | None = None,
+        *,
+        upto_turn: int | None = None,
+        after_id: int | None = None,
+        ids: Sequence[int] = (),
     ) -> list[MemoryNode]:
-        """A run's memory nodes in creation order; ``upto_turn``: those made by that turn."""
+        """A run's memory nodes in creation order; ``upto_turn``: those made by that turn;
+        ``after_id``: only those newer than that node, and those named in ``ids``."""
         query = select(MemoryNode).where(MemoryNode.run_id == run_id)
         if kinds:
             query = query.where(MemoryNode.kind.in_(list(kinds)))
         if upto_turn is not None:
             query = query.where(MemoryNode.turn <= upto_turn)
+        if after_id is not None:
+            query = query.where(or_(MemoryNode.id > after_id, MemoryNode.id.in_(list(ids))))
         return self._rows(query.order_by(MemoryNode.id))
 
-    def memory_edges(self, run_id: int, kinds: Sequence[str] | None = None) -> list[MemoryEdge]:
+    def memory_edges(
+        self,
+        run_id: int,
+        kinds: Sequence[str] | None = None,
+        *,
+        to_kinds: Sequence[str] | None = None,
+        after_id: int | None = None,
+    ) -> list[MemoryEdge]:
+        """A run's edges in creation order; ``to_kinds``: only those pointing at nodes of these
+        kinds (a memory view needs no edge onto a message node, and those grow with the
+        transcript); ``after_id``: only those newer than that edge."""
         query = select(MemoryEdge).where(MemoryEdge.run_id == run_id)
+        if after_id is not None:
+            query = query.where(MemoryEdge.id > after_id)
         if kinds:
             query = query.where(MemoryEdge.kind.in_(list(kinds)))
+        if to_kinds:
+            targets = select(MemoryNode.id).where(
+                MemoryNode.run_id == run_id, MemoryNode.kind.in_(list(to_kinds))
+            )
+            query = query.where(MemoryEdge.dst.in_(targets))
         return self._rows(query.order_by(MemoryEdge.id))
 
     def message_node_ids(self, run_id: int, turns: Sequence[int]) -> dict[int, int]:

@@ -63,6 +63,11 @@ class NewRun:
     # (name, roster position or None, source, resolved definition)
     parent_run_id: int | None = None  # set for a fork: the run it continues
     fork_turn: int | None = None  # the parent's last turn it copied
+    variables: dict[str, str] | None = None  # values of the scenario's `vars:`, if it has any
+    options: dict[str, Any] | None = None  # -o overrides, typed
+    # A sweep's variant (``batch_variants.id``) this run is for: linked in the same transaction
+    # that creates the run, so a killed sweep never leaves a run its variant does not know.
+    batch_variant_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from personae import __version__
-from personae.errors import StoreError, UserError
-from personae.store.call_rows import add_totals, call_row, prompt_hash
-from personae.store.db import Engines, database_url, open_engines
+from personae.errors import DatabaseMoved, StoreError, UserError
+from personae.llm.fingerprint import prompt_hash
+from personae.store.call_rows import add_totals, call_row
+from personae.store.db import Engines, database_url, file_identity, open_engines, sqlite_file
 from personae.store.graph_rows import (
     MESSAGE_KEY,
     GraphEdit,
@@ -30,7 +31,7 @@ from personae.store.graph_rows import (
     apply_edit,
     resolve_manifest,
 )
-from personae.store.models import CALLS, MESSAGES, RUNS, Run, RunPersona
+from personae.store.models import CALLS, MESSAGES, RUNS, VARIANTS, Run, RunPersona
 from personae.store.reads import Reader
 from personae.store.records import CallRecord, CommittedTurn, NewRun, RunTotals, TurnRecord
 from personae.store.rows import Statements, insert_row, insert_rows
@@ -52,6 +53,8 @@ class Store(Reader):
         super().__init__(engines)
         self._node_ids = NodeIds()  # memory-graph ids every turn needs; see NodeIds
         self._statements = Statements(engines.write.dialect, engines.where)  # per-turn SQL, compiled once
+        self._file = sqlite_file(engines.url)
+        self._identity = file_identity(self._file) if self._file is not None else None
 
     @classmethod
     def open(cls, db: str | os.PathLike[str] | None = None) -> Store:
@@ -87,9 +90,22 @@ class Store(Reader):
                 personae_version=__version__,
                 parent_run_id=new.parent_run_id,
                 fork_turn=new.fork_turn,
+                variables=new.variables,
+                options=new.options,
             )
             session.add(run)
             session.flush()
+            if new.batch_variant_id is not None:
+                linked = session.connection().execute(
+                    update(VARIANTS)
+                    .where(VARIANTS.c.id == new.batch_variant_id, VARIANTS.c.run_id.is_(None))
+                    .values(run_id=run.id)
+                )
+                if not linked.rowcount:  # another process started it: this one must not
+                    raise StoreError(
+                        f"Variant {new.batch_variant_id} of the sweep already has a run "
+                        "(another `personae batch resume`?); nothing was started for it."
+                    )
             for name, position, source, definition in new.personas:
                 session.add(
                     RunPersona(
@@ -106,10 +122,29 @@ class Store(Reader):
     def _writing(self) -> Iterator[Transaction]:
         """One write transaction (BEGIN IMMEDIATE). Node ids it reads or makes are remembered only
         once it has committed, so a rolled-back transaction leaves nothing behind in memory."""
+        self._require_same_file()
         with self.engines.write.begin() as connection:
             tx = Transaction(connection, self._statements, self._node_ids)
             yield tx
         self._node_ids.merge(tx.learned)
+
+    def _require_same_file(self) -> None:
+        """The heartbeat of every write: the file at the database's path must still be the one
+        this store opened (same device and inode). Deleted, or replaced by another file (a
+        restore, a copy over it), the run's writes would vanish with the unlinked file or land in
+        a database that never had this run; either way the run must stop and say so."""
+        if self._file is None or self._identity is None:
+            return
+        now = file_identity(self._file)
+        if now == self._identity:
+            return
+        what = "deleted" if now is None else "replaced by another file"
+        raise DatabaseMoved(
+            f"The database {self._file} was {what} while this run was writing to it. Nothing "
+            "more is written (it would be lost, or land in a database that never had this run). "
+            "Put the original file back at that path and `personae resume` the run, or start it "
+            "again on the database that is there now."
+        )
 
     def commit_turn(
         self,
@@ -184,6 +219,8 @@ class Store(Reader):
     ) -> None:
         try:
             self._finish(run_id, status, stop_reason, error)
+        except DatabaseMoved:
+            raise
         except StoreError:
             # A full disk refuses even this small update while the write-ahead log holds the
             # run's last pages: fold the log into the file, which frees its space, and try once
@@ -207,6 +244,7 @@ class Store(Reader):
         return not busy
 
     def _finish(self, run_id: int, status: str, stop_reason: str | None, error: str | None) -> None:
+        self._require_same_file()
         with self.engines.write.begin() as connection:
             connection.execute(
                 update(RUNS)

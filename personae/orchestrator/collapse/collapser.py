@@ -11,6 +11,7 @@ from personae.config.models import CollapseConfig
 from personae.llm.base import Backend
 from personae.memory import items as schema
 from personae.memory.block import MemoryBlock, block_query, build_block
+from personae.memory.ranking import Weights
 from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
 from personae.orchestrator.collapse.budget import (
@@ -26,6 +27,7 @@ from personae.orchestrator.collapse.edit import (
     pack,
     summary_ref,
 )
+from personae.orchestrator.collapse.importance import rate_items
 from personae.orchestrator.collapse.summarizer import (
     Summarizer,
     known_line,
@@ -50,6 +52,7 @@ class Collapser:
     seed: int | None = None
     layout: str = "cache_friendly"  # the turn prompts' layout: what one more message costs
     _blocks: dict[int, MemoryBlock] = field(default_factory=dict)
+    _views: dict[int, MemoryView] = field(default_factory=dict)
     _ceilings: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -63,10 +66,17 @@ class Collapser:
         a resume, from the database) and reused verbatim until the next."""
         cached = self._blocks.get(state.run_id)
         if cached is None:
-            view = MemoryView.load(self.store, state.run_id)
-            cached = self._build_block(view, state.history)
+            cached = self._build_block(self._view(state.run_id), state.history)
             self._blocks[state.run_id] = cached
         return cached
+
+    def _view(self, run_id: int) -> MemoryView:
+        """The run's memory as of the last collapse: read whole once (or after a resume), then
+        brought up to date by each collapse with what it wrote (``MemoryView.refreshed``)."""
+        view = self._views.get(run_id)
+        if view is None:
+            view = self._views[run_id] = MemoryView.load(self.store, run_id)
+        return view
 
     def _build_block(self, view: MemoryView, history: Sequence[Utterance]) -> MemoryBlock:
         marks = view.collapses()
@@ -79,8 +89,15 @@ class Collapser:
         query = block_query(self.loaded.scenario.goal, phase, recent)
         return build_block(
             view, as_of=as_of, query=query, budget=self.budget.memory,
-            count=self.backend.count_text_tokens,
+            count=self.backend.count_text_tokens, generative=self._weights(),
         )
+
+    def _weights(self) -> Weights | None:
+        """``memory.ranking`` as the block takes it: None for plain BM25."""
+        ranking = self.loaded.scenario.memory.ranking
+        if ranking.type != "generative":
+            return None
+        return Weights(ranking.recency, ranking.importance, ranking.relevance, ranking.decay)
 
     # -- deciding -------------------------------------------------------------------------------
     def due(self, state: RunState, speaker: TurnPlan, tokens: int) -> str | None:
@@ -92,8 +109,8 @@ class Collapser:
         if every and state.turn - self.block(state).as_of >= every:
             return "every_turns"
         if self.config.on_phase_end:
-            spoken = [u for u in state.history if u.phase is not None]
-            if spoken and spoken[-1].phase != speaker.phase:
+            last = next((u for u in reversed(state.history) if u.phase is not None), None)
+            if last is not None and last.phase != speaker.phase:
                 return "phase_end"
         return None
 
@@ -106,7 +123,7 @@ class Collapser:
             return self.budget.trigger
         ceiling = self._ceilings.get(state.run_id)
         if ceiling is None:
-            first = MemoryView.load(self.store, state.run_id).collapses()[0].turn
+            first = self._view(state.run_id).collapses()[0].turn
             peak = max(
                 (c.prompt_tokens for c in self.store.calls(state.run_id, "turn")
                  if c.turn is not None and c.turn <= first),
@@ -155,9 +172,10 @@ class Collapser:
     ) -> Collapsed | None:
         started = time.monotonic()
         run_id, at = state.run_id, state.turn
-        view = MemoryView.load(self.store, run_id)
+        view = self._view(run_id)
         keep = self.keep(state)
-        span = [u for u in state.history if view.covered() < u.turn <= at - keep]
+        covered = view.covered()  # once: it walks the graph
+        span = [u for u in state.history if covered < u.turn <= at - keep]
         if not span:
             return None
         index = len(view.collapses()) + 1
@@ -184,11 +202,16 @@ class Collapser:
             level_one.append((key, first, last, output.summary))
         plan.added["summaries"] = len(level_one)
         self._level_up(plan, view, level_one, at=at, index=index)
-        self.store.commit_collapse(run_id, plan.edit(), plan.calls)
+        if self._weights() is not None:  # Generative Agents: each new item rated once, now
+            rate_items(plan, self.backend, goal=self.loaded.scenario.goal, at=at,
+                       num_ctx=self.budget.window, seed=self.seed)
+        edit = plan.edit()
+        self.store.commit_collapse(run_id, edit, plan.calls)
 
-        self._blocks.pop(run_id, None)
+        # What this collapse wrote, read on top of the view: the new block and the counts.
+        now = self._views[run_id] = view.refreshed(self.store, run_id, [n for n, _ in edit.close])
+        self._blocks[run_id] = self._build_block(now, state.history)
         after = prompt_for(state, speaker).full_tokens
-        now = MemoryView.load(self.store, run_id)
         kept = {"summaries": len(now.frontier(at))}
         for kind in ("fact", "decision", "question"):
             kept[f"{kind}s"] = len(now.items(at, (kind,)))

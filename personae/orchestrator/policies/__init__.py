@@ -6,8 +6,9 @@ its own and a resumed run continues exactly where it stopped.
 message whoever wrote it. Policies never call a model: where a router leaves the choice to the
 model it returns the candidates (``TurnPlan.choices``) and the run loop asks the selector.
 
-One module a policy (``round_robin``, ``phases``, ``router``, ``reflect``); ``make_policy`` turns a
-scenario's ``policy:`` into one.
+One module a policy (``round_robin``, ``phases``, ``router``, ``reflect``, and the recipes ``chain``,
+``self_ask``, ``task_loop``); ``make_policy`` turns a scenario's ``policy:`` into one. The recipes
+that read documents get the run's passages (``passages.py``) from the run loop.
 """
 
 from __future__ import annotations
@@ -15,37 +16,61 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from personae.config.models import (
+    ChainPolicy,
     PhasesPolicy,
     ReflectPolicy,
     RoundRobinPolicy,
     RouterPolicy,
+    SelfAskPolicy,
+    TaskLoopPolicy,
 )
 from personae.config.models import (
     Policy as PolicyConfig,
 )
+from personae.orchestrator.policies.chain import Chain
+from personae.orchestrator.policies.passages import Passage
 from personae.orchestrator.policies.phases import Phases, slots_for
 from personae.orchestrator.policies.protocol import Policy
 from personae.orchestrator.policies.reflect import Reflect
 from personae.orchestrator.policies.round_robin import RoundRobin
 from personae.orchestrator.policies.router import Router
+from personae.orchestrator.policies.self_ask import SelfAsk
+from personae.orchestrator.policies.task_loop import TaskLoop
 
-__all__ = ["Policy", "make_policy"]
+__all__ = ["Policy", "make_policy", "reads_documents"]
 
 
 def make_policy(
-    config: PolicyConfig, roster: Sequence[str], modes: Mapping[str, str] | None = None
+    config: PolicyConfig,
+    roster: Sequence[str],
+    modes: Mapping[str, str] | None = None,
+    passages: Sequence[Passage] = (),
 ) -> Policy:
-    """``modes``: mode name -> instructions (``config.modes.mode_table``) for phases with a mode."""
+    """``modes``: mode name -> instructions (``config.modes.mode_table``) for phases with a mode;
+    ``passages``: the run's document chunks, for the policies that read them."""
     if isinstance(config, PhasesPolicy):
         stages: list[Policy] = [
             slots_for(phase) if phase.speakers is not None
-            else make_policy(phase.policy, roster, modes)  # type: ignore[arg-type]
+            else make_policy(phase.policy, roster, modes, passages)  # type: ignore[arg-type]
             for phase in config.phases
         ]
         return Phases(config, stages, modes)
+    if isinstance(config, ChainPolicy):
+        return Chain(config, passages)
+    if isinstance(config, SelfAskPolicy):
+        return SelfAsk(config, passages)
+    if isinstance(config, TaskLoopPolicy):
+        return TaskLoop(config)
     if isinstance(config, RouterPolicy):
         return Router(config, roster)
     if isinstance(config, ReflectPolicy):
         return Reflect(config)
     assert isinstance(config, RoundRobinPolicy)
     return RoundRobin(config.speakers or roster)
+
+
+def reads_documents(config: PolicyConfig) -> bool:
+    """Does the policy (or one nested in its phases) read the run's documents?"""
+    if isinstance(config, PhasesPolicy):
+        return any(p.policy is not None and reads_documents(p.policy) for p in config.phases)
+    return isinstance(config, ChainPolicy | SelfAskPolicy)

@@ -1,0 +1,47 @@
+"""The documents as the recipe policies read them: chunks in document order, and retrieval.
+
+A policy is a pure function of the committed transcript; the recipes also read the run's
+documents, which ``start_run`` imported into the memory graph before the first turn and which
+never change afterwards. So the run loop loads them once from the database (``load_passages``,
+never from the working directory: a resumed run reads what it ran with) and hands them to
+``make_policy``; the policy stays a pure function of (transcript, documents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from personae.memory.documents import PATH_SEPARATOR
+from personae.memory.retrieval import rank
+from personae.store.reads import Reader
+
+
+@dataclass(frozen=True)
+class Passage:
+    node_id: int  # the chunk's memory node: what a turn that read it cites (derived_from)
+    where: str  # "document › section › subsection"
+    text: str
+
+
+def load_passages(store: Reader, run_id: int) -> tuple[Passage, ...]:
+    """Every chunk of the run's documents, in document order (the order they were imported)."""
+    return tuple(
+        Passage(
+            node.id,
+            PATH_SEPARATOR.join(
+                p for p in ((node.data or {}).get("document"), (node.data or {}).get("path")) if p
+            ),
+            node.text,
+        )
+        for node in store.memory_nodes(run_id, ["chunk"])
+    )
+
+
+def best_passage(query: str, passages: Sequence[Passage]) -> Passage | None:
+    """The passage that answers ``query`` best (BM25 over the run's chunks; ties: the first)."""
+    if not passages:
+        return None
+    ranked = rank(query, [(p.node_id, f"{p.where} {p.text}") for p in passages])
+    by_id = {p.node_id: p for p in passages}
+    return by_id[ranked[0]]
