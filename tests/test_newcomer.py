@@ -213,14 +213,15 @@ def test_listings_are_one_line_per_item_tsv_when_piped_and_hide_shadowed_builtin
     )
     screen = in_terminal("scenarios", *sc, env=cli_env, columns=80)
     rows = list(csv.DictReader(io.StringIO(piped.stdout), delimiter="\t"))
-    assert [r["name"] for r in rows][:2] == ["cache-review", "checkout-rollout"]
+    builtins = len(list((builtin / "scenarios").glob("*.yaml")))
+    assert [r["name"] for r in rows].count("cache-review") == 1
     local = str(project / "scenarios" / "cache-review.yaml")
-    assert rows[0]["from"] == local and len(rows) == 5  # the built-in is hidden
+    assert rows[0]["from"] == local and len(rows) == builtins  # the built-in is hidden
     every = list(csv.DictReader(io.StringIO(everything.stdout)))
     assert [(r["name"], r["from"], r["hidden"]) for r in every[:2]] == [
         ("cache-review", local, "false"), ("cache-review", "built-in", "true"),
     ]
-    assert len(json.loads(as_json.stdout)) == 5
+    assert len(json.loads(as_json.stdout)) == builtins
     critics = [r for r in csv.DictReader(io.StringIO(people.stdout), delimiter="\t") if r["name"] == "Critic"]
     assert [r["from"] for r in critics] == [str(project / "personas" / "critic.yaml")]
     listed = [line for line in screen if line.strip()]
