@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -67,11 +68,14 @@ def test_shell_completion_is_typers_own(cli_env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_run_finds_a_scenario_by_name_local_first(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def test_run_finds_a_scenario_by_name_local_first(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
     """`personae run cache-review` runs the built-in; a ./scenarios/cache-review.yaml wins."""
-    env = {**cli_env, "PERSONAE_RETRIES": "1"}
-    builtin = cli("run", "cache-review", "--backend", "ollama", "--max-turns", "1", env=env, cwd=tmp_path)
-    assert builtin.returncode == 1, builtin  # nothing answers at OLLAMA_HOST: the run fails, stored
+    env = {**cli_env, "PERSONAE_RETRIES": "1", "OLLAMA_HOST": scripted_ollama_server.host}
+    model = ["--backend", "ollama", "--model", "smollm2:135m", "--max-turns", "1"]
+    builtin = cli("run", "cache-review", *model, env=env, cwd=tmp_path)
+    assert builtin.returncode == 0, builtin
     with sqlite3.connect(cli_env["PERSONAE_DB"]) as db:
         path, = db.execute("select scenario_path from runs").fetchone()
     assert path == str((REPO / "personae" / "builtin" / "scenarios" / "cache-review.yaml").resolve())
@@ -79,7 +83,7 @@ def test_run_finds_a_scenario_by_name_local_first(tmp_path: Path, cli_env: dict[
     (tmp_path / "scenarios" / "cache-review.yaml").write_text(
         scenario_text("memory: {num_ctx: 2048}\n", name="mine"), encoding="utf-8"
     )
-    local = cli("run", "cache-review", "--backend", "ollama", "--max-turns", "1", env=env, cwd=tmp_path)
+    local = cli("run", "cache-review", *model, env=env, cwd=tmp_path)
     assert "scenario mine" in local.stdout, local
     unknown = cli("run", "cache-reveiw", env=env, cwd=tmp_path)
     assert unknown.returncode == 2 and "no scenario named 'cache-reveiw'" in unknown.stderr
@@ -130,7 +134,7 @@ def test_new_writes_a_template_that_validates(kind: str, tmp_path: Path, cli_env
 
 @pytest.mark.slow
 def test_plurals_copied_turns_and_user_lines(
-    isolated_env: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    isolated_env: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, scripted_ollama_server: Any
 ) -> None:
     monkeypatch.chdir(isolated_env.parent)
     run_to_end(isolated_env, scenario_text("termination: {max_turns: 1}\n"), ScriptedBackend(["Only turn."]))
@@ -138,19 +142,26 @@ def test_plurals_copied_turns_and_user_lines(
     run_to_end(isolated_env, scenario_text(inputs), ScriptedBackend(["One.", "Two."]))
     assert cli("show", "1", env=cli_env).stdout.splitlines()[0].endswith("· 1 turn")
     replayed = cli("replay", "1", env=cli_env).stdout
-    assert "(completed, 1 turn)" in replayed and "1 turn, 1 model call (1 call for a turn)" in replayed
+    assert "(completed, 1 message)" in replayed and "1 message, 1 model call (1 call for a turn)" in replayed
 
-    env = {**cli_env, "PERSONAE_RETRIES": "1"}
-    # Turns 1-3 (two replies, one User line) are copied; the third persona turn would be live, and
-    # nothing answers at OLLAMA_HOST, so the fork fails there, after its copied turns.
-    fork = cli("replay", "2", "--fork-at", "3", "--max-turns", "3", "--backend", "ollama", env=env)
+    from personae.errors import BackendError
+
+    def fail(_request: object) -> str:
+        raise BackendError("the model broke")
+
+    scripted_ollama_server.backend.default = fail
+    env = {**cli_env, "PERSONAE_RETRIES": "1", "OLLAMA_HOST": scripted_ollama_server.host}
+    # Messages 1-3 (two replies, one User line) are copied; the third persona turn is live, and
+    # the server fails it, so the fork fails there, after its copied messages.
+    fork = cli("replay", "2", "--fork-at", "3", "--max-turns", "3", "--backend", "ollama",
+               "--model", "smollm2:135m", env=env)
     assert fork.returncode == 1, fork.stderr
     said = fork.stdout
     rules = [line for line in said.splitlines() if line[:1].isdigit() and "──" in line]
     assert [("copied from run 2" in line) for line in rules] == [True, True, True, False], rules
     assert said.count("copied (no model call)") == 2  # under the two replies; the User line has none
     assert "0.0 s" not in said
-    assert "2 turns (and 1 message from User)" in said  # the run's 2 turns, not 3
+    assert "2 turns and 1 User message" in said  # the run's 2 turns, not 3
 
 
 @pytest.mark.slow

@@ -238,7 +238,7 @@ def _turns(db: Path, run_id: int = 1) -> int:
 
 
 @pytest.mark.slow
-def test_cli_model_not_pulled_says_ollama_pull_and_resumes_once_fixed(
+def test_cli_model_not_pulled_says_ollama_pull_before_any_run(
     server, tmp_path: Path, cli_env: dict[str, str], isolated_env: Path  # type: ignore[no-untyped-def]
 ) -> None:
     path = write_scenario(tmp_path / "project", scenario_text(TINY, num_predict=4))
@@ -248,12 +248,14 @@ def test_cli_model_not_pulled_says_ollama_pull_and_resumes_once_fixed(
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert failed.returncode == 1, failed.stderr
-    assert "ollama pull qwen9:1b" in failed.stderr
-    assert "personae resume 1" in failed.stderr and "Traceback" not in failed.stderr
-    assert len(server.chat_bodies()) == 1  # a missing model is not retried
+    assert "ollama pull qwen9:1b" in failed.stderr and "Traceback" not in failed.stderr
+    # checked before the run exists (issue 20): no chat, no run row, no database to resume
+    assert "personae resume" not in failed.stderr and server.chat_bodies() == []
+    assert not isolated_env.exists()
 
     fixed = subprocess.run(
-        personae_cmd("resume", "1", "--model", MODEL, "-q"), capture_output=True, text=True, env=env, timeout=300
+        personae_cmd("run", str(path), "--backend", "ollama", "--model", MODEL, "-q"),
+        capture_output=True, text=True, env=env, timeout=300,
     )
     assert fixed.returncode == 0, fixed.stderr
     assert [t[0] for t in transcript(isolated_env, 1)] == [1, 2, 3]

@@ -202,4 +202,4 @@ def test_replay_tsv_has_one_row_per_call(stored: Path, cli_env: dict[str, str]) 
     assert header.split("\t") == ["call_id", "turn", "purpose", "persona", "prompt_hash", "identical"]
     assert [line.split("\t")[1] for line in lines] == ["1", "2", "3"]
     text = cli("replay", "1", env=cli_env).stdout
-    assert "3 turns, 3 model calls (3 calls for turns)" in text
+    assert "3 messages, 3 model calls (3 calls for turns)" in text

@@ -213,14 +213,15 @@ def test_listings_are_one_line_per_item_tsv_when_piped_and_hide_shadowed_builtin
     )
     screen = in_terminal("scenarios", *sc, env=cli_env, columns=80)
     rows = list(csv.DictReader(io.StringIO(piped.stdout), delimiter="\t"))
-    assert [r["name"] for r in rows][:2] == ["cache-review", "checkout-rollout"]
+    builtins = len(list((builtin / "scenarios").glob("*.yaml")))
+    assert [r["name"] for r in rows].count("cache-review") == 1
     local = str(project / "scenarios" / "cache-review.yaml")
-    assert rows[0]["from"] == local and len(rows) == 5  # the built-in is hidden
+    assert rows[0]["from"] == local and len(rows) == builtins  # the built-in is hidden
     every = list(csv.DictReader(io.StringIO(everything.stdout)))
     assert [(r["name"], r["from"], r["hidden"]) for r in every[:2]] == [
         ("cache-review", local, "false"), ("cache-review", "built-in", "true"),
     ]
-    assert len(json.loads(as_json.stdout)) == 5
+    assert len(json.loads(as_json.stdout)) == builtins
     critics = [r for r in csv.DictReader(io.StringIO(people.stdout), delimiter="\t") if r["name"] == "Critic"]
     assert [r["from"] for r in critics] == [str(project / "personas" / "critic.yaml")]
     listed = [line for line in screen if line.strip()]
@@ -315,3 +316,33 @@ def test_shell_completion_offers_scenario_names_and_run_ids(
     assert show.stdout.split() == ["last", "3", "2", "1"], show
     assert search.stdout.split() == ["last", "3", "2", "1"], search
     assert "Traceback" not in show.stderr + search.stderr
+
+
+def test_the_live_stream_wraps_words_and_colours_speakers_as_show_does(
+    tmp_path: Path, cli_env: dict[str, str], scripted_ollama_server: Any
+) -> None:
+    import re
+
+    import pexpect
+
+    from tests.conftest import personae_cmd
+
+    words = "cache invalidation after refunds decides the rollout of order reads"
+    scripted_ollama_server.backend.default = " ".join([words] * 4) + "."
+    path = tmp_path / "s.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    env = {k: v for k, v in cli_env.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(TERM="xterm-256color", OLLAMA_HOST=scripted_ollama_server.host)
+    command = personae_cmd("run", str(path), "--backend", "ollama", "--model", "smollm2:135m")
+    child = pexpect.spawn(command[0], command[1:], env=env, dimensions=(60, 50), encoding="utf-8", timeout=120)
+    raw = child.read()
+    child.close()
+    assert child.exitstatus == 0, raw
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw).replace("\r\n", "\n").replace("\r", "")
+    whole = set(words.split()) | {"reads."}
+    reply = [line for line in plain.split("\n") if sum(t in whole for t in line.split()) >= 3]
+    assert len(reply) >= 5  # four copies of the sentence need several 50-column lines
+    assert all(len(line) <= 50 for line in reply), [line for line in reply if len(line) > 50]  # wrapped
+    assert all(set(line.split()) <= whole for line in reply), reply  # no word split in two
+    # Planner and Critic in their own colours, as `show` gives them (cyan, magenta)
+    assert re.search(r"\x1b\[1;36m1\. Planner", raw) and re.search(r"\x1b\[1;35m2\. Critic", raw), raw[:2000]

@@ -254,7 +254,7 @@ def test_fork_at_a_turn_outside_the_run_is_refused(tmp_path: Path) -> None:
     store, parent = run_to_end(tmp_path / "p.db", scenario_text(PHASES), numbered())
     with pytest.raises(UserError, match="messages 1 to 6"):
         fork_run(store, parent, 7, ScriptedBackend())
-    with pytest.raises(UserError, match="below the fork turn"):
+    with pytest.raises(UserError, match="below the 5 turns that messages 1 to 5 hold"):
         fork_run(store, parent, 5, ScriptedBackend(), max_turns=4)
 
 

@@ -18,7 +18,7 @@ PROBE = """
 import json, sys
 watched = set(json.loads(sys.argv[2]))
 sys.argv = ["personae", *json.loads(sys.argv[1])]
-from personae.entry import main
+from personae.__main__ import main
 try:
     main()
 except SystemExit:

@@ -26,7 +26,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     APPS := ("personae.run_format", "personae.doctor", "personae.eval", "personae.batch",
              "personae.web", "personae.importers"),
     ("personae.cli",),
-    ("personae.entry",),  # the console script: --version before anything loads, then the CLI
     ("personae.__main__",),
 )
 

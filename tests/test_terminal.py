@@ -153,7 +153,8 @@ def test_every_command_prints_hostile_text_inert(
     assert "cache \\u202ereview [bold]x[/]" in out["runs"]
     assert json.loads(out["runs --format json"])[0]["scenario_name"].startswith("cache \u202e")
     assert "crossing" in out["search zebra"] and "plan" in out["search zebra"]
-    assert "[link=http://evil.example]click[/link] ␛[2J" in results[-1].stdout
+    # piped, the listing is TSV: the escape is written as \x1b, not obeyed, markup not applied
+    assert "[link=http://evil.example]click[/link] \\x1b[2J" in results[-1].stdout
 
 
 @pytest.mark.slow

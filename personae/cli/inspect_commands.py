@@ -75,13 +75,14 @@ def runs(
     model: Annotated[str | None, typer.Option("--model", help="Only runs on this model (a name, or a .gguf file name).")] = None,
 ) -> None:
     """List runs: id, scenario, model, turns, tokens, status and why each stopped."""
+    from personae.config.names import HUMAN
     from personae.liveness import process_alive
     from personae.run_format import run_dict
     from personae.store.repo import Store
 
     with Store.open_readonly(db) as store:
         rows = store.runs(None if (scenario or status or model) else limit)
-        turns = store.persona_turns([r.id for r in rows])
+        turns = store.persona_turns([r.id for r in rows], human=HUMAN)
 
     def shown_status(r: Any) -> str:
         if r.status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):

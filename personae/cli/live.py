@@ -7,6 +7,7 @@ The run loop yields typed events and never prints; this module is where they bec
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -61,11 +62,12 @@ def drive(
     )
 
     interrupts = Interrupts.install()
-    line = OpenLine()
+    line = OpenLine(out.width if out.is_terminal else None)
     stream = None if quiet else interrupts.guard(line.writer(lambda piece: out.print(shown(piece), end="")))
     flag = db_flag(db)
     resume = f"personae resume {run_id}{flag}"
     row = store.run(run_id)
+    colours = SpeakerColours([m.persona for m in store.messages(run_id)])
     copied_upto = row.fork_turn if row.parent_run_id is not None else 0  # a fork's copied turns
     events = orchestrator.run(run_id, on_token=stream)
     try:
@@ -77,7 +79,8 @@ def drive(
             if isinstance(event, TurnStarted) and not quiet:
                 phase = f" · {event.phase}" if event.phase else ""
                 copied = f" · copied from run {row.parent_run_id}" if event.turn <= (copied_upto or 0) else ""
-                out.rule(f"[bold]{event.turn}. {shown(event.persona)}[/]{shown(phase)}{copied}", align="left")
+                colour = colours.of(event.persona)
+                out.rule(f"[bold {colour}]{event.turn}. {shown(event.persona)}[/]{shown(phase)}{copied}", align="left")
             elif isinstance(event, Retrying) and not quiet:
                 line.close()
                 why = ", ".join(p.replace("_", " ") for p in event.problems)
@@ -87,10 +90,10 @@ def drive(
                 line.close()
                 said = event.utterance
                 if event.attempts > 1 and event.kept != event.attempts - 1:
-                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{shown(said.content)}")
+                    out.print(f"[yellow]kept attempt {event.kept + 1}:[/]\n{shown(said.content)}", soft_wrap=False)
                 elif said.structured is not None and said.turn > (copied_upto or 0):
                     # the stream showed the JSON; the others read it rendered
-                    out.print(f"[dim]as the others read it:[/]\n{shown(said.content)}")
+                    out.print(f"[dim]as the others read it:[/]\n{shown(said.content)}", soft_wrap=False)
                 out.print(done_line(event, copied=event.utterance.turn <= (copied_upto or 0)))
                 route = (event.utterance.meta or {}).get("route") or {}
                 if route.get("by") == "selector":
@@ -128,24 +131,69 @@ def drive(
         summary(store, run_id, flag)
 
 
-class OpenLine:
-    """Whether streamed text left the cursor mid-line, so the next line starts on a new one."""
+class SpeakerColours:
+    """Each persona's colour in the live stream, given as `show` gives it (in order of first
+    appearance in the transcript, so a resumed run keeps its colours)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = list(dict.fromkeys(seen))
+
+    def of(self, name: str) -> str:
+        from personae.cli.views import persona_colours
+
+        if name not in self.seen:
+            self.seen.append(name)
+        return persona_colours(self.seen)[name]
+
+
+class OpenLine:
+    """Whether streamed text left the cursor mid-line, so the next line starts on a new one; and,
+    given a ``width`` (a terminal's), the stream word-wrapped to it: a word that would not fit
+    starts the next line instead of being split by the terminal."""
+
+    def __init__(self, width: int | None = None) -> None:
         self.open = False
+        self.width = width
+        self.column = 0
+        self.space = ""  # whitespace seen after the last word, written before the next one
 
     def writer(self, write: Callable[[str], None]) -> Callable[[str], None]:
         def written(piece: str) -> None:
-            write(piece)
+            if self.width is None:
+                write(piece)
+            else:
+                self._wrapped(piece, write)
             if piece:
                 self.open = not piece.endswith("\n")
 
         return written
 
+    def _wrapped(self, piece: str, write: Callable[[str], None]) -> None:
+        from rich.cells import cell_len
+
+        assert self.width is not None
+        for part in re.split(r"(\n|[^\S\n]+)", piece):
+            if not part:
+                continue
+            if part == "\n":
+                write("\n")
+                self.column, self.space = 0, ""
+            elif part.isspace():
+                self.space = part if self.column else ""
+            else:
+                wide = cell_len(part)
+                if self.column and self.column + cell_len(self.space) + wide > self.width:
+                    write("\n")
+                    self.column, self.space = 0, ""
+                write(self.space + part)
+                self.column += cell_len(self.space) + wide
+                self.space = ""
+
     def close(self) -> None:
         if self.open:
             out.print()
             self.open = False
+        self.column, self.space = 0, ""
 
 
 def done_line(event: Any, *, copied: bool) -> str:

@@ -182,6 +182,7 @@ def resume(
     """Continue an interrupted, failed or crashed run from its last committed turn (with no RUN,
     the newest such run)."""
     Interrupts.install()
+    from personae.config.names import HUMAN
     from personae.orchestrator.resume import (
         check_resumable,
         reload_scenario,
@@ -194,7 +195,7 @@ def resume(
         out.print(shown(store.notice))
     run_id = resumable_run_id(store) if run_ref is None else run_id_for(store, run_ref)
     row = store.run(run_id)
-    note = check_resumable(row, force=force, turns=store.persona_turns([run_id])[run_id])
+    note = check_resumable(row, force=force, turns=store.persona_turns([run_id], human=HUMAN)[run_id])
     kind, chosen = backend_to_continue(row, backend, model)
     loaded = reload_scenario(store, row, scenario_file=scenario)
     llm = open_model_server(

@@ -16,7 +16,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from personae.human import HUMAN as HUMAN  # no persona may take the person's name
+HUMAN = "User"  # the author of scripted inputs and --interactive lines; no persona may take it
 
 # C0 and C1 controls (tab, CR and U+0085 among them), and the line and paragraph separators.
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -98,15 +98,17 @@ def check_model(backend: Backend) -> None:
     """Before a run exists: a server that does not answer, or does not have the model, is an
     error now — not a run row that fails at its first turn (and not after ``--interactive`` has
     asked for a line). Ollama is asked for the model (``/api/show``: 404 when it was never
-    pulled, and the answer gives the window, so it is asked once); an OpenAI-compatible server for
-    its list of models. A server that answers the question with some other error is let through:
+    pulled, and the answer gives the window, so it is asked once); an OpenAI-compatible server
+    that serves several models for its list. A server that answers the question with some other error is let through:
     the first call will say what is wrong, with retries."""
     try:
         if backend.name == "ollama":
             backend.context_length()
         elif backend.name == "openai":
             served = list(backend.list_models())  # type: ignore[attr-defined]
-            if served and backend.model not in served:
+            # A server of one model (llama.cpp's, llama-cpp-python's) answers to any name: only a
+            # server that chooses among several can lack the one asked for.
+            if len(served) > 1 and backend.model not in served:
                 where = getattr(backend, "base_url", "the server")
                 raise ModelNotFound(
                     f"The server at {where} does not serve the model '{backend.model}'; it serves "

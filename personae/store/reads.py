@@ -13,7 +13,6 @@ from typing import Self, TypeVar
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from personae.human import HUMAN
 from personae.errors import UserError
 from personae.store.call_rows import TOTALS
 from personae.store.db import Engines, database_url, display_path, open_readonly
@@ -78,14 +77,14 @@ class Reader:
             query = query.limit(limit)
         return self._rows(query)
 
-    def persona_turns(self, run_ids: Sequence[int]) -> dict[int, int]:
-        """Each run's turns as policies and ``max_turns`` count them: its messages not from User
-        (``runs.turns`` counts every message)."""
+    def persona_turns(self, run_ids: Sequence[int], *, human: str) -> dict[int, int]:
+        """Each run's turns as policies and ``max_turns`` count them: its messages not written by
+        ``human`` (User, ``config.names.HUMAN``; ``runs.turns`` counts every message)."""
         if not run_ids:
             return {}
         query = (
             select(Message.run_id, func.count())
-            .where(Message.run_id.in_(list(run_ids)), Message.persona != HUMAN)
+            .where(Message.run_id.in_(list(run_ids)), Message.persona != human)
             .group_by(Message.run_id)
         )
         with Session(self.engines.read) as session:
