@@ -54,9 +54,9 @@ GUARD_SINCE = (0, 2, 0)
 # The first version whose collapse check measures a turn's prompt with its schema hint.
 MEASURE_PREPARED_SINCE = (0, 2, 1)
 # The first version whose reply guard calls placeholder-filled structured replies copies and
-# whose cut replies are trimmed at their last complete sentence. The next version after 0.2.1,
-# so any bump at merge turns both on for new runs.
-REPLY_RULES_SINCE = (0, 2, 2)
+# whose cut replies are trimmed at their last complete sentence. Version 0.3.0,
+# the release that brought them.
+REPLY_RULES_SINCE = (0, 3, 0)
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
