@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from personae.cli import db_commands, file_commands, inspect_commands, run_commands
+from personae.cli import db_commands, file_commands, inspect_commands, run_commands, serve_commands
 
 app = typer.Typer(
     help="Personae: YAML-defined personas deliberating on one local model.",
@@ -88,6 +88,10 @@ db_app = typer.Typer(
 db_app.command("path")(db_commands.db_path)
 db_app.command("upgrade")(db_commands.db_upgrade)
 app.add_typer(db_app, name="db", rich_help_panel="Inspect")
+
+model_app = typer.Typer(help="The embedded model as a server other tools can use.", no_args_is_help=True)
+model_app.command("serve")(serve_commands.serve)
+app.add_typer(model_app, name="model", rich_help_panel="Setup")
 
 
 def main() -> None:
