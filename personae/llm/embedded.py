@@ -215,6 +215,7 @@ class Engine:
                 "This GGUF file has no chat template (tokenizer.chat_template); use an instruct "
                 "model."
             )
+        self.chat_template = str(template)
         self.render: Render = template_renderer(
             template, bos_token=props.get("bos_token") or "", eos_token=props.get("eos_token") or ""
         )
