@@ -185,7 +185,7 @@ class Engine:
         if self.api_key:
             params.api_keys = [self.api_key]
         try:
-            self._server: Any = xllamacpp.Server(params)
+            self._server: Any = _start_keeping_signals(xllamacpp.Server, params)
         except (RuntimeError, ValueError, MemoryError, OSError) as exc:
             # llama.cpp says only "Failed to init server": a file it cannot read, a window it
             # has no memory for, or a port already taken.
@@ -283,6 +283,30 @@ class Engine:
         self._closed.set()
         self._http.close()
         self._server = None  # the server stops when its object is freed
+
+
+def _start_keeping_signals(start: Any, params: Any) -> Any:
+    """``start(params)`` with Python's own Ctrl-C/SIGTERM handling intact.
+
+    llama.cpp's server installs its own SIGINT/SIGTERM handlers when it starts, so a Ctrl-C
+    during the model load, or at any time after it, never reached Python: the run went on. The
+    signals are blocked while it starts (its threads inherit the mask and never take them), the
+    handlers Python had are put back, and only then unblocked: one that came during the load is
+    delivered to Python's handler at that moment."""
+    import signal
+
+    watched = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        return start(params)  # only the main thread may set handlers (and Python's run there)
+    handlers = {sig: signal.getsignal(sig) for sig in watched}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        return start(params)
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
