@@ -160,3 +160,50 @@ def test_an_unreachable_server_is_a_backend_error() -> None:
         with pytest.raises(BackendError):
             made.chat(ChatRequest(MESSAGES, options()))
         made.close()
+
+
+def test_backends_without_slots_are_pinned_unchanged() -> None:
+    from personae.llm.backends import pinned, slot_count
+    from personae.llm.retry import RetryingBackend
+    from personae.llm.scripted import ScriptedBackend
+
+    scripted = ScriptedBackend()
+    retrying = RetryingBackend(scripted)
+    assert slot_count(scripted) == slot_count(retrying) == 1
+    assert pinned(scripted, 3) is scripted and pinned(retrying, 0) is retrying
+
+
+@pytest.mark.slow
+def test_pinned_slots_keep_their_own_cache_from_several_threads() -> None:
+    """Each slot its own KV cache: a run pinned to a slot re-reads only its new tokens, whatever
+    another run does on another slot at the same time."""
+    import threading
+
+    from personae.llm.backends import pinned, slot_count
+    from personae.llm.embedded import EmbeddedBackend
+    from personae.llm.retry import RetryingBackend
+
+    backend = EmbeddedBackend(num_ctx=512, slots=2)
+    try:
+        assert slot_count(backend) == slot_count(RetryingBackend(backend)) == 2 and backend.num_ctx == 512
+        prompts = [(ChatMessage("user", "Name one color."),), (ChatMessage("user", "Name one fruit, then a tree."),)]
+        evaluated: dict[int, list[int]] = {0: [], 1: []}
+
+        def twice(slot: int) -> None:
+            on_slot = pinned(RetryingBackend(backend), slot)
+            for _ in range(2):
+                reply = on_slot.chat(ChatRequest(prompts[slot], options(num_predict=3)))
+                evaluated[slot].append(reply.usage.evaluated_tokens)
+
+        threads = [threading.Thread(target=twice, args=(slot,)) for slot in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for slot in (0, 1):
+            first, again = evaluated[slot]
+            assert first == backend.count_tokens(prompts[slot]) and again == 1, evaluated
+        with pytest.raises(ValueError):
+            pinned(backend, 2)
+    finally:
+        backend.close()
