@@ -30,7 +30,7 @@ from personae.store.repo import Store
 def one_run(db: Path, scenario: Path, backend: Backend, seed: int, turns: int) -> tuple[int, int]:
     """(evaluated prompt tokens, generated tokens) of one deliberation, from its stored calls."""
     loaded = load_scenario(scenario)
-    store = Store.open(str(db))
+    store = Store.open(str(db))  # made in the calling thread before any run starts (see main)
     try:
         settings = settings_for(loaded, backend, seed=seed, max_turns=turns)
         run_id = start_run(store, loaded, backend, settings)
@@ -63,6 +63,10 @@ def main() -> None:
         backend.close()
         backend = EmbeddedBackend(num_ctx=num_ctx, slots=args.runs)
         concurrent: list[tuple[int, int]] = [(0, 0)] * args.runs
+        # Alembic's migration of a new database is not thread-safe (a module-level proxy): make
+        # each database in this thread first; the threads then open upgraded files.
+        for i in range(args.runs):
+            Store.open(str(work / f"par{i}.db")).close()
 
         def go(i: int) -> None:
             concurrent[i] = one_run(work / f"par{i}.db", args.scenario, pinned(backend, i), seed=i + 1, turns=args.turns)
