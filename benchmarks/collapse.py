@@ -114,14 +114,13 @@ def one_run(backend: Backend, text: str, store: Store, seed: int) -> dict[str, A
 def make_backend(args: argparse.Namespace) -> Backend:
     if args.backend == "scripted":
         return scripted(args.num_ctx, int(args.num_predict * 0.75), args.seed)
+    import os
+
     from personae.llm.embedded import EmbeddedBackend
 
-    backend = EmbeddedBackend(num_ctx=args.num_ctx)
-    if args.threads:
-        import llama_cpp
-
-        llama_cpp.llama_set_n_threads(backend.llm._ctx.ctx, args.threads, args.threads)
-    return backend
+    if args.threads:  # the engine reads its thread count when it loads the model
+        os.environ["PERSONAE_THREADS"] = str(args.threads)
+    return EmbeddedBackend(num_ctx=args.num_ctx)
 
 
 def main() -> None:

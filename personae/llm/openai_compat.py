@@ -338,7 +338,7 @@ class OpenAIBackend(RemoteModel):
         except openai.APIConnectionError:
             raise BackendError(
                 f"No OpenAI-compatible server answers at {self.base_url}. Start it (for example "
-                "`python -m llama_cpp.server --model FILE.gguf`, LM Studio's server, or vLLM), or "
+                "`personae model serve`, llama.cpp's llama-server, LM Studio's server, or vLLM), or "
                 "point --base-url / OPENAI_BASE_URL at where it runs.",
                 transient=True,
             ) from None

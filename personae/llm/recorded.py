@@ -25,6 +25,8 @@ OpenAI-compatible runs with the character estimator, calibrated on the recorded 
 
 from __future__ import annotations
 
+import importlib.util
+
 import difflib
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -462,37 +464,22 @@ def _counter_for(backend_name: str, gguf: str | None) -> _Counter:
 
 
 def _gguf_counter(gguf: str | None) -> _Counter | None:
-    """The model's own tokenizer and chat template, read from the GGUF without its weights."""
-    try:
-        from llama_cpp import Llama
-
-        from personae.llm.embedded import (
-            _chat_formatter,
-            prompt_token_ids,
-            resolve_model_path,
-        )
-    except ImportError:
+    """The model's own tokenizer and chat template, as the embedded backend counts (the engine
+    loaded with a small window: only its tokenizer is asked)."""
+    if importlib.util.find_spec("xllamacpp") is None:
         return None
-    try:
-        from llama_cpp._utils import suppress_stdout_stderr
+    from personae.llm.chat_template import prompt_token_ids
+    from personae.llm.embedded import Engine, resolve_model_path
 
-        quiet: Any = suppress_stdout_stderr(disable=False)
-    except ImportError:  # pragma: no cover - older llama-cpp-python
-        from contextlib import nullcontext
-
-        quiet = nullcontext()
     try:
-        path = resolve_model_path(gguf)
-        with quiet:  # llama.cpp warns about the context of a vocab-only load
-            llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
-        render = _chat_formatter(llm)
+        engine = Engine(resolve_model_path(gguf), num_ctx=512)
     except Exception:  # noqa: BLE001 - no tokenizer: fall back to the estimate
         return None
 
     def tokens(text: str) -> int:  # as EmbeddedBackend counts: text is plain text
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return len(engine.tokenize(text, False))
 
     def prompt(messages: tuple[ChatMessage, ...]) -> int:
-        return len(prompt_token_ids(llm, render, messages))
+        return len(prompt_token_ids(engine.tokenize, engine.render, messages))
 
     return _Counter(prompt, tokens)

@@ -44,6 +44,7 @@ from personae.llm.base import (
     ChatMessage,
     ChatRequest,
     ChatResult,
+    Slotted,
     TokenCallback,
 )
 
@@ -135,6 +136,15 @@ class RetryingBackend:
     @property
     def model(self) -> str:
         return self.inner.model
+
+    @property
+    def slots(self) -> int:
+        return self.inner.slots if isinstance(self.inner, Slotted) else 1
+
+    def on_slot(self, slot: int) -> RetryingBackend:
+        """The wrapped backend on one slot (see ``backends.pinned``), retried alike."""
+        inner = self.inner.on_slot(slot) if isinstance(self.inner, Slotted) else self.inner
+        return RetryingBackend(inner, self.policy, on_retry=self.on_retry, sleep=self._sleep, rng=self._rng)
 
     def __getattr__(self, attribute: str) -> Any:
         # Only reached for attributes this class lacks: num_ctx, has_model, list_models, ...
