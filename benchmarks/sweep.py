@@ -17,9 +17,9 @@ framework does around a call — building the prompt, committing the turn, takin
 adds up between calls; if it serialised the workers, 8 at once would not reach 8× sequential.
 The target: 8 concurrent runs reach at least 5× the sequential turns/s.
 
-With ``--backend embedded`` the workers call the embedded engine; each gets its slot through
-``personae.batch.runner.worker_backend`` once the engine has parallel slots. Without them (an
-engine that serves one call at a time) the runner takes one run at a time and says so here.
+With ``--backend embedded`` the workers call the embedded engine, loaded once per concurrency
+with one parallel slot per worker; each worker is pinned to its slot through
+``personae.batch.runner.worker_backend``, so each run keeps its cached prefix.
 
 Printed: for each concurrency, wall seconds, turns, turns/s, completion tokens/s and prompt
 tokens sent per second, and each against sequential (1).
@@ -68,7 +68,8 @@ def opener(kind: str, latency: float, num_predict: int) -> Any:
             return ScriptedBackend(default=reply, num_ctx=num_ctx or 8192)
         from personae.llm.backends import open_backend as open_real
 
-        return open_real("embedded", model if model and model.endswith(".gguf") else None, num_ctx=num_ctx)
+        gguf = model if model and model.endswith(".gguf") else None
+        return open_real("embedded", gguf, num_ctx=num_ctx, slots=endpoint.concurrency)
 
     return open_backend
 
@@ -130,8 +131,6 @@ def main() -> None:
             f"{row['completion_s']:>9.0f} {row['completion_s'] / base['completion_s']:>5.2f} "
             f"{row['sent_s']:>10.0f} {row['sent_s'] / base['sent_s']:>5.2f} {row['failed']:>6}"
         )
-    if any(row["workers"] < row["asked"] for row in rows):
-        print("note: this engine has no parallel slots (personae.llm.backends.pinned): one run at a time.")
 
 
 if __name__ == "__main__":

@@ -62,21 +62,17 @@ BatchEvent = RunStarted | TurnFinished | RunFinished
 
 
 def worker_backend(backend: Backend, worker_index: int) -> Backend:
-    """The backend a worker calls: the engine's own slot when the engine has parallel slots
-    (``personae.llm.backends.pinned``), else the shared backend itself."""
-    from personae.llm import backends
+    """The backend a worker calls: its own slot of the embedded engine (opened with one slot per
+    worker, see ``cli/batch_commands.py::_opener``), so each run keeps its cached prefix while
+    the others use theirs; any server without slots comes back unchanged."""
+    from personae.llm.backends import pinned, slot_count
 
-    pinned = getattr(backends, "pinned", None)
-    return pinned(backend, worker_index) if pinned is not None else backend
+    return pinned(backend, worker_index % slot_count(backend))
 
 
 def workers_for(endpoint: Endpoint) -> int:
-    """How many runs an endpoint takes at once. The embedded engine without parallel slots
-    serves one call at a time and is not safe to share between threads: one worker then."""
-    from personae.llm import backends
-
-    if endpoint.backend in ("embedded", "auto") and not hasattr(backends, "pinned"):
-        return 1
+    """How many runs an endpoint takes at once: its concurrency. The embedded engine is opened
+    with that many slots; servers schedule concurrent requests themselves."""
     return endpoint.concurrency
 
 

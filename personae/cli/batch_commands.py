@@ -143,15 +143,9 @@ def batches(db: DbOption = None, format: FormatOption = None) -> None:
 
 def _go(store: Store, db: str | None, plan: Plan) -> None:
     """Run the plan under one progress bar; on Ctrl-C, say how to go on."""
-    from personae.batch.runner import RunFinished, RunStarted, TurnFinished, workers_for
+    from personae.batch.runner import RunFinished, RunStarted, TurnFinished
     from personae.batch.start import execute
 
-    for endpoint in plan.sweep.sweep.endpoints:
-        if workers_for(endpoint) < endpoint.concurrency:
-            err.print(
-                f"[yellow]Note:[/] the {endpoint.backend} endpoint runs one run at a time here "
-                f"(concurrency {endpoint.concurrency} asked): this engine has no parallel slots."
-            )
     totals = {"done": 0, "failed": 0, "turns": 0, "tokens": 0}
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -201,12 +195,13 @@ def _count(event: BatchEvent, totals: dict[str, int], failures: list[str], *kind
 
 def _opener() -> Any:
     """How the CLI opens an endpoint's model server: as ``personae run`` does, quietly (the
-    progress bar is the only live line), with retries told on stderr."""
+    progress bar is the only live line), with retries told on stderr; the embedded engine with
+    one parallel slot per run the endpoint takes at once (servers ignore ``slots``)."""
     from personae.cli.model_server import open_model_server
     def open_endpoint(endpoint: Endpoint, model: str | None, num_ctx: int | None) -> Backend:
         backend: Backend = open_model_server(
             endpoint.backend, model, num_ctx=num_ctx, base_url=endpoint.url,
-            retries=None, retry_delay=None, quiet=True,
+            retries=None, retry_delay=None, quiet=True, slots=endpoint.concurrency,
         )
         return backend
 
