@@ -187,14 +187,23 @@ class Engine:
         try:
             self._server: Any = _start_keeping_signals(xllamacpp.Server, params)
         except (RuntimeError, ValueError, MemoryError, OSError) as exc:
-            # llama.cpp says only "Failed to init server": a file it cannot read, a window it
-            # has no memory for, or a port already taken.
+            # llama.cpp says only "Failed to init server": a window it has no memory for, a
+            # file it cannot read (its header was checked already), or a port already taken.
+            if num_ctx:
+                raise UserError(
+                    f"llama.cpp cannot open a window of {num_ctx * slots} tokens ({slots} slot(s) "
+                    f"of memory.num_ctx {num_ctx}) for {model_path} ({exc}): the machine lacks the "
+                    "memory for it. Lower memory.num_ctx (or --slots). If the window is small, the "
+                    "file may be an incomplete GGUF model (download it again, or leave --model out "
+                    "for the bundled SmolLM2-135M-Instruct)"
+                    + (f", or port {port} on {host} is taken." if port else ".")
+                ) from None
             raise UserError(
                 f"llama.cpp cannot serve {model_path} ({exc}). Either the file is not a "
                 "complete GGUF model it can read (download it again, or leave --model out to "
                 "use the bundled SmolLM2-135M-Instruct), or the machine lacks the memory for "
-                f"{slots} window(s) of {num_ctx or 'the trained number of'} tokens (lower "
-                f"memory.num_ctx or the slots), or port {port} on {host} is taken."
+                f"{slots} window(s) of the trained number of tokens (set memory.num_ctx lower)"
+                + (f", or port {port} on {host} is taken." if port else ".")
             ) from None
         self.base_url = str(self._server.listening_address).rstrip("/")
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
