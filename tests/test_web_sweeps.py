@@ -171,3 +171,23 @@ def test_nav_links_and_unknown_ids(client: TestClient) -> None:
         assert client.get(path).status_code == 404 and sentence in client.get(path).text
         assert client.get(f"{path}?format=json").json()["error"].startswith(sentence)
     assert client.get("/evals/99999999999999999999999").status_code == 404
+
+
+def test_a_batch_not_started_yet_shows_its_variants_pending(tmp_path: Path) -> None:
+    """Planned, not run (as a batch killed before its first run): every variant pending, no run
+    link, the groups' means empty rather than zero."""
+    for name in (SCENARIO, "plain.yaml"):
+        (tmp_path / name).write_text(make_scenario(name="cache"), encoding="utf-8")
+    (tmp_path / "sweep.yaml").write_text(SWEEP, encoding="utf-8")
+    with Store.open(tmp_path / "p.db") as writer:
+        batch_id = plan_new(writer, load_sweep(tmp_path / "sweep.yaml")).batch_id
+    with Store.open_readonly(tmp_path / "p.db") as store:
+        client = TestClient(make_app(store), base_url=LOOPBACK)
+        data = client.get(f"/batches/{batch_id}?format=json").json()
+        assert data == {**batch_report(store, batch_id).as_json(), **{k: data[k] for k in
+                        ("sweep_path", "variants", "started_at", "finished_at")}}
+        assert [r["status"] for r in data["runs"]] == ["pending"] * 4
+        assert [(g["completed"], g["evaluated_mean"]) for g in data["groups"]] == [(0, None), (0, None)]
+        html = client.get(f"/batches/{batch_id}").text
+        assert run_links(html) == [] and html.count("not started") == 4
+        assert client.get("/batches?format=json").json()["batches"][0]["runs"] == {"pending": 4}
