@@ -262,12 +262,13 @@ def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path
 
 
 def test_nothing_below_imports_the_eval_package() -> None:
-    """personae/eval sits above the orchestrator: only the CLI and itself may import it."""
+    """personae/eval sits above the orchestrator: only itself and what sits above it (the viewer,
+    whose eval pages call its report, and the CLI) may import it."""
     package = SHIPPED.parent.parent.parent
     offenders = []
     for path in package.rglob("*.py"):
         part = path.relative_to(package).parts[0]
-        if part in ("eval", "cli"):
+        if part in ("eval", "web", "cli"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else (

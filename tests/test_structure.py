@@ -24,7 +24,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("personae.replies", "personae.memory", "personae.quality"),
     ("personae.orchestrator",),
     APPS := ("personae.run_format", "personae.doctor", "personae.eval", "personae.batch",
-             "personae.web", "personae.importers"),
+             "personae.importers"),
+    # The viewer shows what the capability packages store (a batch's report, an eval's), through
+    # their own readers, so it sits above them; nothing but the CLI imports it.
+    ("personae.web",),
     ("personae.cli",),
     ("personae.__main__",),
 )

@@ -294,3 +294,41 @@ def test_the_exported_file_opens_from_disk_with_the_graph(site: Site, page: Any,
     assert PAYLOAD in page.locator("#node-info .text").inner_text()
     assert page.locator("#node-info a").count() == 0  # no links to a server that is not there
     assert_inert(page)
+
+
+def test_a_batch_and_an_eval_side_by_side(page: Any, tmp_path: Path) -> None:
+    """The sweeps and evals pages of tests/test_web_sweeps.py's database, in the browser: the
+    markup in the names shows as text, nothing ran, and a variant's run link opens its run."""
+    import uvicorn
+
+    from tests.test_web_sweeps import MARKUP, make_batch, make_eval
+
+    db = tmp_path / "sweeps.db"
+    with Store.open(db) as writer:
+        batch_id = make_batch(writer, db, tmp_path)
+        eval_id = make_eval(writer, tmp_path)
+    store = Store.open_readonly(db)
+    sock, where = listen(Address("127.0.0.1", 0, None))
+    server = uvicorn.Server(uvicorn.Config(make_app(store), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{where.port}"
+    try:
+        page.goto(f"{base}/batches/{batch_id}")
+        assert MARKUP in page.locator("h1").inner_text()
+        assert page.locator("#groups tbody tr").count() == 2
+        assert page.locator("#variants tbody tr").count() == 4
+        assert_inert(page)
+        page.locator("#variants a").first.click()
+        page.wait_for_url(re.compile(r"/runs/\d+$"))
+        assert page.locator("#transcript article.msg").count() == 2
+        page.goto(f"{base}/evals/{eval_id}")
+        methods = page.locator("#methods tbody tr")
+        assert methods.count() == 3 and "<script>" in methods.nth(2).locator("td").first.inner_text()
+        assert page.locator("#items tbody tr").count() == 3
+        assert_inert(page)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        store.close()

@@ -26,6 +26,7 @@ from personae.store.repo import Store
 from personae.web.access import SecurityHeaders, TokenGate
 from personae.web.pages import RunFilters, memory_page, run_page, runs_page, search_page, turn_page
 from personae.web.render import page, script_json
+from personae.web.sweeps import batch_page, batches_page, eval_page, evals_page
 
 STATIC = Path(__file__).parent / "static"
 
@@ -79,11 +80,14 @@ def make_app(store: Store, *, token: str | None = None) -> Starlette:
     ``token``: required on every request (beyond loopback); None: loopback only."""
     viewer = Viewer(store)
 
-    def run_id(request: Request) -> int:
-        value = int(request.path_params["run_id"])
+    def row_id(request: Request, name: str, what: str) -> int:
+        value = int(request.path_params[name])
         if value > INT64_MAX:
-            raise UserError(f"No run {value}: run ids are 64-bit integers.")
+            raise UserError(f"No {what} {value}: {what} ids are 64-bit integers.")
         return value
+
+    def run_id(request: Request) -> int:
+        return row_id(request, "run_id", "run")
 
     async def runs(request: Request) -> Response:
         q = request.query_params
@@ -108,8 +112,20 @@ def make_app(store: Store, *, token: str | None = None) -> Starlette:
         only = int_param(request, "run") or None
         return respond(request, "search.html", search_page(store, request.query_params.get("q", ""), only))
 
+    async def batch_list(request: Request) -> Response:
+        return respond(request, "batches.html", batches_page(store))
+
+    async def batch_one(request: Request) -> Response:
+        return respond(request, "batch.html", batch_page(store, row_id(request, "batch_id", "batch")))
+
+    async def eval_list(request: Request) -> Response:
+        return respond(request, "evals.html", evals_page(store))
+
+    async def eval_one(request: Request) -> Response:
+        return respond(request, "eval.html", eval_page(store, row_id(request, "eval_id", "eval")))
+
     async def user_error(request: Request, error: Exception) -> Response:
-        return not_found(request, str(error))  # an unknown run: the store's own sentence
+        return not_found(request, str(error))  # an unknown run, batch or eval: the reader's sentence
 
     routes = [
         Route("/", runs),
@@ -117,7 +133,10 @@ def make_app(store: Store, *, token: str | None = None) -> Starlette:
         Route("/runs/{run_id:int}/turns/{turn:int}", turn),
         Route("/runs/{run_id:int}/memory", memory),
         Route("/search", search),
-        # Sweeps and evals get their pages here when their tables land: /batches/{id}, /evals/{id}.
+        Route("/batches", batch_list),
+        Route("/batches/{batch_id:int}", batch_one),
+        Route("/evals", eval_list),
+        Route("/evals/{eval_id:int}", eval_one),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders, loopback_only=token is None)]
