@@ -252,3 +252,18 @@ def test_a_run_stores_its_values_and_resume_and_replay_use_them(tmp_path: Path) 
     report = replay_run(store, run_id)
     assert report.identical and report.turns == 4
     assert json.loads(json.dumps(store.run(run_id).variables)) == row.variables
+
+
+def test_validate_plans_a_scenario_whose_variables_a_run_must_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`validate` is the pre-flight of a file before its run: a required variable (null default)
+    is for `run --var`, so the plan is printed with the placeholder as written, not refused."""
+    from personae.cli.file_commands import validate
+
+    path = tmp_path / "s.yaml"
+    path.write_text(make_scenario(goal="Decide on {topic}.", extra="vars: {topic: null}\n"), encoding="utf-8")
+    validate([path])  # raises typer.Exit(2) when a file is refused
+    printed = capsys.readouterr().out
+    assert "ok" in printed and "1 variable" in printed
+    assert "Summarizer 12" in printed and "ends: max_turns 12" in printed  # the turn plan follows

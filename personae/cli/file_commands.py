@@ -62,7 +62,9 @@ def print_plan(path: Path, allowed_dirs: Any) -> None:
     from personae.config import load_scenario
     from personae.orchestrator.plan import plan_lines, turn_plan
 
-    plan = turn_plan(load_scenario(path, allowed_dirs=allowed_dirs))
+    # The plan does not depend on variables' values: a scenario whose variables a run must give
+    # is planned with its placeholders as written.
+    plan = turn_plan(load_scenario(path, allowed_dirs=allowed_dirs, require_values=False))
     for line in plan_lines(plan):
         out.print(f"  {shown(line)}")
     for warning in plan.warnings:
