@@ -280,7 +280,7 @@ def test_cli_graph_show_memory_and_search(tmp_path: Path, cli_env: dict[str, str
     assert memory["facts"][0]["closed_by"]["edge"] == "supersedes"
     done = subprocess.run(personae_cmd("search", "stale", "--db", db, "--run", str(run_id)),
                           env=cli_env, capture_output=True, text=True, timeout=120)
-    assert "turn 2 · Critic: Risk: [stale]" in done.stdout
+    assert "message 2 · Critic: Risk: [stale]" in done.stdout
     assert "fact [" in done.stdout and "Orders go [stale]" in done.stdout
     done = subprocess.run(personae_cmd("search", "eviction", "--db", db),
                           env=cli_env, capture_output=True, text=True, timeout=120)

@@ -227,7 +227,7 @@ def search(
         write(render_rows(rows, SEARCH_COLUMNS, format))
         return
     for row in rows:
-        out.print(search_line(row))
+        out.print(search_line(row, styled=out.is_terminal))
     first = next((r for r in rows if r["message"]), None)
     if first is not None:
         hint = f"personae show {first['run_id']} --message {first['message']}{db_flag(db)}"

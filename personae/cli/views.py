@@ -162,9 +162,10 @@ def transcript(run: Any, messages: Sequence[Any], *, thoughts: bool = False, tur
     return out
 
 
-def search_line(row: Mapping[str, Any]) -> Text:
+def search_line(row: Mapping[str, Any], *, styled: bool = True) -> Text:
     """One search hit: where it is (a `personae show RUN --message N` away), then the snippet
-    with the matched words highlighted; a passage found in other runs too says in how many."""
+    with the matched words highlighted — or, where no style shows (a pipe), still in FTS5's
+    [brackets] — and a passage found in other runs too says in how many."""
     line = Text()
     line.append(f"run {row['run_id']}", style="bold")
     if row["where"] == "message":
@@ -175,7 +176,7 @@ def search_line(row: Mapping[str, Any]) -> Text:
         if row["message"]:
             line.append(f" · message {row['message']}")
     line.append(": ")
-    line.append_text(highlighted(row["snippet"]))
+    line.append_text(highlighted(row["snippet"]) if styled else Text(inert(row["snippet"])))
     also = row["also_in_runs"]
     if also:
         runs = ", ".join(map(str, also[:8])) + (", …" if len(also) > 8 else "")
