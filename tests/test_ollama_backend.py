@@ -165,7 +165,8 @@ def test_embed_returns_vectors_of_the_model_dimension(
     server: OllamaTestServer, embedded: EmbeddedBackend
 ) -> None:
     reply = ollama.Client(host=server.host).embed(model=MODEL, input=["caching", "rollout plan"])
-    width = int(embedded.llm.metadata["llama.embedding_length"])
+    width = embedded.engine.n_embd
+    assert width == 576  # SmolLM2-135M
     assert [len(v) for v in reply.embeddings] == [width, width]
     assert reply.prompt_eval_count and reply.prompt_eval_count > 0
     assert reply.embeddings[0] != reply.embeddings[1]

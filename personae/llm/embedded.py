@@ -171,6 +171,10 @@ class Engine:
         params.model.path = str(model_path)
         params.n_parallel = slots
         params.kv_unified = False  # each slot its own window and cache (see the module doc)
+        # No host-memory prompt cache: llama.cpp would keep up to 8 GiB of earlier prompts' states
+        # and restore the closest, so what a layout costs would depend on that store, not on the
+        # prefix it shares with the previous prompt (the one cache per slot Ollama has too).
+        params.cache_ram_mib = 0
         params.n_ctx = (num_ctx or 0) * slots  # 0: the trained window, for the one slot
         params.cpuparams.n_threads = threads()
         params.cpuparams_batch.n_threads = threads()
@@ -216,6 +220,7 @@ class Engine:
         props = self._json("GET", "/props")
         meta = self._json("GET", "/v1/models")["data"][0].get("meta", {})
         self.n_ctx_train: int | None = meta.get("n_ctx_train")
+        self.n_embd: int | None = meta.get("n_embd")  # the width of its embeddings, as Ollama's /api/show says
         # Without num_ctx llama.cpp opens the trained window and splits it across the slots.
         self.slot_ctx = num_ctx or int(meta.get("n_ctx") or self.n_ctx_train or 0) // slots
         template = props.get("chat_template")
