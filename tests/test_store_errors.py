@@ -90,9 +90,16 @@ def test_urls_nobody_can_open(cli_env: dict[str, str]) -> None:
 
 
 def run_somewhere(tmp: Path, env: dict[str, str], db: Path) -> subprocess.CompletedProcess[str]:
-    """A writing command on ``db`` (it fails before any model call, so no server is needed)."""
+    """A writing command on ``db``. It fails at the database, before any model call; the server
+    answers all the same, since the model is checked before the database is opened."""
     path = write_scenario(tmp / "project", scenario_text("termination: {max_turns: 1}\n"))
-    return cli(env, "run", str(path), "--backend", "ollama", "--model", DEFAULT_MODEL_NAME, "-q", "--db", str(db))
+    model_file = tmp / "instant.gguf"
+    model_file.write_bytes(b"GGUF")
+    with OllamaTestServer(InstantModel(model_file)) as server:
+        return cli(
+            env | {"OLLAMA_HOST": server.host}, "run", str(path), "--backend", "ollama",
+            "--model", DEFAULT_MODEL_NAME, "-q", "--db", str(db),
+        )
 
 
 @pytest.mark.slow
