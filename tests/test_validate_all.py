@@ -112,3 +112,14 @@ def test_the_cli_prints_every_problem_then_the_count(
             assert word in text, text
     assert paragraphs[-1].splitlines()[-1] == "6 problems in bad.yaml."
     assert not isolated_env.exists(), "a run that never started leaves no database"
+
+
+def test_every_variable_a_run_lacks_is_named(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(
+        "name: v\ngoal: Judge {a} against {b}.\nvars:\n  a: null\n  b: null\npersonas: [Critic]\n"
+    )
+    with pytest.raises(ConfigProblems) as caught:
+        load_scenario(tmp_path / "v.yaml")
+    assert [getattr(p, "field", None) for p in caught.value.problems] == ["vars.a", "vars.b"]
+    assert [getattr(p, "line", None) for p in caught.value.problems] == [4, 5]
+    load_scenario(tmp_path / "v.yaml", variables={"a": "x", "b": "y"})  # given: no problem

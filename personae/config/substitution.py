@@ -58,7 +58,9 @@ def settle_values(
             )
         return {}
     vars_node, _ = node_at(root, ("vars",))
-    for name, value in given.items():
+    problems = Problems(label)  # every wrong or missing value, not only the first
+    rejected: set[str] = set()
+    for name, value in list(given.items()):
         if name not in declared:
             guess = did_you_mean(name, list(declared))
             problem = f"a value was given for '{name}', which the scenario does not declare"
@@ -70,32 +72,39 @@ def settle_values(
             )
             if not is_name(name):
                 fix = "A variable name is letters, digits and _ (not first a digit). " + fix
-            raise config_error(label, vars_node, "vars", problem, fix)
+            problems.add(config_error(label, vars_node, "vars", problem, fix))
+            rejected.add(guess or name)  # a misspelt name: its variable's "no value" is the same slip
+            continue
         if isinstance(value, int | float) and not isinstance(value, bool):
             given[name] = value = str(value)
         why = value_problem(value) if isinstance(value, str) else (
             f"it is {type(value).__name__}, not text"
         )
         if why:
-            raise config_error(
+            problems.add(config_error(
                 label, vars_node, f"vars.{name}", f"the value given for '{name}' cannot be used: "
                 f"{why}.", "Give the value as UTF-8 text.",
-            )
+            ))
+            rejected.add(name)
     values: dict[str, str] = {}
     for name, default in declared.items():
+        if name in rejected:  # said above
+            continue
         chosen = given.get(name, default)
         assert chosen is None or isinstance(chosen, str)  # checked above
         if chosen is None and not require:
             chosen = "{" + name + "}"
         if chosen is None:
             node, _ = node_at(root, ("vars", name))
-            raise config_error(
+            problems.add(config_error(
                 label, node, f"vars.{name}",
                 f"variable '{name}' has no default and no value was given.",
                 f"Give it when running: `--var {name}=VALUE` (library: variables={{'{name}': ...}}), "
                 f"or write a default here: `{name}: some text`.",
-            )
+            ))
+            continue
         values[name] = chosen
+    problems.raise_all()
     return values
 
 
