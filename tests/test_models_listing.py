@@ -90,6 +90,7 @@ def test_cli_lists_an_ollama_servers_models_and_shows_their_names_inert(
         env = {**cli_env, "OLLAMA_HOST": server.host}
         as_json = run_cli("models", "-f", "json", env=env, cwd=tmp_path)  # auto: Ollama answers
         table = run_cli("models", "--backend", "ollama", "-f", "table", env=env, cwd=tmp_path)
+        missing = run_cli("models", "--backend", "ollama", "--model", "llama3.2:3b", env=env, cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     (row,) = json.loads(as_json.stdout)
     assert row["source"] == server.host and row["size"] == bundled().stat().st_size
@@ -97,6 +98,8 @@ def test_cli_lists_an_ollama_servers_models_and_shows_their_names_inert(
     assert row["modified"].startswith("20") and row["name"].startswith("tiny")
     assert table.returncode == 0, table.stderr
     assert "tiny" in table.stdout and "\x1b" not in table.stdout and "\x07" not in table.stdout
+    assert missing.returncode == 0 and "tiny" in missing.stdout  # the listing, and a note:
+    assert "ollama pull llama3.2:3b" in " ".join(missing.stderr.split())
 
 
 @pytest.mark.slow

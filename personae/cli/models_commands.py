@@ -31,7 +31,8 @@ TABLE_COLUMNS = ("name", "details", "size", "context", "modified")
 @user_errors
 def models(
     model: Annotated[
-        str | None, typer.Option(help="A .gguf file to list beside the bundled model (embedded).")
+        str | None,
+        typer.Option(help="A .gguf file to list beside the bundled model; for a server, the model to look for."),
     ] = None,
     backend: Annotated[BackendName, typer.Option(help="Model server, chosen as `personae run` chooses it.")] = BackendName.auto,
     base_url: Annotated[
@@ -46,6 +47,9 @@ def models(
 
     listing = list_models(backend.value, model, base_url=base_url)
     rows = [entry.as_dict() for entry in listing.models]
+    if model and not listing.offers(model):
+        fetch = f" Download it with: ollama pull {model}" if listing.backend == "ollama" else ""
+        err.print(f"[yellow]Note:[/] the server does not have the model {shown(repr(model))}.{shown(fetch)}")
     fmt = output_format(format)
     if fmt is not Format.table:
         write(render_rows(rows, COLUMNS, fmt))

@@ -59,11 +59,22 @@ class Listing:
     where: str  # the server's address, or the folder of the bundled model
     models: list[ModelEntry]
 
+    def offers(self, model: str) -> bool:
+        """Would a run with ``--model model`` find it here? (Ollama: ``llama3.2`` is
+        ``llama3.2:latest``; the embedded engine runs any GGUF file it lists.)"""
+        if self.backend == "embedded":
+            return any(m.path == model or m.name == model for m in self.models) or model.endswith(".gguf")
+        if self.backend == "ollama":
+            from personae.llm.ollama import _tagged
+
+            return _tagged(model) in {_tagged(m.name) for m in self.models}
+        return model in {m.name for m in self.models}
+
 
 def list_models(kind: str, model: str | None = None, *, base_url: str | None = None) -> Listing:
     """What backend ``kind`` (``auto`` as ``personae run`` resolves it) can run. ``model``: a
     .gguf path the embedded engine lists beside its bundled models; a server's own listing is
-    not narrowed by it. Raises UserError for bad flags, BackendError when a server does not
+    not narrowed by it (``Listing.offers`` says whether it has the model). Raises UserError for bad flags, BackendError when a server does not
     answer (with the fix in the message)."""
     if kind not in BACKENDS:
         raise UserError(f"Unknown backend '{kind}'. Choose one of: {', '.join(BACKENDS)}.")
