@@ -37,12 +37,12 @@ def models(
     backend: Annotated[BackendName, typer.Option(help="Model server, chosen as `personae run` chooses it.")] = BackendName.auto,
     base_url: Annotated[
         str | None,
-        typer.Option(help="OpenAI-compatible server for --backend openai [env OPENAI_BASE_URL]."),
+        typer.Option(help="OpenAI-compatible server for --backend openai (default: $OPENAI_BASE_URL)."),
     ] = None,
     format: FormatOption = None,
 ) -> None:
     """List the models the backend can run: the embedded engine's GGUF files, or what the Ollama
-    [env OLLAMA_HOST] or OpenAI-compatible server has."""
+    server (OLLAMA_HOST) or the OpenAI-compatible server has."""
     from personae.llm.listing import list_models
 
     listing = list_models(backend.value, model, base_url=base_url)
