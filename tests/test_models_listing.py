@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def test_the_gguf_header_gives_the_context_length_without_loading_the_model(tmp_
     (tmp_path / "cut.gguf").write_bytes(bundled().read_bytes()[:300])
     with pytest.raises(NotGGUF):
         read_metadata(tmp_path / "cut.gguf")
+    # one pair "k": an array of arrays of arrays ..., or of 2**63 bytes: refused, not followed
+    pair = struct.pack("<Q", 1) + b"k" + struct.pack("<I", 9)
+    nested = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + pair + struct.pack("<IQ", 9, 1) * 5000
+    huge = b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + pair + struct.pack("<IQ", 0, 1 << 63)
+    for name, data in (("nested.gguf", nested), ("huge.gguf", huge)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(NotGGUF):
+            read_metadata(tmp_path / name)
 
 
 def test_the_embedded_listing_has_the_bundled_model_and_a_given_file(tmp_path: Path) -> None:

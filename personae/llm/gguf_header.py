@@ -17,6 +17,8 @@ from typing import IO, Any
 MAGIC = b"GGUF"
 MAX_STRING = 1 << 20  # a key or text value longer than 1 MiB means the file is not what it says
 MAX_PAIRS = 1 << 16
+MAX_COUNT = 1 << 40  # an array or a skip longer than any real file
+MAX_DEPTH = 3  # arrays of arrays: none in real files, and a crafted nest must not recurse deep
 
 # value type -> struct format of one scalar (GGUF is little-endian)
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -54,13 +56,15 @@ def read_metadata(path: Path, wanted: Iterable[str] | None = None) -> dict[str, 
     return found
 
 
-def _value(handle: IO[bytes], kind: int, keep: bool) -> Any:
+def _value(handle: IO[bytes], kind: int, keep: bool, depth: int = 0) -> Any:
     if kind in _SCALARS:
         return _unpack(handle, _SCALARS[kind])
     if kind == _STRING:
         return _string(handle) if keep else _skip_string(handle)
     if kind == _ARRAY:
         item, count = _unpack(handle, "<I"), _unpack(handle, "<Q")
+        if count > MAX_COUNT or depth >= MAX_DEPTH:
+            raise NotGGUF("an array too long or too deeply nested")
         if item in _SCALARS:
             handle.seek(struct.calcsize(_SCALARS[item]) * count, 1)
         elif item == _STRING:
@@ -68,7 +72,7 @@ def _value(handle: IO[bytes], kind: int, keep: bool) -> Any:
                 _skip_string(handle)
         else:  # arrays of arrays: no key we read has one
             for _ in range(count):
-                _value(handle, item, False)
+                _value(handle, item, False, depth + 1)
         return None
     raise NotGGUF(f"unknown GGUF value type {kind}")
 
@@ -84,7 +88,10 @@ def _string(handle: IO[bytes]) -> str:
 
 
 def _skip_string(handle: IO[bytes]) -> None:
-    handle.seek(_unpack(handle, "<Q"), 1)
+    length = _unpack(handle, "<Q")
+    if length > MAX_COUNT:
+        raise NotGGUF(f"a header string of {length} bytes")
+    handle.seek(length, 1)
 
 
 def _unpack(handle: IO[bytes], fmt: str) -> Any:
