@@ -186,14 +186,14 @@ def test_a_section_chain_resumed_midway_packs_on_from_the_last_chunk_read(tmp_pa
     assert [r.messages for r in again.requests] == [r.messages for r in whole.requests[4:]]
 
 
-def test_section_and_chunk_runs_replay_identically(tmp_path: Path) -> None:
+def test_a_section_run_replays_identically(tmp_path: Path) -> None:
+    """The replay packs again, with the recorded backend's counter: the same chunks a turn.
+    (The chunk walk's replay is tests/test_recipes.py's.)"""
     huge_and_tiny(tmp_path)
-    db = tmp_path / "t.db"
-    for unit in ("section", "chunk"):
-        backend = ScriptedBackend(default=first_words, num_ctx=700)
-        store, run_id, _ = run_events(db, section_scenario("mixed.md", 700, unit), backend)
-        report = replay_run(store, run_id)
-        assert report.identical and report.turns == len(store.messages(run_id)), report
+    backend = ScriptedBackend(default=first_words, num_ctx=700)
+    store, run_id, _ = run_events(tmp_path / "t.db", section_scenario("mixed.md", 700), backend)
+    report = replay_run(store, run_id)
+    assert report.identical and report.turns == len(store.messages(run_id)) == 16, report
 
 
 def test_the_default_unit_is_the_chunk_walk_stored_runs_were_made_with(tmp_path: Path) -> None:
