@@ -58,7 +58,7 @@ def error_of(path: Path) -> str:
 
 # The recipes (issue 19) are not deliberations of eight to twelve turns: a chain walks every
 # chunk of its document, a long run collapses many times. tests/test_recipes*.py hold them.
-RECIPES = ("chain-of-agents", "generative-memory", "self-ask", "task-loop")
+RECIPES = ("chain-of-agents", "chain-of-sections", "generative-memory", "self-ask", "task-loop")
 
 
 def builtin_scenarios() -> list[Path]:

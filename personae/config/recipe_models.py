@@ -17,11 +17,19 @@ from personae.config.model_base import Loc, Strict
 
 class ChainPolicy(Strict):
     """Chain of agents: the worker reads the documents chunk by chunk, seeing only its chunk and
-    the previous worker's note (the "communication unit"); the manager answers from the last."""
+    the previous worker's note (the "communication unit"); the manager answers from the last.
+
+    ``unit: section`` walks the tree one level higher: a turn reads a whole section (its chunks
+    packed in document order, as many as the window leaves room for; a bigger section takes
+    consecutive turns). ``chunk``, the default, is the walk runs were stored with before it."""
 
     type: Literal["chain"]
-    worker: str = Field(description="Reads one chunk a turn and passes a note on.")
+    worker: str = Field(description="Reads one unit a turn and passes a note on.")
     manager: str = Field(description="Writes the answer from the last note.")
+    unit: Literal["chunk", "section"] = Field(
+        "chunk",
+        description="What one worker turn reads: a chunk, or a section's chunks packed to the window.",
+    )
 
     @model_validator(mode="after")
     def _two_people(self) -> ChainPolicy:

@@ -20,6 +20,7 @@ from personae.llm.calibration import calibrate_from_calls
 from personae.memory.documents import import_documents, read_documents
 from personae.orchestrator.calls import call_model
 from personae.orchestrator.collapse import make_collapser
+from personae.orchestrator.collapse.budget import TEMPLATE_SLACK
 from personae.orchestrator.guard import (
     Check,
     ReplyGuard,
@@ -49,7 +50,7 @@ from personae.orchestrator.state import (
 )
 from personae.orchestrator.termination import StopRule, TurnCap, make_stop_rule
 from personae.orchestrator.turns import TurnOutput, interpret, prepare
-from personae.orchestrator.window import check_window, reply_budgets
+from personae.orchestrator.window import TurnFit, check_window, reply_budgets
 from personae.replies.ending import complete_part
 from personae.store.repo import CallRecord, NewRun, RunTotals, Store, TurnRecord
 
@@ -157,6 +158,13 @@ class Orchestrator:
         self.collapser = make_collapser(
             self.loaded, self.backend, self.store, self.settings, self.reply_reserve
         )
+        # What a chain by sections packs against: the prompt as sent, the speaker's own reply,
+        # and room for a retry note when the guard may ask again.
+        retries = scenario.guard.enabled and scenario.guard.retries > 0
+        self.fits = TurnFit(
+            self.loaded, self.backend, self.settings.layout, self.settings.num_ctx, replies,
+            slack=TEMPLATE_SLACK if retries else 0,
+        )
 
     def run(self, run_id: int, on_token: TokenCallback | None = None) -> Generator[Event, None, None]:
         # The database is the truth at the start (a resumed run continues its totals); from then
@@ -175,7 +183,7 @@ class Orchestrator:
         if reads_documents(scenario.policy):  # the run's own chunks, as stored (resume too)
             self.policy = make_policy(
                 scenario.policy, scenario.roster, mode_table(scenario),
-                load_passages(self.store, run_id),
+                load_passages(self.store, run_id), self.fits,
             )
         try:
             while True:

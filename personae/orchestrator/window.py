@@ -13,6 +13,7 @@ the layout's own code — so the check follows any change of layout.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from personae.config.loader import LoadedScenario
@@ -20,6 +21,7 @@ from personae.errors import UserError
 from personae.llm.base import Backend
 from personae.orchestrator.prompts import build_prompt
 from personae.orchestrator.state import TurnPlan
+from personae.orchestrator.turns import prepare
 
 MIN_TRANSCRIPT_TOKENS = 64  # below this, no reply of another persona fits next to the header
 
@@ -76,3 +78,32 @@ def check_window(
 def reply_budgets(roster: list[str], options: Callable[[str], dict[str, Any]]) -> dict[str, int]:
     """Each persona's ``num_predict`` as its options give it."""
     return {name: int(options(name)["num_predict"]) for name in roster}
+
+
+@dataclass(frozen=True)
+class TurnFit:
+    """Does an isolated turn's prompt, as it will be sent, leave room for its persona's reply?
+
+    A chain by sections asks this of each candidate packing (``policies/chain.py``): the prompt
+    is built by the layout's own code with the turn's schema hint (``prepare``) and counted by
+    the backend's counter — the model's tokenizer and chat template on the embedded engine, the
+    recorded run's counter on replay — so what fits here is what is sent, and a replay packs
+    the same chunks. ``slack`` is kept free besides the reply (a retry note, when the reply
+    guard may ask again)."""
+
+    loaded: LoadedScenario
+    backend: Backend
+    layout: str
+    num_ctx: int
+    reply_tokens: Mapping[str, int]  # each roster persona's num_predict
+    slack: int = 0
+
+    def __call__(self, plan: TurnPlan) -> bool:
+        if not plan.isolated:  # a transcript turn's prompt depends on the run so far
+            raise ValueError("TurnFit measures isolated turns only")
+        prompt = build_prompt(
+            scenario=self.loaded.scenario, personas=self.loaded.personas, history=(),
+            speaker=prepare(plan, self.loaded.personas[plan.persona]), layout=self.layout,
+            backend=self.backend, max_prompt_tokens=self.num_ctx,
+        )
+        return prompt.full_tokens + self.reply_tokens[plan.persona] + self.slack <= self.num_ctx

@@ -13,7 +13,7 @@ that read documents get the run's passages (``passages.py``) from the run loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from personae.config.models import (
     ChainPolicy,
@@ -36,6 +36,7 @@ from personae.orchestrator.policies.round_robin import RoundRobin
 from personae.orchestrator.policies.router import Router
 from personae.orchestrator.policies.self_ask import SelfAsk
 from personae.orchestrator.policies.task_loop import TaskLoop
+from personae.orchestrator.state import TurnPlan
 
 __all__ = ["Policy", "make_policy", "reads_documents"]
 
@@ -45,18 +46,20 @@ def make_policy(
     roster: Sequence[str],
     modes: Mapping[str, str] | None = None,
     passages: Sequence[Passage] = (),
+    fits: Callable[[TurnPlan], bool] | None = None,
 ) -> Policy:
     """``modes``: mode name -> instructions (``config.modes.mode_table``) for phases with a mode;
-    ``passages``: the run's document chunks, for the policies that read them."""
+    ``passages``: the run's document chunks, for the policies that read them; ``fits``: does an
+    isolated turn's prompt fit the window (``window.TurnFit``), for a chain that packs sections."""
     if isinstance(config, PhasesPolicy):
         stages: list[Policy] = [
             slots_for(phase) if phase.speakers is not None
-            else make_policy(phase.policy, roster, modes, passages)  # type: ignore[arg-type]
+            else make_policy(phase.policy, roster, modes, passages, fits)  # type: ignore[arg-type]
             for phase in config.phases
         ]
         return Phases(config, stages, modes)
     if isinstance(config, ChainPolicy):
-        return Chain(config, passages)
+        return Chain(config, passages, fits) if fits is not None else Chain(config, passages)
     if isinstance(config, SelfAskPolicy):
         return SelfAsk(config, passages)
     if isinstance(config, TaskLoopPolicy):

@@ -22,10 +22,17 @@ class Passage:
     node_id: int  # the chunk's memory node: what a turn that read it cites (derived_from)
     where: str  # "document › section › subsection"
     text: str
+    # The node the chunk is ``part_of``: its section, or the document for text before the first
+    # heading (and for plain text). A chain by sections reads the chunks of one such node a turn.
+    section: int | None = None
 
 
 def load_passages(store: Reader, run_id: int) -> tuple[Passage, ...]:
     """Every chunk of the run's documents, in document order (the order they were imported)."""
+    parent = {
+        edge.src: edge.dst
+        for edge in store.memory_edges(run_id, ["part_of"], to_kinds=["section", "document"])
+    }
     return tuple(
         Passage(
             node.id,
@@ -33,6 +40,7 @@ def load_passages(store: Reader, run_id: int) -> tuple[Passage, ...]:
                 p for p in ((node.data or {}).get("document"), (node.data or {}).get("path")) if p
             ),
             node.text,
+            parent.get(node.id),
         )
         for node in store.memory_nodes(run_id, ["chunk"])
     )
