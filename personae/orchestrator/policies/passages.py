@@ -9,10 +9,11 @@ never from the working directory: a resumed run reads what it ran with) and hand
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from personae.memory.documents import PATH_SEPARATOR
+from personae.memory.documents import PATH_SEPARATOR, split_document
 from personae.memory.retrieval import rank
 from personae.store.reads import Reader
 
@@ -53,3 +54,24 @@ def best_passage(query: str, passages: Sequence[Passage]) -> Passage | None:
     ranked = rank(query, [(p.node_id, f"{p.where} {p.text}") for p in passages])
     by_id = {p.node_id: p for p in passages}
     return by_id[ranked[0]]
+
+
+def preview_passages(texts: Mapping[Path, str]) -> tuple[Passage, ...]:
+    """The chunks a run of these documents would import, split the same way but numbered here
+    instead of by the database: ``personae validate`` plans a chain's turns before any run exists."""
+    passages: list[Passage] = []
+    offset = 0
+    for path, text in texts.items():
+        edit = split_document(text, path.name, markdown=path.suffix.lower() != ".txt")
+        ids = {node.key: offset + number for number, node in enumerate(edit.nodes, start=1)}
+        parent = {edge.src: edge.dst for edge in edit.edges if edge.kind == "part_of"}
+        for node in edit.nodes:
+            if node.kind != "chunk":
+                continue
+            data = node.data or {}
+            where = PATH_SEPARATOR.join(p for p in (data.get("document"), data.get("path")) if p)
+            section = parent.get(node.key)
+            passages.append(Passage(ids[node.key], where, node.text,
+                                    ids[section] if isinstance(section, str) else None))
+        offset += len(edit.nodes)
+    return tuple(passages)
