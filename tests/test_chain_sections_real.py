@@ -4,7 +4,6 @@ stay within the window less the reply, and sections must still be packed several
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from personae.llm.embedded import EmbeddedBackend
 from tests.builders import make_scenario
 from tests.durable_support import run_to_end
-from tests.test_recipes_real import keepers_log
+from tests.test_recipes_real import keepers_log, prompt_sizes_and_citations
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -44,11 +43,6 @@ def test_a_chain_by_sections_packs_chunks_within_the_real_window(tmp_path: Path)
     assert sections == sorted(sections) and len(set(sections)) == units[0].meta["of"]
     assert any(len(m.meta["chunks"]) > 1 for m in units)  # really packed, not a chunk walk
     assert messages[-1].persona == "Manager" and store.run(run_id).stop_reason == "answered"
-    with sqlite3.connect(tmp_path / "real.db") as db:
-        sizes = [r[0] for r in db.execute("select prompt_tokens from llm_calls where run_id = ?", (run_id,))]
-        cited = db.execute(
-            "select count(*) from memory_edges e join memory_nodes n on n.id = e.src "
-            "where e.kind = 'derived_from' and n.kind = 'message' and e.run_id = ?", (run_id,)
-        ).fetchone()[0]
+    sizes, cited = prompt_sizes_and_citations(tmp_path / "real.db", run_id)
     assert len(sizes) == len(messages) and 0 < max(sizes) <= WINDOW - REPLY
     assert cited == len(chunks)

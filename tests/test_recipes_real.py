@@ -54,12 +54,7 @@ def test_chain_of_agents_reads_a_document_five_windows_long_without_passing_the_
     messages = store.messages(run_id)
     assert [m.meta.get("node") for m in messages[:-1]] == [c.id for c in chunks]
     assert messages[-1].persona == "Manager" and store.run(run_id).stop_reason == "answered"
-    with sqlite3.connect(tmp_path / "real.db") as db:
-        sizes = [r[0] for r in db.execute("select prompt_tokens from llm_calls where run_id = ?", (run_id,))]
-        cited = db.execute(
-            "select count(*) from memory_edges e join memory_nodes n on n.id = e.src "
-            "where e.kind = 'derived_from' and n.kind = 'message' and e.run_id = ?", (run_id,)
-        ).fetchone()[0]
+    sizes, cited = prompt_sizes_and_citations(tmp_path / "real.db", run_id)
     assert len(sizes) == len(chunks) + 1 and max(sizes) <= WINDOW
     assert cited == len(chunks)
 
@@ -141,3 +136,15 @@ def test_the_shipped_chain_example_is_over_five_windows_long() -> None:
     finally:
         backend.close()
     assert tokens >= 5 * window
+
+
+def prompt_sizes_and_citations(db_path: Path, run_id: int) -> tuple[list[int], int]:
+    """Every call's prompt tokens, and how many chunks the run's messages cite (derived_from),
+    read with plain SQL: what a user would check in the database."""
+    with sqlite3.connect(db_path) as db:
+        sizes = [r[0] for r in db.execute("select prompt_tokens from llm_calls where run_id = ?", (run_id,))]
+        cited = db.execute(
+            "select count(*) from memory_edges e join memory_nodes n on n.id = e.src "
+            "where e.kind = 'derived_from' and n.kind = 'message' and e.run_id = ?", (run_id,)
+        ).fetchone()[0]
+    return sizes, int(cited)
