@@ -5,6 +5,7 @@ Run from the repository root, in the project venv (personae[embedded,test] insta
     python benchmarks/ranking.py                    # the built-in generative-memory scenario
     python benchmarks/ranking.py my.yaml --seeds 1 2 3 --max-turns 40
     python benchmarks/ranking.py --rankings generative --db g.db   # one ranking a process
+    python benchmarks/ranking.py --report b.db g.db                # the table of stored runs
 
 The same scenario runs once per ranking and seed (``memory.ranking`` replaced in its text, all
 else equal), on the embedded model unless ``--backend`` says otherwise, and each run is read back
@@ -26,7 +27,10 @@ import argparse
 import math
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from personae.config import builtin_dir, load_scenario, load_scenario_text
 from personae.llm.backends import open_backend
@@ -71,6 +75,68 @@ def facts_kept(store: Store, run_id: int, facts: list[str]) -> int:
     return kept
 
 
+@dataclass
+class Tally:
+    """One ranking's numbers, summed over its runs."""
+
+    runs: int = 0
+    kept: int = 0
+    good: int = 0
+    replies: int = 0
+    evaluated: int = 0
+    turns: int = 0
+    rating: int = 0
+    collapses: int = 0
+
+    def add(self, store: Store, run_id: int, facts: list[str]) -> None:
+        """Read one finished run back from its database."""
+        self.runs += 1
+        self.kept += facts_kept(store, run_id, facts)
+        summary = summarize(score_run(store, run_id))
+        self.good += round(summary.good_ratio * summary.replies)
+        self.replies += summary.replies
+        calls = store.calls(run_id)
+        self.evaluated += sum(c.evaluated_tokens for c in calls if c.purpose in ("turn", "retry"))
+        self.turns += len(store.calls(run_id, "turn"))
+        self.rating += sum(c.prompt_tokens + c.completion_tokens for c in calls if c.purpose == "importance")
+        self.collapses += len({c.turn for c in calls if c.purpose == "collapse"})
+
+    def row(self, name: str, facts: int) -> str:
+        low, high = wilson(self.kept, self.runs * facts)
+        return (f"{name:<12}{self.runs:>5}{f'{self.kept}/{self.runs * facts}':>12}"
+                f"{f'{low:.0%}-{high:.0%}':>14}{self.good / max(1, self.replies):>7.0%}"
+                f"{self.evaluated / max(1, self.turns):>10.0f}{self.rating:>11}{self.collapses:>10}")
+
+
+HEADER = (f"{'ranking':<12}{'runs':>5}{'facts kept':>12}{'95% CI':>14}{'good':>7}"
+          f"{'eval/turn':>10}{'rating tok':>11}{'collapses':>10}")
+
+
+def ranking_of(scenario_yaml: str) -> str:
+    """The ranking a stored run used, read from the scenario text it ran (bm25 unless it says)."""
+    ranking = (yaml.safe_load(scenario_yaml).get("memory") or {}).get("ranking") or {}
+    return str(ranking.get("type", "bm25"))
+
+
+def report(databases: list[Path]) -> None:
+    """The table for the completed runs already stored (e.g. side-by-side processes, or a
+    benchmark stopped part-way): each run's facts are its own scenario's scripted inputs."""
+    tallies: dict[str, Tally] = {}
+    facts_per_run = 0
+    for db in databases:
+        with Store.open(db) as store:
+            for run in store.runs():
+                if run.status != "completed":
+                    continue
+                loaded = load_scenario_text(run.scenario_yaml, base_dir=Path(run.scenario_path or ".").parent)
+                facts = [i.text for i in loaded.scenario.inputs if not i.pin]
+                facts_per_run = len(facts)
+                tallies.setdefault(ranking_of(run.scenario_yaml), Tally()).add(store, run.id, facts)
+    print(HEADER)
+    for name, tally in sorted(tallies.items()):
+        print(tally.row(name, facts_per_run))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", nargs="?", type=Path,
@@ -82,40 +148,30 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None)
     parser.add_argument("--rankings", nargs="+", choices=list(RANKINGS), default=list(RANKINGS),
                         help="run only these (e.g. one per process, side by side)")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, metavar="DB",
+                        help="print the table for the completed runs stored in these databases; run nothing")
     args = parser.parse_args()
+    if args.report:
+        report(args.report)
+        return
     base = load_scenario(args.scenario)
     facts = [i.text for i in base.scenario.inputs if not i.pin]
     db = args.db or Path(tempfile.mkdtemp()) / "ranking.db"
     backend = open_backend(args.backend, args.model, num_ctx=base.scenario.memory.num_ctx)
-    print(f"{'ranking':<12}{'runs':>5}{'facts kept':>12}{'95% CI':>14}{'good':>7}"
-          f"{'eval/turn':>10}{'rating tok':>11}{'collapses':>10}")
+    print(HEADER)
     try:
         with Store.open(db) as store:
             for name in args.rankings:
-                ranking = RANKINGS[name]
-                kept = runs = good = replies = evaluated = turns = rating = collapses = 0
+                tally = Tally()
                 for seed in args.seeds:
-                    text = with_ranking(base.source_yaml, ranking)
+                    text = with_ranking(base.source_yaml, RANKINGS[name])
                     loaded = load_scenario_text(text, base_dir=args.scenario.parent)
                     settings = settings_for(loaded, backend, seed=seed, max_turns=args.max_turns)
                     run_id = start_run(store, loaded, backend, settings)
                     for _ in Orchestrator(loaded, backend, store, settings).run(run_id):
                         pass
-                    runs += 1
-                    kept += facts_kept(store, run_id, facts)
-                    summary = summarize(score_run(store, run_id))
-                    good += round(summary.good_ratio * summary.replies)
-                    replies += summary.replies
-                    calls = store.calls(run_id)
-                    persona = [c for c in calls if c.purpose in ("turn", "retry")]
-                    evaluated += sum(c.evaluated_tokens for c in persona)
-                    turns += len(store.calls(run_id, "turn"))
-                    rating += sum(c.prompt_tokens + c.completion_tokens for c in calls if c.purpose == "importance")
-                    collapses += len({c.turn for c in calls if c.purpose == "collapse"})
-                low, high = wilson(kept, runs * len(facts))
-                print(f"{name:<12}{runs:>5}{f'{kept}/{runs * len(facts)}':>12}"
-                      f"{f'{low:.0%}-{high:.0%}':>14}{good / max(1, replies):>7.0%}"
-                      f"{evaluated / max(1, turns):>10.0f}{rating:>11}{collapses:>10}", flush=True)
+                    tally.add(store, run_id, facts)
+                print(tally.row(name, len(facts)), flush=True)
     finally:
         backend.close()
     print(f"database: {db}")

@@ -24,6 +24,20 @@ class ConfigError(UserError):
     """A persona or scenario file is invalid; the message names the file, line, field and fix."""
 
 
+class ConfigProblems(ConfigError):
+    """Every problem found in one file (and the files it names), each its own one-paragraph
+    ``ConfigError`` in file order, so a user fixes them all in one pass; ``problems`` keeps them
+    apart for callers that show them one by one (the CLI prints each, then the count)."""
+
+    def __init__(self, problems: list[ConfigError], label: str) -> None:
+        self.problems = tuple(problems)
+        self.summary = f"{len(problems)} problems in {label}."
+        super().__init__("\n\n".join(str(p) for p in problems) + "\n\n" + self.summary)
+        # Where the first one is, for callers that point an editor at a spot (as on one error).
+        for name in ("file", "line", "column", "field"):
+            setattr(self, name, getattr(problems[0], name, None))
+
+
 class BackendError(PersonaeError):
     """The model server failed. ``transient`` faults are worth retrying; the rest end the run."""
 

@@ -173,3 +173,24 @@ def test_building_the_package_gives_no_license_warning(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(tmp_path.glob("personae-*.whl"))
     assert "project.license" not in result.stdout + result.stderr
+
+
+def test_help_texts_survive_rich_markup() -> None:
+    """typer renders help through rich markup, which silently eats ``[env X]``-style brackets:
+    every command's and option's help must print as written."""
+    import typer.main
+    from rich.text import Text
+
+    from personae.cli import app
+
+    def walk(command: Any, path: str) -> list[tuple[str, str]]:
+        texts = [(path, command.help or "")]
+        texts += [(f"{path} {p.name}", getattr(p, "help", None) or "") for p in command.params]
+        for name, sub in getattr(command, "commands", {}).items():
+            texts += walk(sub, f"{path} {name}")
+        return texts
+
+    texts = walk(typer.main.get_command(app), "personae")
+    assert len(texts) > 100
+    eaten = [(where, text) for where, text in texts if Text.from_markup(text).plain != text]
+    assert not eaten, eaten

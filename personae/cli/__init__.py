@@ -19,6 +19,7 @@ from personae.cli import (
     file_commands,
     import_commands,
     inspect_commands,
+    models_commands,
     run_commands,
     serve_commands,
     web_commands,
@@ -140,6 +141,7 @@ app.command(rich_help_panel="Files")(file_commands.schema)
 app.command(rich_help_panel="Files")(file_commands.init)
 app.command(rich_help_panel="Files")(file_commands.new)
 app.command(rich_help_panel="Setup")(db_commands.doctor)
+app.command(rich_help_panel="Setup")(models_commands.models)
 
 db_app = typer.Typer(
     help="Where the database is, and upgrading an older one.", no_args_is_help=True

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from personae.cli.options import AllowDirOption, FormatOption
-from personae.cli.output import err, out, output_format, shown, user_errors, write
+from personae.cli.output import err, out, output_format, print_error, shown, user_errors, write
 from personae.cli.tabular import Format
 from personae.cli.tabular import render as render_rows
 from personae.cli.views import one_line_table
@@ -52,7 +52,7 @@ def validate(
                 print_plan(path, allow_dir or ())
         except ConfigError as exc:
             failed += 1
-            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
+            print_error(exc)
     if failed:
         raise typer.Exit(2)
 

@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from personae.cli.tabular import Format
 from personae.cli.terminal import inert
-from personae.errors import PersonaeError, UserError
+from personae.errors import ConfigProblems, PersonaeError, UserError
 
 # emoji=False: ":name:" in a reply or a name stays text (see personae/cli/terminal.py).
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -66,6 +66,17 @@ def db_flag(db: str | None) -> str:
     return f" --db {shlex.quote(db)}" if db else ""
 
 
+def print_error(exc: PersonaeError) -> None:
+    """One paragraph per problem (a file with several gets each its own ``Error:``), then how
+    many there were."""
+    if not isinstance(exc, ConfigProblems):
+        err.print(f"[bold red]Error:[/] {shown(str(exc))}")
+        return
+    for problem in exc.problems:
+        err.print(f"[bold red]Error:[/] {shown(str(problem))}")
+    err.print(shown(exc.summary))
+
+
 def user_errors(command: F) -> F:
     """Our own errors become a message and an exit code; bugs keep their traceback."""
 
@@ -76,7 +87,7 @@ def user_errors(command: F) -> F:
         except PersonaeError as exc:
             if os.environ.get("PERSONAE_DEBUG"):
                 raise
-            err.print(f"[bold red]Error:[/] {shown(str(exc))}")
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]Interrupted.[/]")

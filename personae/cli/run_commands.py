@@ -87,7 +87,7 @@ def run(
     backend: Annotated[BackendName, typer.Option(help="Model server.")] = BackendName.auto,
     base_url: Annotated[
         str | None,
-        typer.Option(help="OpenAI-compatible server for --backend openai [env OPENAI_BASE_URL]."),
+        typer.Option(help="OpenAI-compatible server for --backend openai (default: $OPENAI_BASE_URL)."),
     ] = None,
     db: DbOption = None,
     max_turns: Annotated[
@@ -109,7 +109,7 @@ def run(
     option: OptionOption = None,
     slots: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Parallel slots of the embedded engine, each with its own cache [env PERSONAE_SLOTS, default 1]."),
+        typer.Option(min=1, max=64, help="Parallel slots of the embedded engine, each with its own cache (default: $PERSONAE_SLOTS, else 1)."),
     ] = None,
 ) -> None:
     """Run a scenario, streaming each turn to the terminal."""

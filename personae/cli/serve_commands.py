@@ -24,7 +24,7 @@ def serve(
     ] = None,
     slots: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="Requests served at once, each with its own cache [env PERSONAE_SLOTS, default 1]."),
+        typer.Option(min=1, max=64, help="Requests served at once, each with its own cache (default: $PERSONAE_SLOTS, else 1)."),
     ] = None,
     num_ctx: Annotated[
         int | None, typer.Option("--num-ctx", min=64, help="The window of each slot in tokens (default: the model's trained window, split across slots)."),

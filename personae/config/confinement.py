@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from personae.config.messages import config_error, show_value, similar_file
+from personae.config.messages import Problems, config_error, show_value, similar_file
 from personae.config.models import Scenario
-from personae.config.roots import describe, document_roots, root_of
+from personae.config.roots import Root, describe, document_roots, root_of
 from personae.config.yaml_source import Source, node_at
 
 
@@ -49,53 +49,61 @@ def resolve_documents(
     scenario someone else wrote cannot pull other files (``~/.ssh``, ``/etc``) into prompts and
     the database. Symbolic links are followed and must stay inside too (docs/threat-model.md)."""
     roots = document_roots(base, allowed)
-    found = []
-    for index, entry in enumerate(scenario.documents):
-        node, _ = node_at(src.node, ("documents", index))
-        where = f"documents[{index}]"
-        others = describe(roots[1:])
-        inside = (
-            f"Copy the file into the scenario's folder, {base}, and name it relative to it"
-            + (f" (or into {others})" if others else "")
-            + "; or allow its folder with --allow-dir DIR."
+    problems = Problems(src.label)
+    found = [
+        problems.attempt(lambda: _document(src, index, entry, base, roots))
+        for index, entry in enumerate(scenario.documents)
+    ]
+    problems.raise_all()  # each document's problem, not only the first
+    return tuple(path for path in found if path is not None)
+
+
+def _document(src: Source, index: int, entry: str, base: Path, roots: list[Root]) -> Path:
+    """One document entry, resolved and checked."""
+    node, _ = node_at(src.node, ("documents", index))
+    where = f"documents[{index}]"
+    others = describe(roots[1:])
+    inside = (
+        f"Copy the file into the scenario's folder, {base}, and name it relative to it"
+        + (f" (or into {others})" if others else "")
+        + "; or allow its folder with --allow-dir DIR."
+    )
+    if "\x00" in entry:
+        problem = "a document path cannot contain a NUL character."
+        raise config_error(src.label, node, where, problem, "Fix the path.")
+    if Path(entry).is_absolute() or entry.startswith("~"):
+        raise config_error(
+            src.label, node, where,
+            f"document {show_value(entry)} is not relative to the scenario's folder.", inside,
         )
-        if "\x00" in entry:
-            problem = "a document path cannot contain a NUL character."
-            raise config_error(src.label, node, where, problem, "Fix the path.")
-        if Path(entry).is_absolute() or entry.startswith("~"):
-            raise config_error(
-                src.label, node, where,
-                f"document {show_value(entry)} is not relative to the scenario's folder.", inside,
-            )
-        try:
-            path = (base / entry).resolve()
-            outside = root_of(path, roots) is None
-            exists = path.exists()
-        except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
-            problem = f"document {show_value(entry)} cannot be read: {_reason(exc)}."
-            raise config_error(src.label, node, where, problem, "Fix the path.") from None
-        if outside:
-            raise config_error(
-                src.label, node, where,
-                f"document {show_value(entry)} is outside the scenario's folder"
-                + (f" and {others}" if others else "") + f" (it leads to {path}).",
-                inside,
-            )
-        if not exists:
-            siblings = list(path.parent.iterdir()) if path.parent.is_dir() else []
-            guess = similar_file(path, siblings)
-            hint = f" Did you mean '{guess}'?" if guess else ""
-            raise config_error(
-                src.label, node, where, f"document {show_value(entry)} not found (looked for {path}).",
-                f"Document paths are relative to the scenario's folder, {base}.{hint}",
-            )
-        if not path.is_file():
-            raise config_error(
-                src.label, node, where, f"document {show_value(entry)} is not a file ({path}).",
-                "List each document file separately (Markdown or plain text).",
-            )
-        found.append(path)
-    return tuple(found)
+    try:
+        path = (base / entry).resolve()
+        outside = root_of(path, roots) is None
+        exists = path.exists()
+    except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
+        problem = f"document {show_value(entry)} cannot be read: {_reason(exc)}."
+        raise config_error(src.label, node, where, problem, "Fix the path.") from None
+    if outside:
+        raise config_error(
+            src.label, node, where,
+            f"document {show_value(entry)} is outside the scenario's folder"
+            + (f" and {others}" if others else "") + f" (it leads to {path}).",
+            inside,
+        )
+    if not exists:
+        siblings = list(path.parent.iterdir()) if path.parent.is_dir() else []
+        guess = similar_file(path, siblings)
+        hint = f" Did you mean '{guess}'?" if guess else ""
+        raise config_error(
+            src.label, node, where, f"document {show_value(entry)} not found (looked for {path}).",
+            f"Document paths are relative to the scenario's folder, {base}.{hint}",
+        )
+    if not path.is_file():
+        raise config_error(
+            src.label, node, where, f"document {show_value(entry)} is not a file ({path}).",
+            "List each document file separately (Markdown or plain text).",
+        )
+    return path
 
 
 def _reason(exc: OSError | RuntimeError) -> str:

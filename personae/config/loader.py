@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from personae.config.confinement import require_inside, resolve_documents
-from personae.config.messages import config_error, did_you_mean, format_path
-from personae.config.models import Persona, Scenario
+from personae.config.messages import Problems, config_error, did_you_mean, format_path
+from personae.config.models import Loc, Persona, Scenario
 from personae.config.overrides import apply_options, typed_options
 from personae.config.persona_lookup import (
     FoundPersona,
@@ -36,7 +36,8 @@ from personae.config.substitution import (
     settle_values,
     uses_variables,
 )
-from personae.config.validation import validate
+from personae.config.validation import check, validate
+from personae.errors import ConfigError
 from personae.config.yaml_source import Source, node_at, parse_yaml, read_text, require_file, require_mapping
 
 
@@ -105,11 +106,22 @@ def load_scenario_text(
     looked for (default: the folder of ``path``, else the current folder). ``variables`` and
     ``options`` as for :func:`load_scenario`; ``source_yaml`` stays the text as written.
     """
+    overrides = typed_options(options)  # a bad -o flag is a usage error of its own
     src = parse_yaml(text, str(path) if path is not None else "<scenario>")
     require_mapping(src, "scenario")
-    scenario = validate(Scenario, src)
-    overrides = typed_options(options)
-    values = settle_values(scenario, src, variables, require=require_values)
+    # Every problem is reported at once: each check below runs when what it needs was built,
+    # even if an earlier one failed (a YAML syntax error or a missing `goal:` stops everything).
+    problems = Problems(src.label)
+    checked = check(Scenario, src)
+    for problem in checked.problems:
+        problems.add(problem)
+    if checked.model is None:
+        problems.raise_all()
+    scenario: Scenario = checked.model
+    after_schema = len(problems.found)
+    values = problems.attempt(
+        lambda: settle_values(scenario, src, variables, require=require_values)
+    ) or settle_values(scenario, src, None, require=False)
     if base_dir is None:
         base_dir = Path(path).expanduser().parent if path is not None else Path.cwd()
     base = base_dir.expanduser().resolve()
@@ -118,37 +130,38 @@ def load_scenario_text(
     personas: dict[str, Persona] = {}
     origins: dict[str, str] = {}
     found_by_name: dict[str, FoundPersona] = {}
-    for index, name in enumerate(scenario.roster):
-        found = catalog.find(name)
-        if found is None:
-            node, _ = node_at(src.node, ("personas", index))
-            raise unknown_persona(name, src.label, node, ("personas", index), catalog)
-        personas[name] = catalog.resolve(found)
-        origins[name] = found.origin
-        found_by_name[name] = found
-
-    _check_references(scenario, src)
+    needed: list[tuple[Loc, str, str]] = [
+        (("personas", i), name, "") for i, name in enumerate(scenario.roster)
+    ]
     collapse = scenario.memory.collapse
-    if collapse is not None and collapse.summarizer not in personas:
-        found = catalog.find(collapse.summarizer)
+    if collapse is not None and collapse.summarizer not in scenario.roster:
+        needed.append((
+            ("memory", "collapse", "summarizer"), collapse.summarizer,
+            "Or set `collapse: null` under `memory:` to turn collapse off.",
+        ))
+    for loc, name, extra_fix in needed:
+        found = problems.attempt(lambda: _find(catalog, src, loc, name, extra_fix))
         if found is None:
-            loc = ("memory", "collapse", "summarizer")
-            node, _ = node_at(src.node, loc)
-            raise unknown_persona(
-                collapse.summarizer, src.label, node, loc, catalog,
-                "Or set `collapse: null` under `memory:` to turn collapse off.",
-            )
-        personas[collapse.summarizer] = catalog.resolve(found)
-        origins[collapse.summarizer] = found.origin
-        found_by_name[collapse.summarizer] = found
+            continue
+        resolved = problems.attempt(lambda: catalog.resolve(found))
+        if resolved is not None:
+            personas[name], origins[name], found_by_name[name] = resolved, found.origin, found
 
-    documents = resolve_documents(scenario, src, base, allowed_dirs)
+    for cross in scenario_problems(scenario):
+        node, _ = node_at(src.node, cross.loc)
+        problems.add(config_error(src.label, node, format_path(cross.loc), cross.problem, cross.fix))
+    documents = problems.attempt(lambda: resolve_documents(scenario, src, base, allowed_dirs)) or ()
     if uses_variables(scenario):
-        scenario = fill_scenario(scenario, src, values)
-        personas = {
-            name: fill_persona(persona, values, _field_spot(catalog, found_by_name[name]))
-            for name, persona in personas.items()
-        }
+        scenario = problems.attempt(lambda: fill_scenario(scenario, src, values)) or scenario
+        for name, persona in personas.items():
+            spot = _field_spot(catalog, found_by_name[name])
+            personas[name] = problems.attempt(lambda: fill_persona(persona, values, spot)) or persona
+    # What a later check says about a field the schema rejected (and so left at its default)
+    # is about a value the user did not write: the schema's message is the one that helps.
+    problems.found[after_schema:] = [
+        e for e in problems.found[after_schema:] if not _under(e, checked.dropped)
+    ]
+    problems.raise_all()
     scenario, personas = apply_options(scenario, personas, overrides)
     return LoadedScenario(
         scenario=scenario,
@@ -160,6 +173,24 @@ def load_scenario_text(
         variables=values,
         options=overrides,
     )
+
+
+def _find(catalog: PersonaCatalog, src: Source, loc: Loc, name: str, extra_fix: str) -> FoundPersona:
+    """The persona a scenario names at ``loc``, or the error saying where it was looked for."""
+    found = catalog.find(name)
+    if found is None:
+        node, _ = node_at(src.node, loc)
+        raise unknown_persona(name, src.label, node, loc, catalog, extra_fix)
+    return found
+
+
+def _under(error: ConfigError, dropped: tuple[Loc, ...]) -> bool:
+    field = str(getattr(error, "field", "") or "")
+    for loc in dropped:
+        path = format_path(loc)
+        if field == path or field.startswith((path + ".", path + "[")):
+            return True
+    return False
 
 
 def _field_spot(catalog: PersonaCatalog, found: FoundPersona) -> Callable[[str], Spot]:
@@ -225,22 +256,23 @@ def validate_file(path: str | Path, *, allowed_dirs: Sequence[Path] = ()) -> str
         if required:
             text += f" ({', '.join(required)} given with --var when run)"
         return text
-    persona = validate(Persona, src)
+    problems = Problems(src.label)
+    checked = check(Persona, src)
+    for problem in checked.problems:
+        problems.add(problem)
+    persona: Persona | None = checked.model
+    if persona is not None and persona.extends is not None:
+        folder = file.resolve().parent
+        places = dir_places([folder, Path.cwd() / "personas"])
+        level = 0 if places and places[0].path == folder else -1
+        catalog = PersonaCatalog([*places, builtin_place()])
+        found = FoundPersona(persona, str(file), level, src, src.node, "")
+        problems.attempt(lambda: catalog.resolve(found))
+    problems.raise_all()
+    assert persona is not None
     if persona.extends is None:
         return f"persona '{persona.name}'"
-    folder = file.resolve().parent
-    places = dir_places([folder, Path.cwd() / "personas"])
-    level = 0 if places and places[0].path == folder else -1
-    catalog = PersonaCatalog([*places, builtin_place()])
-    catalog.resolve(FoundPersona(persona, str(file), level, src, src.node, ""))
     return f"persona '{persona.name}' (extends '{persona.extends}')"
-
-
-def _check_references(scenario: Scenario, src: Source) -> None:
-    """The first cross-field problem (``policy_checks``), pointed at its line."""
-    for problem in scenario_problems(scenario):
-        node, _ = node_at(src.node, problem.loc)
-        raise config_error(src.label, node, format_path(problem.loc), problem.problem, problem.fix)
 
 
 def _guess_kind(src: Source) -> str:

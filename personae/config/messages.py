@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from personae.config.models import Loc
-from personae.errors import ConfigError
+from personae.errors import ConfigError, ConfigProblems
+
+T = TypeVar("T")
 
 
 def config_error(
@@ -95,3 +98,44 @@ def format_path(parts: Loc) -> str:
     for part in parts:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+class Problems:
+    """The problems found so far in one file, so that a check can go on after one: each later
+    check that does not depend on what failed still runs (``attempt``), and ``raise_all`` raises
+    them together, in file order, at the end."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.found: list[ConfigError] = []
+
+    def add(self, exc: ConfigError) -> None:
+        self.found.extend(exc.problems if isinstance(exc, ConfigProblems) else [exc])
+
+    def attempt(self, check: Callable[[], T]) -> T | None:
+        """``check()``, or None when it raised a ``ConfigError`` (kept for ``raise_all``)."""
+        try:
+            return check()
+        except ConfigError as exc:
+            self.add(exc)
+            return None
+
+    def raise_all(self) -> None:
+        """Nothing, one error as it is, or every error at once (``ConfigProblems``), in file order:
+        this file's by line and column, then those in files it names (a persona file)."""
+        if not self.found:
+            return
+        files = list(dict.fromkeys([self.label, *(_field(e, "file") or "" for e in self.found)]))
+        unique = list({str(e): e for e in self.found}.values())
+        ordered = sorted(unique, key=lambda e: (
+            files.index(_field(e, "file") or ""), _field(e, "line") or 0, _field(e, "column") or 0,
+        ))
+        if len(ordered) == 1:
+            raise ordered[0]
+        named = [f for f in files if f and any(_field(e, "file") == f for e in ordered)]
+        raise ConfigProblems(ordered, " and ".join(named or [self.label]))
+
+
+def _field(error: ConfigError, name: str) -> Any:
+    """What ``config_error`` recorded on an error (None on a ConfigError made elsewhere)."""
+    return getattr(error, name, None)

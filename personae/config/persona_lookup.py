@@ -89,6 +89,9 @@ class PersonaCatalog:
     def __init__(self, places: list[SearchPlace]) -> None:
         self.places = places
         self._resolved: dict[tuple[int, str], Persona] = {}
+        # A persona whose chain failed fails with the same error when asked again (its own
+        # roster entry, a persona extending it): one problem is reported once.
+        self._failed: dict[tuple[int, str], ConfigError] = {}
 
     def names(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -141,6 +144,8 @@ class PersonaCatalog:
         key = (found.level, persona.name)
         if key in self._resolved:
             return self._resolved[key]
+        if key in self._failed:
+            raise self._failed[key]
         if persona.extends is None:
             self._resolved[key] = persona
             return persona
@@ -170,7 +175,13 @@ class PersonaCatalog:
                 f"extends cycle: {' -> '.join(cycle)}.",
                 "Remove `extends` from one of these personas.",
             )
-        merged = _merge(self.resolve(parent, (*chain, key)), persona)
+        if parent_key in self._failed:
+            raise self._failed[parent_key]
+        try:
+            merged = _merge(self.resolve(parent, (*chain, key)), persona)
+        except ConfigError as exc:
+            self._failed[key] = exc
+            raise
         self._resolved[key] = merged
         return merged
 

@@ -51,7 +51,7 @@ def consensus_refs(rules: TerminationConfig | StopCondition) -> Iterator[tuple[L
 def scenario_problems(scenario: Scenario) -> Iterator[Problem]:
     """Every cross-field problem, the roster's first: each persona a policy or a stop rule names
     must be in the roster (the roster is who takes part); then the policy-specific checks (modes,
-    router graphs). Lazily, so the loader reports the first and checks no further."""
+    router graphs). The loader reports them all, each at its line."""
     named: list[tuple[Loc, str]] = [
         (("policy", *loc), name) for loc, name in scenario.policy.persona_refs()
     ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from personae.config.messages import config_error, did_you_mean, format_path
+from personae.config.messages import Problems, config_error, did_you_mean, format_path
 from personae.config.models import Loc, Persona, Scenario
 from personae.config.variables import fill, is_name, placeholders, value_problem
 from personae.config.yaml_source import Source, node_at
@@ -58,7 +58,9 @@ def settle_values(
             )
         return {}
     vars_node, _ = node_at(root, ("vars",))
-    for name, value in given.items():
+    problems = Problems(label)  # every wrong or missing value, not only the first
+    rejected: set[str] = set()
+    for name, value in list(given.items()):
         if name not in declared:
             guess = did_you_mean(name, list(declared))
             problem = f"a value was given for '{name}', which the scenario does not declare"
@@ -70,32 +72,39 @@ def settle_values(
             )
             if not is_name(name):
                 fix = "A variable name is letters, digits and _ (not first a digit). " + fix
-            raise config_error(label, vars_node, "vars", problem, fix)
+            problems.add(config_error(label, vars_node, "vars", problem, fix))
+            rejected.add(guess or name)  # a misspelt name: its variable's "no value" is the same slip
+            continue
         if isinstance(value, int | float) and not isinstance(value, bool):
             given[name] = value = str(value)
         why = value_problem(value) if isinstance(value, str) else (
             f"it is {type(value).__name__}, not text"
         )
         if why:
-            raise config_error(
+            problems.add(config_error(
                 label, vars_node, f"vars.{name}", f"the value given for '{name}' cannot be used: "
                 f"{why}.", "Give the value as UTF-8 text.",
-            )
+            ))
+            rejected.add(name)
     values: dict[str, str] = {}
     for name, default in declared.items():
+        if name in rejected:  # said above
+            continue
         chosen = given.get(name, default)
         assert chosen is None or isinstance(chosen, str)  # checked above
         if chosen is None and not require:
             chosen = "{" + name + "}"
         if chosen is None:
             node, _ = node_at(root, ("vars", name))
-            raise config_error(
+            problems.add(config_error(
                 label, node, f"vars.{name}",
                 f"variable '{name}' has no default and no value was given.",
                 f"Give it when running: `--var {name}=VALUE` (library: variables={{'{name}': ...}}), "
                 f"or write a default here: `{name}: some text`.",
-            )
+            ))
+            continue
         values[name] = chosen
+    problems.raise_all()
     return values
 
 
@@ -105,26 +114,32 @@ def fill_scenario(scenario: Scenario, src: Source | None, values: dict[str, str]
         return scenario
     label = src.label if src is not None else "<scenario>"
     root = src.node if src is not None else None
+    problems = Problems(label)  # every unknown placeholder, not only the first
 
     def text(value: str, loc: Loc) -> str:
-        return fill_text(value, values, lambda: Spot(label, node_at(root, loc)[0], loc))
+        filled = problems.attempt(
+            lambda: fill_text(value, values, lambda: Spot(label, node_at(root, loc)[0], loc))
+        )
+        return value if filled is None else filled
 
     inputs = [
         item.model_copy(update={"text": text(item.text, ("inputs", i, "text"))})
         for i, item in enumerate(scenario.inputs)
     ]
     goal = text(scenario.goal, ("goal",))
+    update = {
+        "goal": goal,
+        "context": text(scenario.context, ("context",)),
+        "inputs": inputs,
+        "modes": {name: text(words, ("modes", name)) for name, words in scenario.modes.items()},
+    }
+    problems.raise_all()
     if not goal.strip():  # the one text a run cannot do without
         raise config_error(
             label, node_at(root, ("goal",))[0], "goal", "the goal is empty once its variables "
             "are filled in.", "Give the variables a value that is not empty.",
         )
-    return scenario.model_copy(update={
-        "goal": goal,
-        "context": text(scenario.context, ("context",)),
-        "inputs": inputs,
-        "modes": {name: text(words, ("modes", name)) for name, words in scenario.modes.items()},
-    })
+    return scenario.model_copy(update=update)
 
 
 def fill_persona(
@@ -133,11 +148,13 @@ def fill_persona(
     """The persona with its instructions (``system``) and ``description`` (which routers and
     the roster show) filled in; ``where(field)`` finds the file and line that wrote the field,
     asked only for an error message."""
+    problems = Problems(where("system").label)
     update = {
-        field: fill_text(text, values, lambda: where(field))  # called before `field` moves on
-        for field in ("system", "description")
+        field: problems.attempt(lambda: fill_text(text, values, lambda: where(field)))
+        for field in ("system", "description")  # where() is called before `field` moves on
         if (text := getattr(persona, field))
     }
+    problems.raise_all()
     return persona.model_copy(update=update) if update else persona
 
 

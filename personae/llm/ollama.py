@@ -200,10 +200,24 @@ class OllamaBackend(RemoteModel):
     # -- for `personae doctor` ----------------------------------------------------------------
     def list_models(self) -> list[str]:
         """Names of the models the server has pulled (``/api/tags``)."""
-        with self._translated_errors():
-            listing = self._client._request(dict, "GET", "/api/tags")
         # Ollama before 0.1.4x named each entry only by "name"; later ones send both.
-        return [str(m.get("model") or m.get("name")) for m in listing.get("models") or []]
+        return [str(m.get("model") or m.get("name")) for m in self.tags()]
+
+    def tags(self) -> list[Mapping[str, Any]]:
+        """The entries of ``/api/tags`` as the server sent them (name, size, modified_at,
+        details...), for ``personae models``; entries that are not mappings are left out. Read
+        as plain JSON, not the client's typed ``list()``: an older or odd server's entry would
+        fail its validation, and one entry must not hide the others."""
+        try:
+            with self._translated_errors():
+                listing = self._client._request(dict, "GET", "/api/tags")
+        except TypeError:  # the client's dict(**body) of a body that is not a JSON object
+            raise BackendError(
+                f"The server at {self.host} answered /api/tags with something other than a "
+                "JSON object; is it an Ollama server? Set OLLAMA_HOST to where Ollama runs."
+            ) from None
+        models = listing.get("models") if isinstance(listing, Mapping) else None
+        return [m for m in models or [] if isinstance(m, Mapping)] if isinstance(models, list) else []
 
     def has_model(self, name: str) -> bool:
         return _tagged(name) in {_tagged(m) for m in self.list_models()}

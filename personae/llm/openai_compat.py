@@ -210,8 +210,12 @@ class OpenAIBackend(RemoteModel):
 
     def list_models(self) -> list[str]:
         """Ids of the models the server lists (``GET /models``)."""
+        return [str(m["id"]) for m in self.models()]
+
+    def models(self) -> list[dict[str, Any]]:
+        """The entries of ``GET /models`` (id, created, owned_by), for ``personae models``."""
         with self._translated_errors():
-            return [m.id for m in self._client.models.list().data]
+            return [m.model_dump() for m in self._client.models.list().data]
 
     # -- internals ----------------------------------------------------------------------------
     def _body(self, request: ChatRequest) -> dict[str, Any]:

@@ -102,8 +102,11 @@ def _stored_scenario(store: Store, run: Run) -> LoadedScenario:
         # imported documents are all a run needs.
         if not frozen:
             raise
-        field = str(getattr(exc, "field", "") or "")
-        if field.startswith("documents"):
+        # The loader reports every problem at once: only documents missing is the case for
+        # the database's copies; anything else (a persona file gone) is the frozen personas'.
+        problems = getattr(exc, "problems", None) or (exc,)
+        fields = [str(getattr(p, "field", "") or "") for p in problems]
+        if all(field.startswith("documents") for field in fields):
             return _without_folder(store, run, label, frozen, sources, cause=exc)
         return _from_frozen(run, label, frozen, sources, exc)
     personas = {name: frozen.get(name, persona) for name, persona in loaded.personas.items()}
