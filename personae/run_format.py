@@ -7,11 +7,14 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from personae.config.names import HUMAN
-from personae.store.models import Message, Run
 from personae.words import count, plural
+
+if TYPE_CHECKING:  # a type only: `personae runs` formats rows without importing SQLAlchemy
+    from personae.store.models import Message, Run
+    from personae.store.quick import RunRow
 
 RUN_FIELDS = (
     "id", "scenario_name", "status", "stop_reason", "error", "backend", "model", "layout",
@@ -29,7 +32,7 @@ def _plain(value: Any) -> Any:
     return value.isoformat() + "Z" if isinstance(value, datetime) else value
 
 
-def run_dict(run: Run, turns: int | None = None) -> dict[str, Any]:
+def run_dict(run: Run | RunRow, turns: int | None = None) -> dict[str, Any]:
     """A run row as JSON. ``turns`` counts persona turns (what ``max_turns`` counts) and
     ``messages`` every message of the transcript, User's included (``runs.turns`` in SQL)."""
     row = {name: _plain(getattr(run, name)) for name in RUN_FIELDS}

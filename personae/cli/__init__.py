@@ -67,6 +67,39 @@ def _flags_without_type_labels() -> None:
 _flags_without_type_labels()
 
 
+def _no_pydantic_for_absent_values() -> None:
+    """Typer converts each option's value with a pydantic TypeAdapter, built on first use, and
+    builds it even for an option the user did not give (value None), which its
+    ``RuntimeParam.coerce`` then returns as None without asking the adapter. Importing pydantic
+    for that is a third of `personae db path`'s and `personae runs`' start-up; so an absent
+    single value is answered None here, as typer answers it, and the adapter is built the first
+    time a value is given (its conversions and error messages unchanged). A typer without this
+    machinery is left as it is."""
+    from typer import core
+
+    parameter = getattr(core, "_TyperParameter", None)
+    build: Any = getattr(parameter, "get_runtime_param", None)
+    if parameter is None or build is None:
+        return
+
+    class Deferred:
+        def __init__(self, owner: Any) -> None:
+            self.owner = owner
+
+        def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+            if value is None and not (param.multiple or param.nargs == -1):
+                return None
+            return build(self.owner).coerce(value, param=param, ctx=ctx)
+
+    def deferred(self: Any) -> Any:
+        return self._runtime_param or Deferred(self)
+
+    parameter.get_runtime_param = deferred
+
+
+_no_pydantic_for_absent_values()
+
+
 def _version(value: bool) -> None:
     if value:
         from personae import __version__

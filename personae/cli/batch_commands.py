@@ -2,7 +2,9 @@
 top-level ``batches``): sweeps over the library in ``personae/batch``.
 
 The library runs the variants on worker threads and yields events; this module opens the model
-servers the sweep's endpoints name and draws one progress bar from the events.
+servers the sweep's endpoints name and draws one progress bar from the events. The library and
+rich.progress are imported inside the commands that use them, so that registering these commands
+costs `personae --help` (and every other command's start-up) nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -143,6 +144,8 @@ def batches(db: DbOption = None, format: FormatOption = None) -> None:
 
 def _go(store: Store, db: str | None, plan: Plan) -> None:
     """Run the plan under one progress bar; on Ctrl-C, say how to go on."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from personae.batch.runner import RunFinished, RunStarted, TurnFinished
     from personae.batch.start import execute
 

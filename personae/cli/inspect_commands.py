@@ -78,11 +78,21 @@ def runs(
     from personae.config.names import HUMAN
     from personae.liveness import process_alive
     from personae.run_format import run_dict
-    from personae.store.repo import Store
+    from personae.store.quick import run_listing
 
-    with Store.open_readonly(db) as store:
-        rows = store.runs(None if (scenario or status or model) else limit)
-        turns = store.persona_turns([r.id for r in rows], human=HUMAN)
+    newest = None if (scenario or status or model) else limit
+    # A SQLite file at this version's schema is read with sqlite3 (no SQLAlchemy import: the
+    # start-up of `runs` is the interpreter's); anything else goes the store's way, as before.
+    listed_rows = run_listing(db, newest, human=HUMAN)
+    if listed_rows is not None:
+        rows: list[Any] = list(listed_rows[0])
+        turns = listed_rows[1]
+    else:
+        from personae.store.repo import Store
+
+        with Store.open_readonly(db) as store:
+            rows = list(store.runs(newest))
+            turns = store.persona_turns([r.id for r in rows], human=HUMAN)
 
     def shown_status(r: Any) -> str:
         if r.status == "running" and not process_alive(r.pid, r.heartbeat_at or r.started_at):

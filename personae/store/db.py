@@ -7,7 +7,6 @@ can share one file; writers take the write lock up front (BEGIN IMMEDIATE), whic
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,15 +21,18 @@ from personae.errors import StoreError, UserError
 from personae.store import failures
 from personae.store.location import database_url, display_path
 from personae.store.models import Base
+from personae.store.quick import require_file
+from personae.store.revisions import HEAD_QUERY, MIGRATIONS, shipped_head
 
 if TYPE_CHECKING:  # Alembic is imported only when a schema is not at head (see at_head)
     from alembic.config import Config
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 60_000
 
 
-__all__ = ["Engines", "database_url", "display_path", "open_engines", "open_readonly", "upgrade"]
+__all__ = [
+    "Engines", "database_url", "display_path", "open_engines", "open_readonly", "shipped_head", "upgrade",
+]
 
 
 @dataclass
@@ -145,12 +147,7 @@ def open_readonly(url: str) -> Engines:
         path = Path(make_url(url).database or "")
         if path.is_dir():
             _check_sqlite_path(path)
-        if not path.is_file():
-            raise UserError(
-                f"No database at {path}: no run has been stored there yet. Point --db or "
-                "PERSONAE_DB at the file `personae run` wrote (it prints it on its first line), "
-                "or start a run here."
-            )
+        require_file(path)
     try:
         engine = _engine(url, immediate=False, readonly=path) if is_sqlite else create_engine(url)
         failures.watch(engine, where)  # every driver error: one paragraph (store/failures.py)
@@ -253,31 +250,13 @@ def _engine(url: str, *, immediate: bool, readonly: Path | None = None) -> Engin
     return engine
 
 
-_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*['\"]?([\w-]+|None)['\"]?", re.MULTILINE)
-
-
-def shipped_head() -> str:
-    """The newest revision this package ships, read from the revision files themselves (the one
-    no other revision names as its ``down_revision``): the fast check of ``at_head`` needs no
-    Alembic. ``tests/test_migrations.py`` holds it equal to Alembic's own head."""
-    revisions, parents = set(), set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        fields = dict(_REVISION.findall(path.read_text(encoding="utf-8")))
-        if "revision" in fields:
-            revisions.add(fields["revision"])
-            parents.add(fields.get("down_revision"))
-    heads = revisions - parents
-    assert len(heads) == 1, f"the migrations have {len(heads)} heads: {sorted(heads)}"
-    return heads.pop()
-
-
 def at_head(engine: Engine) -> bool:
     """Is the schema at this version's head? One plain query, so the commands that open a
     database at head (every one, most of the time) never import Alembic; anything else — no
     version table, another revision, an unreadable file — goes the slow, careful way."""
     try:
         with engine.connect() as connection:
-            stored = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            stored = connection.execute(text(HEAD_QUERY)).scalars().all()
     except Exception:  # noqa: BLE001 - the slow path names whatever is wrong
         return False
     return stored == [shipped_head()]

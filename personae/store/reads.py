@@ -17,6 +17,7 @@ from personae.errors import UserError
 from personae.store.call_rows import TOTALS
 from personae.store.db import Engines, database_url, display_path, open_readonly
 from personae.store.graph_rows import message_nodes
+from personae.store.listing import runs_statement, turns_statement
 from personae.store.models import RUNS, LLMCall, MemoryEdge, MemoryNode, Message, Run, RunPersona
 from personae.store.records import MemoryHit, RunTotals, SearchHit
 from personae.store.search import search_memory, search_messages
@@ -72,7 +73,8 @@ class Reader:
         return RunTotals(*row)  # type: ignore[misc]
 
     def runs(self, limit: int | None = None) -> list[Run]:
-        query = select(Run).order_by(Run.id.desc())
+        """The newest ``limit`` runs (all when None); ``store/quick.py`` reads the same statement."""
+        query = runs_statement()
         if limit:
             query = query.limit(limit)
         return self._rows(query)
@@ -82,13 +84,9 @@ class Reader:
         ``human`` (User, ``config.names.HUMAN``; ``runs.turns`` counts every message)."""
         if not run_ids:
             return {}
-        query = (
-            select(Message.run_id, func.count())
-            .where(Message.run_id.in_(list(run_ids)), Message.persona != human)
-            .group_by(Message.run_id)
-        )
+        bounds = {"first": min(run_ids), "last": max(run_ids), "human": human}
         with Session(self.engines.read) as session:
-            found = {int(r): int(n) for r, n in session.execute(query).all()}
+            found = {int(r): int(n) for r, n in session.execute(turns_statement(), bounds).all()}
         return {int(r): found.get(int(r), 0) for r in run_ids}
 
     def messages(self, run_id: int) -> list[Message]:
