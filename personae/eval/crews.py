@@ -5,7 +5,9 @@ A task with documents hands them to a crew whose scenario has none, so that no m
 question about a document it never sees: the scenario is loaded with the task's files as its
 ``documents:`` and, if its ``memory.collapse`` is off, collapse on at the largest
 ``at_fraction`` — the memory block, where retrieval puts the passages, is part of collapse→
-rebuild. A scenario with documents of its own (``chain-of-agents``, ``self-ask``) reads those.
+rebuild — unless its policy reads the documents itself (``chain``, ``self_ask``: they walk or
+retrieve the run's chunks). A scenario with documents of its own (``chain-of-agents``,
+``self-ask``) reads those.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from personae.config.loader import LoadedScenario, load_scenario, load_scenario_
 from personae.eval.methods import RETRIEVAL_AT_FRACTION, Method
 from personae.eval.runner import ScenarioLoader
 from personae.eval.task_documents import named_from
+from personae.orchestrator.policies import reads_documents
 from personae.eval.tasks import Task
 
 VARIABLE = "question"
@@ -38,7 +41,7 @@ def load_crew(method: Method, task: Task, allowed_dirs: Sequence[Path] = ()) -> 
     base = method.scenario.expanduser().resolve().parent
     data["documents"] = named_from(base, task.documents)
     memory = data.setdefault("memory", {})
-    if memory.get("collapse", {}) is None:
+    if memory.get("collapse", {}) is None and not reads_documents(loaded.scenario.policy):
         memory["collapse"] = {"at_fraction": RETRIEVAL_AT_FRACTION}
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return load_scenario_text(text, path=method.scenario, variables={VARIABLE: task.question},
