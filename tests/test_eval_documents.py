@@ -114,8 +114,9 @@ def test_a_link_out_of_the_task_folder_is_refused(tmp_path: Path) -> None:
 # ----------------------------------------------------------------- one call with retrieval
 
 
-def keepers_task(question: str = "Which part of the main lamp cracked in October 1911?") -> Task:
-    return Task("burner", question, "burner", "regex", documents=(LOG,))
+def keepers_task(question: str = "Which part of the main lamp cracked in October 1911?",
+                 task_id: str = "burner") -> Task:
+    return Task(task_id, question, "burner", "regex", documents=(LOG,))
 
 
 @pytest.mark.parametrize("reasoned", [False, True])
@@ -252,3 +253,29 @@ def test_the_self_ask_answer_is_what_follows_so_the_final_answer_is(tmp_path: Pa
     assert messages[-1].content == "So the final answer is: Duncan Ross"
     assert result.answer == "Duncan Ross" and result.correct == 1
     assert result.reply == messages[-1].raw and json.loads(result.reply)["step"] == "So the final answer is"
+
+
+def test_a_matched_budget_on_a_document_task_counts_every_token_of_the_crews_runs(tmp_path: Path) -> None:
+    """The eval crew, given the task's log, sets the budget (its median evaluated prompt +
+    completion tokens per item, passages included); sc's K follows from its samples' cost."""
+    tasks = [keepers_task(), keepers_task("Which part of the lamp did Chance Brothers replace?", "burner-2")]
+
+    def reply(request: ChatRequest) -> str:
+        return json.dumps({"answer": "The burner."}) if request.schema is not None else "Reading.\nANSWER: burner"
+
+    methods = [parse_method(s) for s in ("single", "sc", "crew")]
+    load, _ = crew_loader(methods, tasks, default_num_ctx=2048)
+    store = Store.open(tmp_path / "e.db")
+    runner = Runner(ScriptedBackend(default=reply), store, load, seed=1)
+    stored = load_eval(store, run_eval(store, runner, tasks=tasks, methods=methods, tasks_source="t",
+                                       budget="matched"))
+    crew = [r for r in stored.results if r.method_id == stored.methods[2].id]
+    for result in crew:
+        calls = store.calls(result.run_ids[0])
+        assert result.evaluated_prompt_tokens + result.completion_tokens == sum(
+            c.evaluated_tokens + c.completion_tokens for c in calls)
+        assert any(NEEDLE in c.prompt[0]["content"] for c in calls)  # the crew read the log
+    assert stored.row.budget_tokens == round(sum(r.evaluated_prompt_tokens + r.completion_tokens for r in crew) / 2)
+    sc = [r for r in stored.results if r.method_id == stored.methods[1].id]
+    assert stored.methods[1].samples >= 1 and all(len(r.run_ids) == stored.methods[1].samples for r in sc)
+    assert all(r.correct == 1 for r in stored.results)
