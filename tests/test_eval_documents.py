@@ -279,3 +279,21 @@ def test_a_matched_budget_on_a_document_task_counts_every_token_of_the_crews_run
     sc = [r for r in stored.results if r.method_id == stored.methods[1].id]
     assert stored.methods[1].samples >= 1 and all(len(r.run_ids) == stored.methods[1].samples for r in sc)
     assert all(r.correct == 1 for r in stored.results)
+
+
+@pytest.mark.parametrize(
+    ("raw", "answer"),
+    [  # replies cut at num_predict before the JSON closed: stored unparsed, read as far as they go
+        ('{\n  "answer": "The replacement came from Chance Brothers of Smethwick. The keeper Dun',
+         "replacement came from Chance Brothers of Smethwick. The keeper Dun"),
+        ('{"step": "So the final answer is", "text": "Duncan Ross', "Duncan Ross"),
+        ('{"step": "Follow up", "text": "Who ordered', "Who ordered"),  # not final: read as any reply
+        ("Keeper Ross.\nANSWER: Ross", "Ross"),
+    ],
+)
+def test_a_cut_structured_reply_is_read_from_its_field(raw: str, answer: str) -> None:
+    from personae.eval.runner import persona_answer
+    from personae.store.models import Message
+
+    message = Message(persona="Manager", content=raw, raw=raw, structured=None)
+    assert persona_answer(message) == answer

@@ -20,6 +20,7 @@ the pattern in the answer text. A reply with no answer in it is wrong, not skipp
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
@@ -46,6 +47,20 @@ def answer_line(reply: str, *, reasoned: bool) -> str:
         return ""
     line = lines[-1] if reasoned else lines[0]
     return _SPEAKER.sub("", line, count=1)
+
+
+def json_field(reply: str, name: str) -> str | None:
+    """The text of the string field ``name`` of a JSON object reply, also when the reply was cut
+    (at ``num_predict``) before the string or the object closed; None if it has no such field.
+    A structured reply that did not parse is stored as the model wrote it: this reads it."""
+    match = re.search(rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.)*)', reply)
+    if match is None:
+        return None
+    text = match.group(1)
+    try:
+        return str(json.loads(f'"{text}"'))
+    except ValueError:  # cut inside an escape: keep the text as written
+        return text
 
 
 def extract(reply: str, *, reasoned: bool = False) -> str:

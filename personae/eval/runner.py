@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from personae.config.loader import LoadedScenario, load_scenario_text
-from personae.eval.answers import chosen, extract, is_correct, last_number, normalize
+from personae.eval.answers import chosen, extract, is_correct, json_field, last_number, normalize
 from personae.eval.methods import SAMPLE_TEMPERATURE, Method, one_call_scenario
 from personae.eval.task_documents import common_folder, named_from
 from personae.eval.tasks import Task
@@ -24,6 +24,7 @@ from personae.store.models import Message
 from personae.store.repo import Store
 
 HUMAN = "User"
+FINAL_STEP = "final answer"  # self-ask's closing step, "So the final answer is"
 SINGLE_TOKENS = 48  # num_predict of a direct answer: a short line
 REASONED_TOKENS = 200  # num_predict of a cot answer or sample: a few sentences and ANSWER:
 
@@ -163,11 +164,19 @@ def persona_answer(message: Message) -> str:
     reply: ANSWER: or "So the final answer is:" line, else last line). A structured reply
     without that field is read as the others read it — its rendered text (self-ask's
     ``{"step": "So the final answer is", "text": …}`` renders to "So the final answer is: …"),
-    not the raw JSON the model wrote."""
+    not the raw JSON the model wrote. A structured reply cut at ``num_predict`` before its JSON
+    closed did not parse: its ``answer`` field (or self-ask's final ``text``) is read from the
+    raw text as far as it goes."""
     if message.structured and isinstance(message.structured.get("answer"), (str, int, float)):
         # The field may hold a sentence ("The capital of France is Paris."): rule 3 applies.
         return extract(str(message.structured["answer"]), reasoned=True)
-    return extract(message.content if message.structured else _said(message), reasoned=True)
+    if message.structured:
+        return extract(message.content, reasoned=True)
+    said = _said(message)
+    cut = json_field(said, "answer")  # a structured reply cut before its JSON closed
+    if cut is None and FINAL_STEP in (json_field(said, "step") or "").lower():
+        cut = json_field(said, "text")
+    return extract(said if cut is None else cut, reasoned=True)
 
 
 def vote_key(task: Task, answer: str) -> str:
