@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from personae.eval.answers import extract
 from tests.cli_batch import run_batch
 
 pytestmark = pytest.mark.slow
@@ -96,3 +97,60 @@ def _median_crew_cost(db_path: Path) -> float:
         "select evaluated_prompt_tokens, completion_tokens from eval_results r "
         "join eval_methods m on m.id = r.method_id where m.spec = 'crew'"))
     return (costs[0] + costs[1]) / 2
+
+
+SHORT_LOG = """# Harbour log
+
+## Spring
+
+The ferry Puffin ran twice a day. The harbour master counted 12 boats on the slip.
+
+## Autumn
+
+The crane on the north quay broke in October. Mrs Fraser ordered a new crane hook from Bell and Sons.
+"""
+
+
+def test_a_document_task_single_with_retrieval_and_a_chain_on_the_real_model(
+        tmp_path: Path, cli_env: dict[str, str], isolated_env: Path) -> None:
+    """Two questions about a short log: `single` is one call whose prompt holds passages of it,
+    the chain (the shipped recipe, its document line taken out so it reads the task's) walks
+    every chunk and its Manager answers; no chain prompt passes the recipe's 1,024 window."""
+    (tmp_path / "log.md").write_text(SHORT_LOG, encoding="utf-8")
+    tasks = tmp_path / "log.jsonl"
+    tasks.write_text(
+        '{"id": "hook", "question": "Who ordered the crane hook?", "answer": "Fraser", '
+        '"check": "regex", "documents": ["log.md"]}\n'
+        '{"id": "boats", "question": "How many boats were on the slip?", "answer": "12", '
+        '"documents": ["log.md"]}\n', encoding="utf-8")
+    recipe = Path(__file__).resolve().parent.parent / "personae/builtin/scenarios/chain-of-agents.yaml"
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(recipe.read_text(encoding="utf-8").replace("documents: [docs/keepers-log.md]\n", ""),
+                     encoding="utf-8")
+    [ran] = run_batch([["eval", str(tasks), "-m", "single", "-m", f"crew:{chain}", "--backend", "embedded",
+                        "--format", "json", "-q"]], cli_env, tmp_path / "out", timeout=1200)
+    assert ran.returncode == 0, ran.stderr
+    rows = {r["method"]: r for r in json.loads(ran.stdout)}
+    assert set(rows) == {"single", f"crew:{chain}"} and all(r["items"] == 2 for r in rows.values())
+    db = sqlite3.connect(isolated_env)
+    results = db.execute("select m.kind, r.answer, r.reply, r.run_ids from eval_results r "
+                         "join eval_methods m on m.id = r.method_id").fetchall()
+    for kind, answer, reply, run_ids in results:
+        [run_id] = json.loads(run_ids)
+        chunks = db.execute("select count(*) from memory_nodes where run_id = ? and kind = 'chunk'",
+                            (run_id,)).fetchone()[0]
+        assert chunks == 2  # the task's document was imported into each run
+        calls = db.execute("select prompt_tokens, manifest from llm_calls where run_id = ? and purpose = 'turn'",
+                           (run_id,)).fetchall()
+        if kind == "single":
+            [(_, manifest)] = calls
+            sections = {s["section"]: s for s in json.loads(manifest)}
+            assert sections["memory/documents"]["node_ids"]  # passages in the one prompt
+            continue
+        personas = [p for (p,) in db.execute("select persona from messages where run_id = ? order by id", (run_id,))]
+        assert personas == ["Worker", "Worker", "Manager"]
+        assert all(0 < tokens <= 1024 for tokens, _ in calls)
+        manager = db.execute("select raw, structured from messages where run_id = ? and persona = 'Manager'",
+                             (run_id,)).fetchone()
+        assert reply == manager[0]  # the raw reply is kept; the answer comes from its field
+        assert answer == extract(json.loads(manager[1])["answer"], reasoned=True)

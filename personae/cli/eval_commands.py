@@ -7,6 +7,7 @@ model loads), open the model server and the store as ``run`` does, run, print th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +16,7 @@ from rich.table import Table
 
 from personae.cli.live import Interrupts
 from personae.cli.model_server import open_model_server
-from personae.cli.options import DbOption, FormatOption
+from personae.cli.options import AllowDirOption, DbOption, FormatOption
 from personae.cli.output import err, out, output_format, shown, user_errors, write
 from personae.cli.run_commands import BackendName, RetriesOption, RetryDelayOption, banner
 from personae.cli.tabular import Format
@@ -60,6 +61,7 @@ def eval_(
     backend: Annotated[BackendName, typer.Option(help="Model server.")] = BackendName.auto,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server for --backend openai.")] = None,
     db: DbOption = None,
+    allow_dir: AllowDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No line per answered item.")] = False,
     retries: RetriesOption = None,
     retry_delay: RetryDelayOption = None,
@@ -86,11 +88,12 @@ def eval_(
     from personae.llm.backends import check_model_flag
     from personae.store.repo import Store
 
-    task_list = read_tasks(tasks, items, seed)
+    task_list = read_tasks(tasks, items, seed, allow_dir or ())
     methods = [parse_method(m) for m in (method or ["single", "cot", "sc:5", "crew"])]
     chosen_budget = parse_budget(budget)
     check_budget(chosen_budget, methods)
-    load_crew, num_ctx = crew_loader(methods, task_list, default_num_ctx=EVAL_NUM_CTX)
+    load_crew, num_ctx = crew_loader(methods, task_list, default_num_ctx=EVAL_NUM_CTX,
+                                     allowed_dirs=allow_dir or ())
     check_model_flag(backend.value, model)
     llm = open_model_server(backend.value, model, num_ctx=num_ctx, base_url=base_url,
                             retries=retries, retry_delay=retry_delay, quiet=True)
@@ -106,13 +109,13 @@ def eval_(
     print_report(eval_id, db, format)
 
 
-def read_tasks(source: str, items: int | None, seed: int) -> list[Any]:
+def read_tasks(source: str, items: int | None, seed: int, allowed_dirs: Sequence[Path] = ()) -> list[Any]:
     from personae.eval.generated import generate, is_generated
     from personae.eval.tasks import load_tasks
 
     if is_generated(source):
         return list(generate(source, items=items or 20, seed=seed))
-    found = load_tasks(Path(source).expanduser())
+    found = load_tasks(Path(source).expanduser(), allowed_dirs)
     return found[:items] if items else found
 
 

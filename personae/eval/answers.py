@@ -3,7 +3,8 @@
 The rule is meant to give what a person reading the reply would call its answer, no more:
 
 1. The last line that starts with ``ANSWER:`` (any case, after optional ``**``/``#`` markup) —
-   what the cot, sample and crew instructions ask for. The text after the colon is the answer.
+   what the cot, sample and crew instructions ask for — or with ``So the final answer is:``,
+   self-ask's closing words (Press et al. 2022). The text after the colon is the answer.
 2. Otherwise one line of the reply stands for it: the first non-empty line for a method asked
    to answer directly (``single`` and ``sc``), the last for one asked to reason first (``cot``,
    crew personas). A leading ``Name:`` speaker label is dropped.
@@ -19,12 +20,15 @@ the pattern in the answer text. A reply with no answer in it is wrong, not skipp
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 
 from personae.eval.tasks import Task
 
-_ANSWER_LINE = re.compile(r"^[\s*#>_`-]*answer\s*[:：]\s*(.*)$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(
+    r"^[\s*#>_`-]*(?:so\s+the\s+final\s+answer\s+is|answer)\s*[:：]\s*(.*)$", re.IGNORECASE
+)
 _SPEAKER = re.compile(r"^[A-Z][\w .'-]{0,40}:\s+(?=\S)")
 _STATES = re.compile(r"(?:\bis\b|\bare\b|=|:)\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)")  # ".5" is 0.5, not 5
@@ -43,6 +47,20 @@ def answer_line(reply: str, *, reasoned: bool) -> str:
         return ""
     line = lines[-1] if reasoned else lines[0]
     return _SPEAKER.sub("", line, count=1)
+
+
+def json_field(reply: str, name: str) -> str | None:
+    """The text of the string field ``name`` of a JSON object reply, also when the reply was cut
+    (at ``num_predict``) before the string or the object closed; None if it has no such field.
+    A structured reply that did not parse is stored as the model wrote it: this reads it."""
+    match = re.search(rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.)*)', reply)
+    if match is None:
+        return None
+    text = match.group(1)
+    try:
+        return str(json.loads(f'"{text}"'))
+    except ValueError:  # cut inside an escape: keep the text as written
+        return text
 
 
 def extract(reply: str, *, reasoned: bool = False) -> str:

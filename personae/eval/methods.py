@@ -17,11 +17,15 @@ replayed exactly like a user's own run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from personae.config.catalog import SUFFIXES, scenario_files
+from personae.config.messages import did_you_mean
 from personae.errors import UserError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -30,6 +34,7 @@ DEFAULT_SAMPLES = 5
 MAX_SAMPLES = 64
 SAMPLE_TEMPERATURE = 0.7
 KINDS = ("single", "cot", "sc", "crew", "vote")
+RETRIEVAL_AT_FRACTION = 0.95  # the largest CollapseConfig.at_fraction: the largest memory block
 
 DIRECT = "Answer the question. Reply with the answer only."
 REASONED = (
@@ -74,25 +79,52 @@ def parse_method(spec: str) -> Method:
                 raise UserError("-m vote needs a scenario: -m vote:SCENARIO.yaml (e.g. -m vote:crew "
                                 "for the shipped eval crew).")
             return Method(spec, kind, scenario=CREW_SCENARIO)
-        path = CREW_SCENARIO if arg == "crew" else Path(arg).expanduser()
-        if not path.is_file():
-            raise UserError(f"-m {spec}: no scenario file {path}. Give a scenario with a "
-                            "`question` variable (see personae/eval/data/crew.yaml).")
-        return Method(spec, kind, scenario=path)
+        return Method(spec, kind, scenario=crew_scenario(spec, arg))
     raise UserError(f"-m {spec}: unknown method {kind!r}. Use single, cot, sc:K, crew[:SCENARIO] "
                     "or vote:SCENARIO.")
 
 
+def crew_scenario(spec: str, arg: str) -> Path:
+    """The scenario file ``-m crew:ARG`` names: ``crew`` is the shipped eval crew; a path that
+    exists is used as it is; a bare name is looked up as ``personae run NAME`` looks it up
+    (``./scenarios/`` first, then the built-ins: ``crew:chain-of-agents``, ``crew:self-ask``)."""
+    if arg == "crew":
+        return CREW_SCENARIO
+    path = Path(arg).expanduser()
+    if path.is_file():
+        return path
+    named = len(path.parts) == 1 and path.suffix not in SUFFIXES
+    if named:
+        files = scenario_files()
+        for file in files:
+            if file.name == arg:
+                return file.path
+        names = sorted({f.name for f in files})
+        guess = did_you_mean(arg, names)
+        hint = f" Did you mean -m {spec.partition(':')[0]}:{guess}?" if guess else ""
+        raise UserError(f"-m {spec}: no scenario file {arg} and no scenario named {arg!r}.{hint} "
+                        f"Scenarios by name: {', '.join(names)}; or give the path of a .yaml "
+                        "file with a `question` variable (see personae/eval/data/crew.yaml).")
+    what = "is not a file" if path.exists() else "does not exist"
+    raise UserError(f"-m {spec}: the scenario file {path} {what}. Give a scenario with a "
+                    "`question` variable (see personae/eval/data/crew.yaml), or a scenario's "
+                    "name (e.g. -m crew:chain-of-agents).")
+
+
 def one_call_scenario(question: str, *, reasoned: bool, temperature: float, num_predict: int,
-                      num_ctx: int) -> str:
-    """The YAML of a one-persona, one-turn run that answers ``question`` (single, cot, a sample)."""
+                      num_ctx: int, documents: Sequence[str] = ()) -> str:
+    """The YAML of a one-persona, one-turn run that answers ``question`` (single, cot, a sample).
+
+    With ``documents`` (paths as the scenario names them) it is one call with retrieval (RAG):
+    the run imports them and the orchestrator's memory block puts the passages that match the
+    question best into the one prompt, as many as its budget holds (``retrieval_memory``)."""
     solver = {
         "name": "Solver",
         "description": "answers the question",
         "system": REASONED if reasoned else DIRECT,
         "options": {"temperature": temperature, "num_predict": num_predict},
     }
-    scenario = {
+    scenario: dict[str, Any] = {
         "name": "eval-cot" if reasoned else "eval-single",
         "goal": question,
         "personas": [solver],
@@ -101,4 +133,15 @@ def one_call_scenario(question: str, *, reasoned: bool, temperature: float, num_
         "guard": {"enabled": False},  # a short answer is what is asked for: never retried
         "memory": {"num_ctx": num_ctx, "collapse": None},
     }
+    if documents:
+        scenario["documents"] = list(documents)
+        scenario["memory"] = retrieval_memory(num_ctx)
     return yaml.safe_dump(scenario, sort_keys=False, allow_unicode=True)
+
+
+def retrieval_memory(num_ctx: int) -> dict[str, Any]:
+    """``memory:`` of a one-call run that reads documents. The memory block — where retrieval
+    puts passages — is part of collapse→rebuild, so collapse is on; a one-turn run never has a
+    turn to collapse. ``at_fraction`` at its maximum gives the block the largest budget the
+    window allows (``collapse/budget.py``): the most passages one prompt can hold."""
+    return {"num_ctx": num_ctx, "collapse": {"at_fraction": RETRIEVAL_AT_FRACTION}}

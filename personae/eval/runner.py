@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from personae.config.loader import LoadedScenario, load_scenario_text
-from personae.eval.answers import chosen, extract, is_correct, last_number, normalize
+from personae.eval.answers import chosen, extract, is_correct, json_field, last_number, normalize
 from personae.eval.methods import SAMPLE_TEMPERATURE, Method, one_call_scenario
+from personae.eval.task_documents import common_folder, named_from
 from personae.eval.tasks import Task
 from personae.llm.base import Backend
 from personae.orchestrator.run import Orchestrator, settings_for, start_run
@@ -23,6 +24,7 @@ from personae.store.models import Message
 from personae.store.repo import Store
 
 HUMAN = "User"
+FINAL_STEP = "final answer"  # self-ask's closing step, "So the final answer is"
 SINGLE_TOKENS = 48  # num_predict of a direct answer: a short line
 REASONED_TOKENS = 200  # num_predict of a cot answer or sample: a few sentences and ANSWER:
 
@@ -96,16 +98,15 @@ class Runner:
         return _outcome(task, winner, reply, runs, votes=tuple(answers))
 
     def _sample_run(self, task: Task, index: int) -> RunCost:
-        text = one_call_scenario(task.question, reasoned=True, temperature=SAMPLE_TEMPERATURE,
-                                 num_predict=REASONED_TOKENS, num_ctx=self.num_ctx)
-        return self._execute(load_scenario_text(text), seed=self.seed + index)
+        loaded = one_call(task, reasoned=True, temperature=SAMPLE_TEMPERATURE,
+                          num_predict=REASONED_TOKENS, num_ctx=self.num_ctx)
+        return self._execute(loaded, seed=self.seed + index)
 
     def _one_call(self, task: Task, *, reasoned: bool, temperature: float) -> Outcome:
-        text = one_call_scenario(
-            task.question, reasoned=reasoned, temperature=temperature,
-            num_predict=REASONED_TOKENS if reasoned else SINGLE_TOKENS, num_ctx=self.num_ctx,
-        )
-        run = self._execute(load_scenario_text(text), seed=self.seed)
+        loaded = one_call(task, reasoned=reasoned, temperature=temperature,
+                          num_predict=REASONED_TOKENS if reasoned else SINGLE_TOKENS,
+                          num_ctx=self.num_ctx)
+        run = self._execute(loaded, seed=self.seed)
         reply = _last_said(run.messages)
         return _outcome(task, extract(reply, reasoned=reasoned), reply, [run])
 
@@ -144,13 +145,38 @@ class Runner:
                        tuple(self.store.messages(run_id)))
 
 
+def one_call(task: Task, *, reasoned: bool, temperature: float, num_predict: int,
+             num_ctx: int) -> LoadedScenario:
+    """The one-call scenario of ``task`` (single, cot, a sample), loaded. A task with documents
+    gets them as the scenario's ``documents:``, named from the folder that holds them all (so
+    they lie inside the scenario's folder: the task file already checked where they may lie)."""
+    base = common_folder(task.documents) if task.documents else None
+    text = one_call_scenario(
+        task.question, reasoned=reasoned, temperature=temperature, num_predict=num_predict,
+        num_ctx=num_ctx, documents=named_from(base, task.documents) if base is not None else (),
+    )
+    return load_scenario_text(text, base_dir=base)
+
+
 def persona_answer(message: Message) -> str:
-    """A persona's answer: its structured ``answer`` field if it has one, else its reply, read by
-    the rules of ``answers.py`` (as a reasoned reply: ANSWER: line, else last line)."""
+    """A persona's answer: its structured ``answer`` field if it has one (the eval crew's Decider,
+    the chain's Manager), else its reply, read by the rules of ``answers.py`` (as a reasoned
+    reply: ANSWER: or "So the final answer is:" line, else last line). A structured reply
+    without that field is read as the others read it — its rendered text (self-ask's
+    ``{"step": "So the final answer is", "text": …}`` renders to "So the final answer is: …"),
+    not the raw JSON the model wrote. A structured reply cut at ``num_predict`` before its JSON
+    closed did not parse: its ``answer`` field (or self-ask's final ``text``) is read from the
+    raw text as far as it goes."""
     if message.structured and isinstance(message.structured.get("answer"), (str, int, float)):
         # The field may hold a sentence ("The capital of France is Paris."): rule 3 applies.
         return extract(str(message.structured["answer"]), reasoned=True)
-    return extract(_said(message), reasoned=True)
+    if message.structured:
+        return extract(message.content, reasoned=True)
+    said = _said(message)
+    cut = json_field(said, "answer")  # a structured reply cut before its JSON closed
+    if cut is None and FINAL_STEP in (json_field(said, "step") or "").lower():
+        cut = json_field(said, "text")
+    return extract(said if cut is None else cut, reasoned=True)
 
 
 def vote_key(task: Task, answer: str) -> str:

@@ -3,20 +3,25 @@
 One task a line: ``{"id": "q1", "question": "...", "answer": "42"}``, optionally ``"choices"``
 (a list of strings: a multiple-choice item) and ``"check"`` (how an answer is compared; default
 ``choice`` when there are choices, else ``number`` when the answer is a number, else ``exact``).
-Blank lines and lines starting with ``#`` are skipped. Every mistake is one paragraph naming the
-file, the line and the fix (``UserError``: exit 2), found before any model is loaded.
+Optionally ``"documents"``: the files the question is about, as a list of paths relative to
+the task file (``task_documents.py`` says where they may lie); every method then reads them as
+one run can (docs/eval.md). Blank lines and lines starting with ``#`` are skipped. Every
+mistake is one paragraph naming the file, the line and the fix (``UserError``: exit 2), found
+before any model is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from personae.config.roots import Root
 from personae.errors import UserError
+from personae.eval.task_documents import task_documents, task_roots
 
 CHECKS = ("exact", "number", "choice", "regex")
 MAX_TASK_FILE = 20_000_000  # bytes: a task file is text a person wrote or generated, not a corpus
@@ -34,6 +39,7 @@ class Task:
     check: str = "exact"
     choices: tuple[str, ...] = ()
     score: Callable[[str], float] | None = field(default=None, compare=False, repr=False)
+    documents: tuple[Path, ...] = ()  # absolute paths of the files the question is about
 
 
 def default_check(answer: str, choices: tuple[str, ...]) -> str:
@@ -42,8 +48,9 @@ def default_check(answer: str, choices: tuple[str, ...]) -> str:
     return "number" if _NUMBER.match(answer.strip().replace(",", "")) else "exact"
 
 
-def load_tasks(path: Path) -> list[Task]:
-    """The tasks of a JSONL file, in file order; a ``UserError`` naming file and line otherwise."""
+def load_tasks(path: Path, allowed_dirs: Sequence[Path] = ()) -> list[Task]:
+    """The tasks of a JSONL file, in file order; a ``UserError`` naming file and line otherwise.
+    ``allowed_dirs`` (``--allow-dir``) are folders the tasks' documents may also come from."""
     try:
         size = path.stat().st_size
         if size > MAX_TASK_FILE:
@@ -65,10 +72,12 @@ def load_tasks(path: Path) -> list[Task]:
         raise UserError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     tasks: list[Task] = []
     seen: dict[str, int] = {}
+    folder = path.parent.resolve()
+    roots = task_roots(folder, allowed_dirs)
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        task = parse_line(line, f"{path}, line {number}")
+        task = parse_line(line, f"{path}, line {number}", folder, roots)
         if task.id in seen:
             raise UserError(
                 f"{path}, line {number}: duplicate id {task.id!r} (line {seen[task.id]} has it "
@@ -84,8 +93,10 @@ def load_tasks(path: Path) -> list[Task]:
     return tasks
 
 
-def parse_line(line: str, where: str) -> Task:
-    """One task from one line of JSON; ``where`` names the file and line in every message."""
+def parse_line(line: str, where: str, folder: Path | None = None, roots: Sequence[Root] = ()) -> Task:
+    """One task from one line of JSON; ``where`` names the file and line in every message.
+    ``folder`` is the task file's (documents are named relative to it; default: the working
+    folder), ``roots`` where they may lie (default: ``task_roots(folder)``)."""
     try:
         data = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -96,10 +107,10 @@ def parse_line(line: str, where: str) -> Task:
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a JSON object, found {type(data).__name__}. "
                         'Write {"id": …, "question": …, "answer": …}.')
-    unknown = sorted(set(data) - {"id", "question", "answer", "choices", "check"})
+    unknown = sorted(set(data) - {"id", "question", "answer", "choices", "check", "documents"})
     if unknown:
         raise UserError(f"{where}: unknown field {unknown[0]!r}. A task has id, question, answer, "
-                        "and optionally choices and check.")
+                        "and optionally choices, check and documents.")
     for name in ("id", "question", "answer"):
         if name not in data:
             raise UserError(f"{where}: missing {name!r}. Every task needs id, question and answer.")
@@ -116,7 +127,10 @@ def parse_line(line: str, where: str) -> Task:
     if check not in CHECKS:
         raise UserError(f"{where}: unknown check {check!r}. Use one of: {', '.join(CHECKS)}.")
     _check_fits(check, answer_text, choices, where)
-    return Task(str(task_id).strip(), question.strip(), answer_text, check, choices)
+    folder = (folder or Path.cwd()).resolve()
+    documents = task_documents(data.get("documents"), where, folder, roots or task_roots(folder))
+    return Task(str(task_id).strip(), question.strip(), answer_text, check, choices,
+                documents=documents)
 
 
 def _choices(value: Any, where: str) -> tuple[str, ...]:
