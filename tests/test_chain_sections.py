@@ -217,9 +217,10 @@ def test_the_default_unit_is_the_chunk_walk_stored_runs_were_made_with(tmp_path:
     )
 
 
-def test_an_unknown_unit_is_one_paragraph_with_a_suggestion() -> None:
+def test_an_unknown_unit_is_one_paragraph_with_a_suggestion(tmp_path: Path) -> None:
+    (tmp_path / "mixed.md").write_text("# One\n\nA line.\n", encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
-        load_scenario_text(section_scenario("mixed.md", 700, unit="sectoin"))
+        load_scenario_text(section_scenario("mixed.md", 700, unit="sectoin"), base_dir=tmp_path)
     message = str(caught.value)
     assert "policy.unit" in message and "did you mean 'section'?" in message and "line 7" in message
     assert "chunk, section" in message and "\n" not in message.strip()
