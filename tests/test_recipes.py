@@ -109,9 +109,10 @@ ASKERS = """personas:
 """
 
 
-def self_ask_scenario(max_follow_ups: int = 3) -> str:
+def self_ask_scenario(max_follow_ups: int = 3, min_follow_ups: int | None = None) -> str:
+    least = "" if min_follow_ups is None else f", min_follow_ups: {min_follow_ups}"
     return make_scenario(
-        f"policy: {{type: self_ask, asker: Asker, answerer: Retriever, max_follow_ups: {max_follow_ups}}}\n",
+        f"policy: {{type: self_ask, asker: Asker, answerer: Retriever, max_follow_ups: {max_follow_ups}{least}}}\n",
         name="self-ask", goal="Who repaired the bell, and when?", personas=ASKERS,
         extra="documents: [facts.md]\nmemory: {num_ctx: 2048, collapse: null}\n"
         "termination: {max_turns: 30}\n",
@@ -266,6 +267,26 @@ def test_task_loop_stops_at_its_budget_with_tasks_open(tmp_path: Path) -> None:
     assert [n.valid_to for n in store.memory_nodes(run_id, ["task"])] == [2, None]
 
 
+def test_self_ask_asks_min_follow_ups_before_it_may_answer(tmp_path: Path) -> None:
+    """A small model answers at once when it may (it then never reads the documents):
+    ``min_follow_ups`` takes the final answer out of the first asks' schema."""
+    facts_document(tmp_path)
+    schemas: list[list[str]] = []
+
+    def reply(request: ChatRequest) -> str:
+        steps = (request.schema or {}).get("properties", {}).get("step", {}).get("enum")
+        if steps is None:
+            return json.dumps({"answer": "Hugh Mackay."})
+        schemas.append(steps)
+        return json.dumps({"step": steps[-1], "text": "Who repaired the bell?"})  # answers when it may
+
+    store, run_id, _ = run_events(tmp_path / "t.db", self_ask_scenario(3, 2), ScriptedBackend(default=reply))
+    assert schemas == [["Follow up"]] * 2 + [["Follow up", "So the final answer is"]]
+    assert [m.content.split(":")[0] for m in store.messages(run_id)] == [
+        "Follow up", "Intermediate answer", "Follow up", "Intermediate answer", "So the final answer is"
+    ]
+
+
 def test_recipe_config_errors_name_the_field_and_the_fix() -> None:
     from personae.config import load_scenario_text
     from personae.errors import ConfigError
@@ -274,6 +295,7 @@ def test_recipe_config_errors_name_the_field_and_the_fix() -> None:
         (chain_scenario(400).replace("manager: Manager", "manager: Worker"), "worker and the manager must be different"),
         (chain_scenario(400).replace("worker: Worker", "worker: Wroker"), "did you mean 'Worker'"),
         (self_ask_scenario().replace("max_follow_ups: 3", "max_follow_ups: 0"), "max_follow_ups"),
+        (self_ask_scenario(2, 3), "min_follow_ups \\(3\\) is more than max_follow_ups \\(2\\)"),
         (task_scenario().replace("executor: Executor", "executor: Planner"), "must be different personas"),
         (task_scenario().replace("collapse: null", "collapse: null, ranking: {type: cosine}"), "ranking"),
     ]

@@ -51,11 +51,21 @@ class SelfAskPolicy(Strict):
     asker: str = Field(description="Asks the follow-ups and gives the final answer.")
     answerer: str = Field(description="Answers each follow-up from the retrieved passage.")
     max_follow_ups: int = Field(3, ge=1, le=50, description="Then the asker must answer.")
+    min_follow_ups: int = Field(
+        0, ge=0, le=50,
+        description="Follow-ups the asker must ask before it may answer (a small model otherwise "
+        "answers at once and never reads the documents).",
+    )
 
     @model_validator(mode="after")
     def _two_people(self) -> SelfAskPolicy:
         if self.asker == self.answerer:
             raise ValueError("the asker and the answerer must be different personas")
+        if self.min_follow_ups > self.max_follow_ups:
+            raise ValueError(
+                f"min_follow_ups ({self.min_follow_ups}) is more than max_follow_ups "
+                f"({self.max_follow_ups}): lower it, or raise max_follow_ups"
+            )
         return self
 
     def persona_refs(self) -> Iterator[tuple[Loc, str]]:

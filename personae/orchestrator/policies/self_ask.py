@@ -65,6 +65,7 @@ class SelfAsk:
         self.asker = config.asker
         self.answerer = config.answerer
         self.max_follow_ups = config.max_follow_ups
+        self.min_follow_ups = config.min_follow_ups
         self.passages = tuple(passages)
 
     def next_speaker(self, history: Sequence[Utterance], since: int = 0) -> TurnPlan | None:
@@ -83,6 +84,9 @@ class SelfAsk:
             f"intermediate answers suffice, give the answer ({FINAL})."
             if left > 0 else f"Give the final answer now ({FINAL}), from the intermediate answers."
         )
+        if len(questions) < self.min_follow_ups:
+            steps = [FOLLOW_UP]
+            what = f"Ask yourself one follow-up question whose answer you need ({FOLLOW_UP})."
         return TurnPlan(
             self.asker,
             phase="self-ask",
