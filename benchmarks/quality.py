@@ -76,7 +76,7 @@ def run_one(
             for name, persona in loaded.personas.items()
         }
         loaded = replace(loaded, personas=personas)
-        rules = {"check_placeholders": False, "trim_cut_replies": False}
+        rules = {"check_placeholders": False, "trim_cut_replies": False, "check_self_copies": False}
     settings = settings_for(loaded, backend, layout=layout, seed=seed, **rules)
     run_id = start_run(store, loaded, backend, settings)
     started = time.perf_counter()

@@ -52,6 +52,30 @@ def test_a_copy_is_retried_and_both_calls_are_stored(tmp_path: Path) -> None:
     assert run.evaluated_tokens == sum(c.evaluated_tokens for c in store.calls(run_id))
 
 
+LOOP = ("Measure how often an order changes within its first minute before caching reads. "
+        "A stale order after a refund is the risk. ") * 4
+
+
+def test_a_reply_that_repeats_itself_is_asked_for_again(tmp_path: Path) -> None:
+    from personae.orchestrator.resume import SELF_COPIES_SINCE, reload_scenario, run_settings
+
+    backend = ScriptedBackend([FIRST, LOOP, NEW])
+    store, run_id, _ = run_events(tmp_path / "g.db", SCENARIO, backend)
+    critic = store.messages(run_id)[1]
+    assert critic.content == NEW
+    check = critic.meta["guard"]["checks"][0]
+    assert check["problems"] == ["copy"] and check["copied"] >= 0.7
+    # A run from before 0.3.1 resumes and replays with the guard it ran with.
+    row = store.run(run_id)
+    loaded = reload_scenario(store, row)
+    for version, expected in (("0.3.0", False), (".".join(map(str, SELF_COPIES_SINCE)), True)):
+        row.personae_version = version
+        assert run_settings(row, loaded, backend).check_self_copies is expected, version
+    old = ScriptedBackend([FIRST, LOOP, NEW])
+    old_store, old_id, _ = run_events(tmp_path / "old.db", SCENARIO, old, check_self_copies=False)
+    assert len(old.requests) == 2 and old_store.messages(old_id)[1].content == LOOP.strip()  # no retry
+
+
 def test_when_every_attempt_fails_the_best_is_kept_and_the_problem_recorded(tmp_path: Path) -> None:
     backend = ScriptedBackend([FIRST, "Planner: I say so.", "ok", FIRST])
     store, run_id, _ = run_events(tmp_path / "g.db", SCENARIO, backend)

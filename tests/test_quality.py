@@ -45,6 +45,15 @@ def test_copy_of_an_earlier_message() -> None:
     assert a.good and b.copy and b.copied >= 0.5 and not b.good
 
 
+def test_a_reply_that_loops_over_itself_is_a_copy() -> None:
+    paragraph = ("Measure how often an order changes within its first minute before caching reads. "
+                 "A stale order after a refund is the risk. ")
+    [s] = scored(Reply("Critic", paragraph * 4))  # what the 135M model's Planner did in the README run
+    assert s.copy and s.copied >= 0.7 and not s.good
+    [once] = scored(Reply("Critic", paragraph))
+    assert once.good and once.copied == 0
+
+
 def test_parroting_the_prompt_is_a_copy() -> None:
     [s] = scored(Reply("Critic", f"{GOAL} {CONTEXT}"))
     assert s.copy and not s.good

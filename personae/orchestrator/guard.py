@@ -11,6 +11,8 @@ the kept reply is one the model wrote.
 A structured reply whose fields repeat the schema's descriptions or hold placeholders ("1.2.3",
 "[the decision]", punctuation) is a copy too (``personae/quality/placeholders.py``); runs started
 before that check keep the guard they ran with (``placeholders=False``), so they replay as they ran.
+A reply that repeats itself (one paragraph over and over) counts its repeats as copied; runs
+started before 0.3.1 are checked without that (``self_copies=False``).
 
 The checks are the quality scorer's own (``personae/quality/scoring.py``), so what the guard
 retries is what the benchmark counts as a failure. They read only the committed transcript and
@@ -27,7 +29,7 @@ from personae.config.models import GuardConfig, Persona, Scenario
 from personae.llm.base import ChatMessage
 from personae.orchestrator.state import Utterance
 from personae.quality.placeholders import placeholder_fields
-from personae.quality.scoring import ngrams, speaks_as, words
+from personae.quality.scoring import copied_share, ngrams, speaks_as, words
 
 Gram = tuple[str, ...]
 
@@ -62,12 +64,14 @@ class ReplyGuard:
     roster: tuple[str, ...]
     given: frozenset[Gram]  # goal, context and every persona's instructions
     placeholders: bool = True  # check structured fields for placeholders (runs since resume.py::REPLY_RULES_SINCE)
+    self_copies: bool = True  # a reply's own repeats count as copied (runs since resume.py::SELF_COPIES_SINCE)
     _said: set[Gram] = field(default_factory=set)  # 4-grams of the transcript so far …
     _said_ids: tuple[int | None, int] = (None, 0)  # … as of (first message id, count)
 
     @classmethod
     def for_scenario(
-        cls, scenario: Scenario, personas: Mapping[str, Persona], *, placeholders: bool = True
+        cls, scenario: Scenario, personas: Mapping[str, Persona], *, placeholders: bool = True,
+        self_copies: bool = True,
     ) -> ReplyGuard:
         texts = [scenario.goal, scenario.context]
         for name in scenario.roster:
@@ -76,7 +80,7 @@ class ReplyGuard:
         given: set[Gram] = set()
         for text in texts:
             given.update(ngrams(words(text)))
-        return cls(scenario.guard, tuple(scenario.roster), frozenset(given), placeholders)
+        return cls(scenario.guard, tuple(scenario.roster), frozenset(given), placeholders, self_copies)
 
     def check(
         self,
@@ -103,9 +107,8 @@ class ReplyGuard:
         in_prompt: set[Gram] = set()
         for message in prompt:
             in_prompt.update(ngrams(words(message.content)))
-        copied = (
-            sum(g in said or g in self.given or g in in_prompt for g in grams) / len(grams)
-            if grams else 0.0
+        copied = copied_share(
+            grams, lambda g: g in said or g in self.given or g in in_prompt, itself=self.self_copies
         )
         voice = speaks_as(content, persona, self.roster)
         problems = tuple(

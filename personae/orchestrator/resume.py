@@ -57,6 +57,7 @@ MEASURE_PREPARED_SINCE = (0, 2, 1)
 # whose cut replies are trimmed at their last complete sentence. Version 0.3.0,
 # the release that brought them.
 REPLY_RULES_SINCE = (0, 3, 0)
+SELF_COPIES_SINCE = (0, 3, 1)  # the guard counts a reply's repeats of itself as copied
 
 
 def as_it_ran(run: Run, loaded: LoadedScenario) -> LoadedScenario:
@@ -193,6 +194,7 @@ def run_settings(run: Run, loaded: LoadedScenario, backend: Backend, **overrides
         "measure_prepared": _version(run.personae_version) >= MEASURE_PREPARED_SINCE,
         "check_placeholders": _version(run.personae_version) >= REPLY_RULES_SINCE,
         "trim_cut_replies": _version(run.personae_version) >= REPLY_RULES_SINCE,
+        "check_self_copies": _version(run.personae_version) >= SELF_COPIES_SINCE,
     }
     values |= {k: v for k, v in overrides.items() if v is not None}
     return settings_for(loaded, backend, **values)

@@ -72,6 +72,7 @@ def settings_for(loaded: LoadedScenario, backend: Backend, **overrides: Any) -> 
         measure_prepared=overrides.get("measure_prepared", True),
         check_placeholders=overrides.get("check_placeholders", True),
         trim_cut_replies=overrides.get("trim_cut_replies", True),
+        check_self_copies=overrides.get("check_self_copies", True),
     )
 
 
@@ -137,7 +138,8 @@ class Orchestrator:
         self._fixed_options: dict[str, tuple[dict[str, Any], list[str]]] = {}  # see _options
         self._rendered = RenderCache()  # each committed turn is rendered once, not per prompt
         self.guard = ReplyGuard.for_scenario(
-            scenario, self.loaded.personas, placeholders=self.settings.check_placeholders
+            scenario, self.loaded.personas, placeholders=self.settings.check_placeholders,
+            self_copies=self.settings.check_self_copies,
         )
         self.policy = make_policy(scenario.policy, scenario.roster, mode_table(scenario))
         self.stop_rule: StopRule = make_stop_rule(

@@ -91,6 +91,8 @@ class RunSettings:
     # started before these (resume.py::REPLY_RULES_SINCE) resume and replay as they ran.
     check_placeholders: bool = True
     trim_cut_replies: bool = True
+    # The guard counts a reply's repeats of itself as copied (resume.py::SELF_COPIES_SINCE).
+    check_self_copies: bool = True
 
 
 @dataclass(frozen=True)

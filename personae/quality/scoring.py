@@ -5,9 +5,9 @@ the failures small models are known for (MAST, Cemri et al. 2025: step repetitio
 role, speaking as another agent) with rules simple enough to read and to argue with:
 
 - *empty*: fewer than 5 words;
-- *copy*: half or more of its word 4-grams already appeared earlier — in another message, or in
-  the goal, context, documents or persona instructions the model was given (parroting the prompt);
-  or, for a structured reply, a field that repeats its schema's description or holds a placeholder
+- *copy*: half or more of its word 4-grams already appeared earlier — in another message, in
+  the goal, context, documents or persona instructions the model was given (parroting the prompt),
+  or earlier in the reply itself (one paragraph said four times: a small model's loop); or, for a structured reply, a field that repeats its schema's description or holds a placeholder
   (``placeholders.py``);
 - *off topic*: fewer than 2 content words shared with the goal, context and documents;
 - *other voice*: it speaks as another persona of the roster;
@@ -23,7 +23,7 @@ code scores Personae's runs (``from_store``) and the transcripts of other framew
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +165,21 @@ def ngrams(tokens: Sequence[str], n: int = NGRAM) -> list[tuple[str, ...]]:
     return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
 
 
+def copied_share(
+    grams: Sequence[tuple[str, ...]], said: Callable[[tuple[str, ...]], bool], *, itself: bool = True
+) -> float:
+    """The share of ``grams`` said before: ``said(gram)``, or (``itself``) earlier in the same
+    reply — a reply that loops over one paragraph copies itself as surely as it copies others."""
+    if not grams:
+        return 0.0
+    earlier: set[tuple[str, ...]] = set()
+    copied = 0
+    for gram in grams:
+        copied += said(gram) or (itself and gram in earlier)
+        earlier.add(gram)
+    return copied / len(grams)
+
+
 def speaks_as(content: str, speaker: str, roster: Iterable[str]) -> str | None:
     """The other persona a reply speaks as: a line that opens with their name as a speaker tag
     (``Critic:``, ``**Critic**:``, ``[Critic]:``, ``## 2. Critic``), or the reply introducing
@@ -221,7 +236,7 @@ def score(deliberation: Deliberation) -> list[ReplyScore]:
         tokens = words(reply.content)
         grams = ngrams(tokens)
         given = seen | set(ngrams(words(reply.prompt))) if reply.prompt else seen
-        copied = sum(g in given for g in grams) / len(grams) if grams else 0.0
+        copied = copied_share(grams, given.__contains__)
         empty_fields = placeholder_fields(reply.fields, reply.schema) if reply.fields else []
         if empty_fields:
             copied = 1.0
