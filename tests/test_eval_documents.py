@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,15 +217,22 @@ def chain_reply(request: ChatRequest) -> str:
     return json.dumps({"answer": "The replacement came from Chance Brothers of Smethwick."})
 
 
-def test_the_chain_answer_is_the_managers(tmp_path: Path) -> None:
-    task = Task("company", "From which company was the burner ordered?", "Chance", "regex", documents=(LOG,))
-    methods = [parse_method("crew:chain-of-agents")]
-    load, num_ctx = crew_loader(methods, [task], default_num_ctx=2048)
+def one_crew_result(
+    tmp_path: Path, spec: str, task: Task, reply: Callable[[ChatRequest], str]
+) -> tuple[Any, list[Any]]:
+    """One crew method on one task, scripted: its stored result and its run's messages."""
+    methods = [parse_method(spec)]
+    load, _ = crew_loader(methods, [task], default_num_ctx=2048)
     store = Store.open(tmp_path / "e.db")
-    runner = Runner(ScriptedBackend(default=chain_reply), store, load, seed=1)
+    runner = Runner(ScriptedBackend(default=reply), store, load, seed=1)
     [result] = load_eval(store, run_eval(store, runner, tasks=[task], methods=methods,
                                          tasks_source="t", budget=None)).results
-    messages = store.messages(result.run_ids[0])
+    return result, store.messages(result.run_ids[0])
+
+
+def test_the_chain_answer_is_the_managers(tmp_path: Path) -> None:
+    task = Task("company", "From which company was the burner ordered?", "Chance", "regex", documents=(LOG,))
+    result, messages = one_crew_result(tmp_path, "crew:chain-of-agents", task, chain_reply)
     assert [m.persona for m in messages].count("Worker") == 34 and messages[-1].persona == "Manager"
     assert result.answer == "replacement came from Chance Brothers of Smethwick" and result.correct == 1
     assert result.reply == messages[-1].raw and json.loads(result.reply)["answer"]  # raw kept
@@ -242,13 +251,7 @@ def self_ask_reply(request: ChatRequest) -> str:
 
 def test_the_self_ask_answer_is_what_follows_so_the_final_answer_is(tmp_path: Path) -> None:
     task = Task("orderer", "Who ordered the replacement burner?", r"\bRoss\b", "regex", documents=(LOG,))
-    methods = [parse_method("crew:self-ask")]
-    load, _ = crew_loader(methods, [task], default_num_ctx=2048)
-    store = Store.open(tmp_path / "e.db")
-    runner = Runner(ScriptedBackend(default=self_ask_reply), store, load, seed=1)
-    [result] = load_eval(store, run_eval(store, runner, tasks=[task], methods=methods,
-                                         tasks_source="t", budget=None)).results
-    messages = store.messages(result.run_ids[0])
+    result, messages = one_crew_result(tmp_path, "crew:self-ask", task, self_ask_reply)
     assert [m.persona for m in messages] == ["Asker", "Retriever", "Asker"]
     assert messages[-1].content == "So the final answer is: Duncan Ross"
     assert result.answer == "Duncan Ross" and result.correct == 1

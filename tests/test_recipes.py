@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 
@@ -170,17 +171,24 @@ def test_self_ask_answers_each_follow_up_from_a_retrieved_passage(tmp_path: Path
     assert "Who repaired the fog bell?" not in answer_prompt and "When was the repair" in answer_prompt
 
 
-def test_self_ask_must_answer_after_max_follow_ups(tmp_path: Path) -> None:
-    facts_document(tmp_path)
-    schemas: list[list[str]] = []
+def stepping(schemas: list[list[str]], pick: int) -> Callable[[ChatRequest], str]:
+    """A model that takes step ``pick`` of those its schema offers (recorded in ``schemas``)
+    and answers every follow-up the same."""
 
     def reply(request: ChatRequest) -> str:
         steps = (request.schema or {}).get("properties", {}).get("step", {}).get("enum")
         if steps is None:
             return json.dumps({"answer": "Hugh Mackay."})
         schemas.append(steps)
-        return json.dumps({"step": steps[0], "text": "Who repaired the bell?"})
+        return json.dumps({"step": steps[pick], "text": "Who repaired the bell?"})
 
+    return reply
+
+
+def test_self_ask_must_answer_after_max_follow_ups(tmp_path: Path) -> None:
+    facts_document(tmp_path)
+    schemas: list[list[str]] = []
+    reply = stepping(schemas, 0)
     store, run_id, _ = run_events(tmp_path / "t.db", self_ask_scenario(2), ScriptedBackend(default=reply))
     assert schemas == [["Follow up", "So the final answer is"]] * 2 + [["So the final answer is"]]
     assert store.messages(run_id)[-1].content == "So the final answer is: Who repaired the bell?"
@@ -272,14 +280,7 @@ def test_self_ask_asks_min_follow_ups_before_it_may_answer(tmp_path: Path) -> No
     ``min_follow_ups`` takes the final answer out of the first asks' schema."""
     facts_document(tmp_path)
     schemas: list[list[str]] = []
-
-    def reply(request: ChatRequest) -> str:
-        steps = (request.schema or {}).get("properties", {}).get("step", {}).get("enum")
-        if steps is None:
-            return json.dumps({"answer": "Hugh Mackay."})
-        schemas.append(steps)
-        return json.dumps({"step": steps[-1], "text": "Who repaired the bell?"})  # answers when it may
-
+    reply = stepping(schemas, -1)  # answers as soon as it may
     store, run_id, _ = run_events(tmp_path / "t.db", self_ask_scenario(3, 2), ScriptedBackend(default=reply))
     assert schemas == [["Follow up"]] * 2 + [["Follow up", "So the final answer is"]]
     assert [m.content.split(":")[0] for m in store.messages(run_id)] == [
