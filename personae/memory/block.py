@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from personae.memory.documents import PATH_SEPARATOR
+from personae.memory.documents import chunk_location
 from personae.memory.ranking import Weights, generative_rank
 from personae.memory.retrieval import rank
 from personae.memory.view import MemoryView
@@ -68,7 +68,7 @@ def item_line(node: MemoryNode) -> str:
         first, last = data.get("span", [node.turn, node.turn])
         return f"- Turns {first}-{last}: {node.text}"
     if node.kind == "chunk":
-        where = PATH_SEPARATOR.join(p for p in (data.get("document"), data.get("path")) if p)
+        where = chunk_location(data)
         text = " ".join(node.text.split())
         if len(text) > CHUNK_PREVIEW:
             text = text[: CHUNK_PREVIEW - 1].rstrip() + "…"

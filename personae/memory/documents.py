@@ -9,9 +9,10 @@ document. Every node is indexed in ``memory_fts``; ``part_of`` edges keep the tr
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from personae.errors import UserError
 from personae.store.graph_rows import EdgeSpec, GraphEdit, NodeSpec
@@ -94,6 +95,17 @@ def split_document(text: str, name: str, *, markdown: bool = True) -> GraphEdit:
     return GraphEdit(tuple(nodes), tuple(edges), meta={"chunks": chunk_count})
 
 
+def split_file(path: Path, text: str) -> GraphEdit:
+    """``split_document`` for a file: Markdown unless it is ``.txt`` (plain text has no headings)."""
+    return split_document(text, path.name, markdown=path.suffix.lower() != ".txt")
+
+
+def chunk_location(data: Mapping[str, Any] | None) -> str:
+    """Where a chunk stands, from its node data: "document › section › subsection"."""
+    data = data or {}
+    return PATH_SEPARATOR.join(p for p in (data.get("document"), data.get("path")) if p)
+
+
 def _parents(sections: Sequence[_Section]) -> dict[str, str]:
     """section key -> the key of the nearest section above it with a smaller depth."""
     parents: dict[str, str] = {}
@@ -171,7 +183,7 @@ def import_documents(
     texts = {**read_documents([p for p in missing if p not in (texts or {})]), **(texts or {})}
     added = 0
     for path in missing:
-        edit = split_document(texts[path], path.name, markdown=path.suffix.lower() != ".txt")
+        edit = split_file(path, texts[path])
         doc = edit.nodes[0]
         edit = GraphEdit(
             (NodeSpec(doc.key, doc.kind, doc.text, data={**(doc.data or {}), "path": str(path)},

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from personae.memory.documents import PATH_SEPARATOR, split_document
+from personae.memory.documents import chunk_location, split_file
 from personae.memory.retrieval import rank
 from personae.store.reads import Reader
 
@@ -35,14 +35,7 @@ def load_passages(store: Reader, run_id: int) -> tuple[Passage, ...]:
         for edge in store.memory_edges(run_id, ["part_of"], to_kinds=["section", "document"])
     }
     return tuple(
-        Passage(
-            node.id,
-            PATH_SEPARATOR.join(
-                p for p in ((node.data or {}).get("document"), (node.data or {}).get("path")) if p
-            ),
-            node.text,
-            parent.get(node.id),
-        )
+        Passage(node.id, chunk_location(node.data), node.text, parent.get(node.id))
         for node in store.memory_nodes(run_id, ["chunk"])
     )
 
@@ -62,16 +55,14 @@ def preview_passages(texts: Mapping[Path, str]) -> tuple[Passage, ...]:
     passages: list[Passage] = []
     offset = 0
     for path, text in texts.items():
-        edit = split_document(text, path.name, markdown=path.suffix.lower() != ".txt")
+        edit = split_file(path, text)
         ids = {node.key: offset + number for number, node in enumerate(edit.nodes, start=1)}
         parent = {edge.src: edge.dst for edge in edit.edges if edge.kind == "part_of"}
         for node in edit.nodes:
             if node.kind != "chunk":
                 continue
-            data = node.data or {}
-            where = PATH_SEPARATOR.join(p for p in (data.get("document"), data.get("path")) if p)
             section = parent.get(node.key)
-            passages.append(Passage(ids[node.key], where, node.text,
+            passages.append(Passage(ids[node.key], chunk_location(node.data), node.text,
                                     ids[section] if isinstance(section, str) else None))
         offset += len(edit.nodes)
     return tuple(passages)
