@@ -61,3 +61,15 @@ def test_validate_prints_a_chain_plan_on_one_line(tmp_path: Path, cli_env: dict[
     lines = [line.strip() for line in result.stdout.splitlines()]
     assert any(line.startswith("chunk 1/") and ": Worker 1–" in line for line in lines), lines
     assert "twice in a row" not in result.stderr
+
+
+def test_the_longest_value_numbers_integer_items_and_keeps_booleans() -> None:
+    from personae.orchestrator.plan import longest
+
+    schema = {"type": "object", "properties": {"items": {
+        "type": "array", "minItems": 1, "maxItems": 3,
+        "items": {"type": "object", "properties": {
+            "id": {"type": "integer"}, "done": {"type": "boolean"}, "step": {"enum": ["a", "b"]},
+        }},
+    }}}
+    assert longest(schema) == {"items": [{"id": n, "done": False, "step": "a"} for n in (1, 2, 3)]}

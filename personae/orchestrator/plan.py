@@ -112,7 +112,7 @@ def longest(schema: dict[str, Any]) -> Any:
         items = [longest(schema.get("items") or {}) for _ in range(min(int(count), MOST))]
         for number, item in enumerate(items, start=1):
             if isinstance(item, dict):
-                item.update({k: number for k, v in item.items() if isinstance(v, int)})
+                item.update({k: number for k, v in item.items() if type(v) is int})  # not a bool
         return items
     if kind == "integer":
         return max(1, int(schema.get("minimum", 1)))
