@@ -8,6 +8,7 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -216,13 +217,9 @@ def test_bad_methods_are_usage_errors(spec: str) -> None:
         parse_method(spec)
 
 
-def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path) -> None:
-    """Solver is wrong, Checker and Decider right: the crew's final answer differs from its first
-    speaker's on every item, all wrong→right; the vote (2 of 3 right) is right too; sc gets
-    K = ⌊crew median / sample median⌋ samples."""
-    tasks = [Task(f"q{i}", f"What is {i} + 1?", str(i + 1), "number") for i in range(1, 4)]
-    methods = [parse_method(s) for s in ("single", "sc", "crew", "vote:crew")]
-    load, _ = crew_loader(methods, tasks, default_num_ctx=2048)
+def crew_model(tasks: list[Task], solver: Callable[[Task], str]) -> Callable[[ChatRequest], str]:
+    """A scripted model for the shipped eval crew: the Checker and the Decider give each task's
+    answer, the Solver (and every one-call method) says ``solver(task)``."""
 
     def reply(request: ChatRequest) -> str:
         text = "\n".join(m.content for m in request.messages)
@@ -231,10 +228,21 @@ def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path
             return json.dumps({"answer": task.answer})
         if "Checker" in request.messages[-1].content:
             return f"Solver is off by one.\nANSWER: {task.answer}"
-        return "Counting.\nANSWER: 0"
+        return f"Counting.\nANSWER: {solver(task)}"
+
+    return reply
+
+
+def test_matched_budget_comes_from_the_crew_and_flips_are_counted(tmp_path: Path) -> None:
+    """Solver is wrong, Checker and Decider right: the crew's final answer differs from its first
+    speaker's on every item, all wrong→right; the vote (2 of 3 right) is right too; sc gets
+    K = ⌊crew median / sample median⌋ samples."""
+    tasks = [Task(f"q{i}", f"What is {i} + 1?", str(i + 1), "number") for i in range(1, 4)]
+    methods = [parse_method(s) for s in ("single", "sc", "crew", "vote:crew")]
+    load, _ = crew_loader(methods, tasks, default_num_ctx=2048)
 
     store = Store.open(tmp_path / "e.db")
-    runner = Runner(ScriptedBackend(default=reply), store, load, seed=1)
+    runner = Runner(ScriptedBackend(default=crew_model(tasks, lambda task: "0")), store, load, seed=1)
     eval_id = run_eval(store, runner, tasks=tasks, methods=methods, tasks_source="t", budget="matched")
     stored = load_eval(store, eval_id)
     rows = {r["method"]: r for r in method_rows(stored)}

@@ -5,7 +5,6 @@ holding markup stays text."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -25,12 +24,12 @@ from personae.eval.runner import Runner
 from personae.eval.session import run_eval
 from personae.eval.storage import load_eval
 from personae.eval.tasks import Task
-from personae.llm.base import ChatRequest
 from personae.llm.scripted import ScriptedBackend
 from personae.store.repo import Store
 from personae.web.app import make_app
 from tests.builders import make_scenario
 from tests.test_batch import Counting, opener
+from tests.test_eval import crew_model
 
 LOOPBACK = "http://127.0.0.1"
 MARKUP = "<script>alert(1)</script>"
@@ -64,15 +63,7 @@ def make_eval(store: Store, folder: Path) -> int:
     methods = [parse_method(s) for s in ("single", "sc:2", f"crew:{crew_file}")]
     load, _ = crew_loader(methods, tasks, default_num_ctx=2048)
 
-    def reply(request: ChatRequest) -> str:
-        text = "\n".join(m.content for m in request.messages)
-        task = next(t for t in tasks if t.question in text)
-        if "Decider" in request.messages[-1].content and request.schema is not None:
-            return json.dumps({"answer": task.answer})
-        if "Checker" in request.messages[-1].content:
-            return f"Solver is off.\nANSWER: {task.answer}"
-        return f"Counting.\nANSWER: {2 if task.id == 'q1' else 0}"
-
+    reply = crew_model(tasks, lambda task: "2" if task.id == "q1" else "0")
     runner = Runner(ScriptedBackend(default=reply), store, load, seed=1)
     return run_eval(store, runner, tasks=tasks, methods=methods, tasks_source=MARKUP, budget=None)
 
