@@ -13,7 +13,7 @@ from pathlib import Path
 
 from personae.config.messages import Problems, config_error, show_value, similar_file
 from personae.config.models import Scenario
-from personae.config.roots import Root, describe, document_roots, root_of
+from personae.config.roots import DocumentProblem, Root, describe, document_roots, locate_document
 from personae.config.yaml_source import Source, node_at
 
 
@@ -68,29 +68,30 @@ def _document(src: Source, index: int, entry: str, base: Path, roots: list[Root]
         + (f" (or into {others})" if others else "")
         + "; or allow its folder with --allow-dir DIR."
     )
-    if "\x00" in entry:
+    try:
+        return locate_document(base, entry, roots)
+    except DocumentProblem as refused:
+        path, kind, reason = refused.path, refused.kind, refused.reason
+    if kind == "nul":
         problem = "a document path cannot contain a NUL character."
         raise config_error(src.label, node, where, problem, "Fix the path.")
-    if Path(entry).is_absolute() or entry.startswith("~"):
+    if kind == "absolute":
         raise config_error(
             src.label, node, where,
             f"document {show_value(entry)} is not relative to the scenario's folder.", inside,
         )
-    try:
-        path = (base / entry).resolve()
-        outside = root_of(path, roots) is None
-        exists = path.exists()
-    except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
-        problem = f"document {show_value(entry)} cannot be read: {_reason(exc)}."
-        raise config_error(src.label, node, where, problem, "Fix the path.") from None
-    if outside:
+    if kind == "unreadable":
+        problem = f"document {show_value(entry)} cannot be read: {reason}."
+        raise config_error(src.label, node, where, problem, "Fix the path.")
+    assert path is not None, "a followed entry names where it led"
+    if kind == "outside":
         raise config_error(
             src.label, node, where,
             f"document {show_value(entry)} is outside the scenario's folder"
             + (f" and {others}" if others else "") + f" (it leads to {path}).",
             inside,
         )
-    if not exists:
+    if kind == "missing":
         siblings = list(path.parent.iterdir()) if path.parent.is_dir() else []
         guess = similar_file(path, siblings)
         hint = f" Did you mean '{guess}'?" if guess else ""
@@ -98,12 +99,10 @@ def _document(src: Source, index: int, entry: str, base: Path, roots: list[Root]
             src.label, node, where, f"document {show_value(entry)} not found (looked for {path}).",
             f"Document paths are relative to the scenario's folder, {base}.{hint}",
         )
-    if not path.is_file():
-        raise config_error(
-            src.label, node, where, f"document {show_value(entry)} is not a file ({path}).",
-            "List each document file separately (Markdown or plain text).",
-        )
-    return path
+    raise config_error(
+        src.label, node, where, f"document {show_value(entry)} is not a file ({path}).",
+        "List each document file separately (Markdown or plain text).",
+    )
 
 
 def _reason(exc: OSError | RuntimeError) -> str:

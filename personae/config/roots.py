@@ -52,3 +52,37 @@ def root_of(path: Path, roots: Sequence[Root]) -> Root | None:
 
 def describe(roots: Sequence[Root]) -> str:
     return ", ".join(f"{r.why} ({r.folder})" for r in roots)
+
+
+class DocumentProblem(Exception):
+    """Why a document entry is refused (``locate_document``); each caller words it for its own
+    file — a scenario's line and column, a task file's line."""
+
+    def __init__(self, kind: str, path: Path | None = None, reason: str = "") -> None:
+        super().__init__(kind)
+        self.kind = kind  # "nul", "absolute", "unreadable", "outside", "missing", "not_file"
+        self.path = path  # where the entry led, when it was followed
+        self.reason = reason  # "unreadable": the system's words
+
+
+def locate_document(base: Path, entry: str, roots: Sequence[Root]) -> Path:
+    """The file a document entry names relative to ``base``, links followed, once it is known to
+    lie inside ``roots``, to exist and to be a file; else ``DocumentProblem``. One check for every
+    file that names documents, so the confinement cannot drift between them."""
+    if "\x00" in entry:
+        raise DocumentProblem("nul")
+    if Path(entry).is_absolute() or entry.startswith("~"):
+        raise DocumentProblem("absolute")
+    try:
+        path = (base / entry).resolve()
+        inside = root_of(path, roots) is not None
+        exists, is_file = path.exists(), path.is_file()
+    except (OSError, RuntimeError) as exc:  # too long a name, a symlink loop
+        raise DocumentProblem("unreadable", reason=getattr(exc, "strerror", None) or str(exc)) from None
+    if not inside:
+        raise DocumentProblem("outside", path)
+    if not exists:
+        raise DocumentProblem("missing", path)
+    if not is_file:
+        raise DocumentProblem("not_file", path)
+    return path

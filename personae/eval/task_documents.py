@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from personae.config.roots import Root, describe, document_roots, root_of
+from personae.config.roots import DocumentProblem, Root, describe, document_roots, locate_document
 from personae.errors import UserError
 
 PACKAGE = Path(__file__).resolve().parent.parent  # the installed personae package
@@ -47,29 +47,26 @@ def task_documents(value: Any, where: str, task_dir: Path, roots: Sequence[Root]
 def _resolve(entry: str, where: str, task_dir: Path, roots: Sequence[Root]) -> Path:
     shown = repr(entry)
     relative = f"Name it relative to the task file's folder, {task_dir}"
-    if "\x00" in entry:
-        raise UserError(f"{where}: document {shown} contains a NUL character. Fix the path.")
-    if Path(entry).is_absolute() or entry.startswith("~"):
-        raise UserError(f"{where}: document {shown} is not relative to the task file. {relative}.")
     try:
-        path = (task_dir / entry).resolve()
-        inside = root_of(path, roots) is not None
-        exists, is_file = path.exists(), path.is_file()
-    except (OSError, RuntimeError) as exc:  # a name too long, a link loop
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise UserError(f"{where}: document {shown} cannot be read: {reason}. Fix the path.") from None
-    if not inside:
+        return locate_document(task_dir, entry, roots)
+    except DocumentProblem as refused:
+        path, kind, reason = refused.path, refused.kind, refused.reason
+    if kind == "nul":
+        raise UserError(f"{where}: document {shown} contains a NUL character. Fix the path.")
+    if kind == "absolute":
+        raise UserError(f"{where}: document {shown} is not relative to the task file. {relative}.")
+    if kind == "unreadable":
+        raise UserError(f"{where}: document {shown} cannot be read: {reason}. Fix the path.")
+    if kind == "outside":
         raise UserError(
             f"{where}: document {shown} leads outside the folders a task file may read "
             f"({describe(roots)}): to {path}. Copy it next to the task file, or allow its folder "
             "with --allow-dir DIR."
         )
-    if not exists:
+    if kind == "missing":
         raise UserError(f"{where}: document {shown} not found (looked for {path}). {relative}.")
-    if not is_file:
-        raise UserError(f"{where}: document {shown} is not a file ({path}). List each document "
-                        "file separately (Markdown or plain text).")
-    return path
+    raise UserError(f"{where}: document {shown} is not a file ({path}). List each document "
+                    "file separately (Markdown or plain text).")
 
 
 def named_from(base: Path, documents: Sequence[Path]) -> list[str]:
